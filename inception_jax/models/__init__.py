@@ -1,0 +1,95 @@
+"""The networks, by name: `models.create(name, num_classes=1000, **overrides)`.
+
+| name | what | default input |
+|---|---|---|
+| `googlenet` | GoogLeNet as the paper defines it (Table 1, Figure 3: LRN, 5x5 branches, aux heads) | 224 |
+| `googlenet_bn` | GoogLeNet as released (tf-slim / torchvision: BatchNorm, 3x3 "5x5" branch) | 224 |
+| `inception_v2` | Rethinking's Inception-v2 (Table 3 baseline: 7x7/2 first conv, aux head without BN) | 299 |
+| `inception_v3` | the released Inception-v3 (factorized stem, BN-auxiliary) | 299 |
+
+Overrides are the attributes of `GoogLeNet` / `InceptionV3` (every ablation of both papers); an
+unknown name or an invalid value raises a ValueError before anything is traced.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from inception_jax.models.googlenet import GoogLeNet
+from inception_jax.models.inception_v3 import InceptionV3
+
+_PRESETS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
+    "googlenet": (GoogLeNet, {}),
+    "googlenet_bn": (GoogLeNet, dict(norm="bn", branch3_kernel=3, pool5_window=2, dropout_rate=0.2,
+                                     aux_pooling="adaptive")),
+    "inception_v2": (InceptionV3, dict(stem="7x7", aux_bn=False)),
+    "inception_v3": (InceptionV3, {}),
+}
+NAMES = tuple(_PRESETS)
+
+# Values each categorical override accepts (checked in `create`, before any tracing).
+_CHOICES = {
+    "norm": ("lrn", "bn"), "module": ("reduced", "naive"), "branch3_kernel": (3, 5),
+    "pool5_window": (2, 3), "aux_pooling": ("paper", "adaptive"), "stem": ("factorized", "7x7"),
+    "factorization_activation": ("relu", "linear"), "receptive_field": (299, 151, 79),
+    "layout": ("released", "paper"),
+}
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def valid_overrides(name: str) -> tuple[str, ...]:
+    """The override names `create(name, ...)` accepts."""
+    cls, _ = _lookup(name)
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name"))
+
+
+def create(name: str, num_classes: int = 1000, **overrides: Any) -> nn.Module:
+    """Builds a network by name; see the module docstring for names and `valid_overrides(name)`."""
+    cls, preset = _lookup(name)
+    unknown = sorted(set(overrides) - set(valid_overrides(name)))
+    if unknown:
+        raise ValueError(f"unknown override(s) {unknown} for model {name!r}; valid overrides: "
+                         f"{', '.join(sorted(valid_overrides(name)))}")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    kwargs = {**preset, **overrides}
+    for field, value in kwargs.items():
+        if field in _CHOICES and value not in _CHOICES[field]:
+            raise ValueError(f"{name}: {field} must be one of {_CHOICES[field]}, got {value!r}")
+    if isinstance(kwargs.get("dtype"), str):
+        if kwargs["dtype"] not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {kwargs['dtype']!r}")
+        kwargs["dtype"] = _DTYPES[kwargs["dtype"]]
+    for field in ("width_multiplier",):
+        if field in kwargs and not kwargs[field] > 0:
+            raise ValueError(f"{field} must be > 0, got {kwargs[field]!r}")
+    for field in ("dropout_rate", "aux_dropout_rate"):
+        if field in kwargs and not 0.0 <= kwargs[field] < 1.0:
+            raise ValueError(f"{field} must be in [0, 1), got {kwargs[field]!r}")
+    return cls(num_classes=num_classes, **kwargs)
+
+
+def default_image_size(name: str, **overrides: Any) -> int:
+    """The input size each network was designed for (Table 2's receptive field where overridden)."""
+    cls, preset = _lookup(name)
+    if cls is GoogLeNet:
+        return 224
+    return {**preset, **overrides}.get("receptive_field", 299)
+
+
+def min_image_size(name: str, **overrides: Any) -> int:
+    """The smallest square input the network accepts with these overrides."""
+    return create(name, **overrides).min_image_size
+
+
+def _lookup(name: str) -> tuple[type[nn.Module], dict[str, Any]]:
+    if name not in _PRESETS:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(NAMES)}")
+    return _PRESETS[name]
+
+
+__all__ = ["NAMES", "GoogLeNet", "InceptionV3", "create", "default_image_size", "min_image_size",
+           "valid_overrides"]

@@ -1,0 +1,138 @@
+"""Inception v2 and v3, "Rethinking the Inception Architecture for Computer Vision".
+
+`InceptionV3` with its defaults is the released Inception-v3 (tf-slim inception_v3, torchvision
+Inception3 and Keras InceptionV3 agree): factorized stem, Mixed_5b..5d (Figure 5), Mixed_6a
+(Figure 10), Mixed_6b..6e (Figure 6, n=7), Mixed_7a, Mixed_7b..7c (Figure 7), BN-auxiliary head on
+Mixed_6e. Every conv is conv -> BN (eps 0.001) -> ReLU without bias. Every ablation of the paper is an
+attribute:
+
+  - `stem`: "factorized" (three 3x3 convs, Table 3 "+Factorized 7x7") or "7x7" (one 7x7/2 conv, the
+    Inception-v2 row of Table 3).
+  - `aux_bn`: batch-normalize the auxiliary head's fully connected layer (Table 3 "BN-auxiliary").
+  - `factorization_activation`: "relu" or "linear" first layers of each factorized pair (Figure 2).
+  - `receptive_field`: 299 (stride 2 then max pool), 151 (stride 1 then max pool) or 79 (stride 1, no
+    pool): Table 2, three inputs at (nearly) equal cost.
+  - `layout`: "released" or "paper" (Table 1 as printed: stem ending 3x3/1 80, 3x3/2 192, 3x3/1 288
+    padded, a 3x3 in Figure 5's second branch, five Figure-6 modules). Widths the paper does not print
+    are the released ones.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from inception_jax.blocks import (Asymmetric7x7Module, ExpandedFilterBankModule, Factorized5x5Module,
+                                  GridReduction17to8, GridReduction35to17, InceptionV3AuxHead)
+from inception_jax.layers import ConvBN, check_images, depth, global_avg_pool, max_pool
+from inception_jax.models.googlenet import _outputs, _torchvision_to_inception_range
+
+# Released code: Figure-6 inner widths for Mixed_6b..6e; the paper prints five such modules.
+CHANNELS_7X7 = {"released": (128, 160, 160, 192), "paper": (128, 160, 160, 160, 192)}
+MIN_IMAGE_SIZE = {299: 75, 151: 43, 79: 27}
+
+
+class InceptionV3(nn.Module):
+    """Inception v2/v3: images [batch, height, width, 3] in [-1, 1] -> logits [batch, num_classes].
+
+    Other attributes: `aux_logits` (build the head on Mixed_6e, returned only with train=True),
+    `dropout_rate` (before the classifier; the released code keeps 0.8), `pool_count_include_pad`
+    (average pools divide by the full window as torchvision does, instead of by the valid pixels as
+    TF/Keras do), `transform_input`, `bn_scale`, `bn_axis_name`, `width_multiplier`, `dtype`,
+    `return_features`: as in `GoogLeNet`.
+    """
+
+    num_classes: int = 1000
+    stem: str = "factorized"
+    aux_logits: bool = True
+    aux_bn: bool = True
+    factorization_activation: str = "relu"
+    receptive_field: int = 299
+    layout: str = "released"
+    dropout_rate: float = 0.2
+    pool_count_include_pad: bool = False
+    transform_input: bool = False
+    bn_scale: bool = True
+    bn_momentum: float = 0.9997
+    bn_axis_name: str | None = None
+    width_multiplier: float = 1.0
+    dtype: Any = jnp.float32
+    return_features: bool = False
+
+    @property
+    def min_image_size(self) -> int:
+        return MIN_IMAGE_SIZE.get(self.receptive_field, 75)
+
+    def _validate(self) -> None:
+        choices = {"stem": ("factorized", "7x7"), "factorization_activation": ("relu", "linear"),
+                   "receptive_field": (299, 151, 79), "layout": ("released", "paper")}
+        for field, valid in choices.items():
+            if getattr(self, field) not in valid:
+                raise ValueError(f"{field} must be one of {valid}, got {getattr(self, field)!r}")
+
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool = False):
+        self._validate()
+        check_images(images, self.min_image_size, type(self).__name__)
+        conv = functools.partial(ConvBN, bn_scale=self.bn_scale, bn_momentum=self.bn_momentum,
+                                 bn_axis_name=self.bn_axis_name, dtype=self.dtype)
+        d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
+        factorized_act = self.factorization_activation == "relu"
+        blocks = dict(conv=conv, width_multiplier=self.width_multiplier)
+        pools = dict(pool_count_include_pad=self.pool_count_include_pad)
+        end_points: dict[str, Any] = {}
+
+        x = _torchvision_to_inception_range(images) if self.transform_input else images
+        x = x.astype(self.dtype)
+        # ---- Stem (Table 1 rows up to the 35x35 grid; Table 2's receptive field variants) ----
+        stride1 = 1 if self.receptive_field in (151, 79) else 2
+        if self.stem == "7x7":
+            x = end_points["Conv2d_1a_7x7"] = conv(d(64), 7, strides=stride1, name="Conv2d_1a_7x7")(x, train)
+        else:
+            x = end_points["Conv2d_1a_3x3"] = conv(d(32), 3, strides=stride1, name="Conv2d_1a_3x3")(x, train)
+            x = end_points["Conv2d_2a_3x3"] = conv(d(32), 3, name="Conv2d_2a_3x3")(x, train)
+            x = end_points["Conv2d_2b_3x3"] = conv(d(64), 3, padding=1, name="Conv2d_2b_3x3")(x, train)
+        if self.receptive_field != 79:
+            x = end_points["MaxPool_3a_3x3"] = max_pool(x, 3, 2)
+        if self.layout == "paper":
+            x = end_points["Conv2d_3b_3x3"] = conv(d(80), 3, name="Conv2d_3b_3x3")(x, train)
+            x = end_points["Conv2d_4a_3x3"] = conv(d(192), 3, strides=2, name="Conv2d_4a_3x3")(x, train)
+            x = end_points["Conv2d_4b_3x3"] = conv(d(288), 3, padding=1, name="Conv2d_4b_3x3")(x, train)
+        else:
+            x = end_points["Conv2d_3b_1x1"] = conv(d(80), 1, name="Conv2d_3b_1x1")(x, train)
+            x = end_points["Conv2d_4a_3x3"] = conv(d(192), 3, name="Conv2d_4a_3x3")(x, train)
+            x = end_points["MaxPool_5a_3x3"] = max_pool(x, 3, 2)
+
+        # ---- 35x35: Figure 5 ----
+        k5 = 3 if self.layout == "paper" else 5
+        for name, pool_features in (("Mixed_5b", 32), ("Mixed_5c", 64), ("Mixed_5d", 64)):
+            x = end_points[name] = Factorized5x5Module(
+                pool_features, branch5x5_kernel=k5, factorized_activation=factorized_act,
+                name=name, **blocks, **pools)(x, train)
+        # ---- 35x35 -> 17x17: Figure 10 ----
+        x = end_points["Mixed_6a"] = GridReduction35to17(
+            factorized_activation=factorized_act, name="Mixed_6a", **blocks)(x, train)
+        # ---- 17x17: Figure 6 ----
+        for i, c7 in enumerate(CHANNELS_7X7[self.layout]):
+            name = f"Mixed_6{'bcdefg'[i]}"
+            x = end_points[name] = Asymmetric7x7Module(
+                c7, factorized_activation=factorized_act, name=name, **blocks, **pools)(x, train)
+        aux = ()
+        if self.aux_logits and (train or self.is_initializing()):
+            head = InceptionV3AuxHead(self.num_classes, bn_fc=self.aux_bn, dtype=self.dtype,
+                                      name="AuxLogits", **blocks)
+            aux = (head(x, train).astype(jnp.float32),)
+        # ---- 17x17 -> 8x8: Figure 10 ----
+        x = end_points["Mixed_7a"] = GridReduction17to8(
+            factorized_activation=factorized_act, name="Mixed_7a", **blocks)(x, train)
+        # ---- 8x8: Figure 7 ----
+        for name in ("Mixed_7b", "Mixed_7c"):
+            x = end_points[name] = ExpandedFilterBankModule(name=name, **blocks, **pools)(x, train)
+
+        x = end_points["PreLogits"] = global_avg_pool(x)
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="Logits")(x).astype(jnp.float32)
+        return _outputs(logits, aux, end_points, train, self.return_features)
