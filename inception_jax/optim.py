@@ -1,0 +1,119 @@
+"""The one place optimizers, learning-rate schedules and parameter averages are built from a config.
+
+Recipes (see configs/ and docs/TRAINING.md for the sources):
+- GoogLeNet: SGD with momentum 0.9, learning rate decreased by 4% every 8 epochs (staircase).
+- Inception v2/v3: RMSProp with decay 0.9 and epsilon 1.0 in TensorFlow's semantics, learning rate
+  0.045 decayed by 0.94 every 2 epochs, gradients clipped to global norm 2.0.
+
+Every schedule is defined in epochs and converted to steps with the train split's size, so the
+papers' values hold at the epoch boundaries whatever the batch size. The base learning rate is given
+for `config.base_batch_size` and follows the linear scaling rule (Goyal et al. 2017) when
+`config.batch_size` differs, with an optional linear warmup.
+"""
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+OPTIMIZERS = ("sgd", "rmsprop", "adam")
+SCHEDULES = ("exponential", "cosine", "constant")
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning rate.
+# ---------------------------------------------------------------------------------------------
+def scaled_learning_rate(config: ml_collections.ConfigDict) -> float:
+  """Linear scaling rule: learning_rate * batch_size / base_batch_size."""
+  return config.learning_rate * config.batch_size / config.base_batch_size
+
+
+def staircase_exponential_decay(init_value: float, decay_rate: float,
+                                decay_steps: float) -> optax.Schedule:
+  """init_value * decay_rate ** floor(step / decay_steps); decay_steps may be fractional."""
+  def schedule(step):
+    return init_value * decay_rate ** jnp.floor(jnp.asarray(step, jnp.float32) / decay_steps)
+  return schedule
+
+
+def cosine_decay(init_value: float, total_steps: float) -> optax.Schedule:
+  def schedule(step):
+    t = jnp.clip(jnp.asarray(step, jnp.float32) / total_steps, 0.0, 1.0)
+    return init_value * 0.5 * (1.0 + jnp.cos(jnp.pi * t))
+  return schedule
+
+
+def with_linear_warmup(schedule: optax.Schedule, peak_value: float,
+                       warmup_steps: float) -> optax.Schedule:
+  """Ramps linearly from 0 to peak_value over warmup_steps, then follows schedule (not shifted)."""
+  if warmup_steps <= 0:
+    return schedule
+  def warmed(step):
+    step = jnp.asarray(step, jnp.float32)
+    return jnp.where(step < warmup_steps, peak_value * step / warmup_steps, schedule(step))
+  return warmed
+
+
+def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: float,
+                            total_steps: int) -> optax.Schedule:
+  """The learning rate at each step (optax counts updates from 0)."""
+  peak = scaled_learning_rate(config)
+  if config.lr_schedule == "exponential":
+    schedule = staircase_exponential_decay(peak, config.lr_decay_rate,
+                                           config.lr_decay_epochs * steps_per_epoch)
+  elif config.lr_schedule == "cosine":
+    schedule = cosine_decay(peak, total_steps)
+  elif config.lr_schedule == "constant":
+    schedule = lambda step: jnp.full((), peak, jnp.float32)
+  else:
+    raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; expected one of {SCHEDULES}")
+  return with_linear_warmup(schedule, peak, config.warmup_epochs * steps_per_epoch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer.
+# ---------------------------------------------------------------------------------------------
+def tf_rmsprop(learning_rate: optax.ScalarOrSchedule, decay: float, epsilon: float,
+               momentum: float, initial_scale: float = 1.0) -> optax.GradientTransformation:
+  """tf.compat.v1.train.RMSPropOptimizer: epsilon inside the square root, the squared-gradient
+  accumulator starting at 1.0, the learning rate applied before the momentum trace."""
+  return optax.rmsprop(learning_rate, decay=decay, eps=epsilon, initial_scale=initial_scale,
+                       eps_in_sqrt=True, momentum=momentum or None)
+
+
+def create_optimizer(config: ml_collections.ConfigDict,
+                     learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
+  """Optional global-norm gradient clipping followed by the configured optimizer."""
+  name = config.optimizer
+  if name == "sgd":
+    opt = optax.sgd(learning_rate_fn, momentum=config.momentum or None, nesterov=config.nesterov)
+  elif name == "rmsprop":
+    opt = tf_rmsprop(learning_rate_fn, config.rmsprop_decay, config.rmsprop_epsilon,
+                     config.momentum, config.rmsprop_initial_scale)
+  elif name == "adam":
+    opt = optax.adam(learning_rate_fn)
+  else:
+    raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
+  if config.grad_clip_norm and config.grad_clip_norm > 0:
+    opt = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), opt)
+  return opt
+
+
+# ---------------------------------------------------------------------------------------------
+# Polyak / exponential moving average of the parameters.
+# ---------------------------------------------------------------------------------------------
+def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
+  """The averaging decay after `step` updates. With warmup, tf.train.ExponentialMovingAverage's
+  num_updates rule min(decay, (1 + step) / (10 + step)), so that short runs average sensibly."""
+  decay = jnp.asarray(decay, jnp.float32)
+  if not warmup:
+    return decay
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def update_ema(ema: Any, new: Any, decay: jax.Array) -> Any:
+  """ema * decay + new * (1 - decay), leaf by leaf."""
+  return jax.tree.map(lambda e, p: (e * decay + p.astype(e.dtype) * (1.0 - decay)).astype(e.dtype),
+                      ema, new)
