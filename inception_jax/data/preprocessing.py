@@ -1,0 +1,297 @@
+"""The papers' preprocessing as tf ops: training crop and distortions, evaluation crop, input scaling.
+
+Training (GoogLeNet paper, Section 6; tf-slim `inception_preprocessing.preprocess_for_train`):
+  1. a random crop covering `area_range` of the image area with aspect ratio (width / height) in
+     `aspect_ratio_range` (`tf.image.stateless_sample_distorted_bounding_box`); for JPEG only the
+     crop window is decoded (`tf.io.decode_and_crop_jpeg`). When no crop is found in
+     `max_attempts`, `crop_fallback="center"` takes the largest central crop whose aspect ratio is
+     in range (torchvision's fallback), `"whole"` the whole image (slim's);
+  2. resize to `image_size` x `image_size`, with an interpolation drawn from `interpolations` when
+     `random_interpolation` (slim: bilinear, nearest, bicubic, area), else `interpolation`;
+  3. random horizontal flip;
+  4. photometric distortions (slim's `distort_color`): brightness (+-32/255), saturation
+     [0.5, 1.5], hue (+-0.2), contrast [0.5, 1.5] in one of `color_orderings` random orders
+     (slim's four), clipped to [0, 1];
+  5. input scaling (below).
+Every random choice is a stateless op seeded by the example's seed, so preprocessing is a pure
+function of (encoded image, seed).
+
+Evaluation (slim `preprocess_for_eval`): central crop of `eval_crop_fraction` (0.875) of each side
+(exactly `tf.image.central_crop`'s window), bilinear resize to `image_size`.
+
+Input scaling: pixels in [0, 1] are mapped linearly to `input_range` ([-1, 1]: slim, Keras); when
+`mean` and `std` are set (per channel, in [0, 1] units, e.g. torchvision's ImageNet statistics),
+`(x - mean) / std` instead.
+
+Grayscale, CMYK, paletted and RGBA images all become 3-channel RGB.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import ml_collections
+import tensorflow as tf
+
+INTERPOLATIONS = {
+    "bilinear": tf.image.ResizeMethod.BILINEAR,
+    "nearest": tf.image.ResizeMethod.NEAREST_NEIGHBOR,
+    "bicubic": tf.image.ResizeMethod.BICUBIC,
+    "area": tf.image.ResizeMethod.AREA,
+}
+
+# slim's distort_color orderings of (brightness, saturation, hue, contrast).
+COLOR_ORDERINGS = (
+    ("brightness", "saturation", "hue", "contrast"),
+    ("saturation", "brightness", "contrast", "hue"),
+    ("contrast", "hue", "brightness", "saturation"),
+    ("hue", "saturation", "contrast", "brightness"),
+)
+
+PREPROCESS_DEFAULTS: dict[str, Any] = dict(
+    # training crop (paper: 8%-100% of the area, aspect 3/4..4/3; slim: 5%, min_object_covered 0.1)
+    area_range=(0.08, 1.0),
+    aspect_ratio_range=(3.0 / 4.0, 4.0 / 3.0),
+    min_object_covered=0.0,
+    max_attempts=100,
+    crop_fallback="center",  # "center" | "whole"
+    # training resize
+    interpolation="bilinear",
+    random_interpolation=True,
+    interpolations=("bilinear", "nearest", "bicubic", "area"),
+    # training flip and photometric distortions
+    flip=True,
+    color_distortion=True,
+    color_orderings=4,  # 1, 2 or 4 of COLOR_ORDERINGS
+    brightness=32.0 / 255.0,  # max delta; 0 turns it off
+    saturation=(0.5, 1.5),  # None turns it off
+    hue=0.2,  # max delta; 0 turns it off
+    contrast=(0.5, 1.5),  # None turns it off
+    # evaluation
+    eval_crop_fraction=0.875,
+    multicrop_scales=(256, 288, 320, 352),  # shorter sides for 144 crops at image_size 224
+    # input scaling
+    input_range=(-1.0, 1.0),
+    mean=None,  # e.g. (0.485, 0.456, 0.406) with std (0.229, 0.224, 0.225) for torchvision
+    std=None,
+)
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Returns a fresh ConfigDict of PREPROCESS_DEFAULTS."""
+    config = ml_collections.ConfigDict(dict(PREPROCESS_DEFAULTS))
+    return config
+
+
+def make_config(overrides: Mapping[str, Any] | ml_collections.ConfigDict | None = None
+                ) -> ml_collections.ConfigDict:
+    """Returns the defaults updated with `overrides`; unknown keys are an error."""
+    config = dict(PREPROCESS_DEFAULTS)
+    overrides = dict(overrides.items()) if overrides is not None else {}
+    unknown = sorted(set(overrides) - set(config))
+    if unknown:
+        raise ValueError(f"unknown preprocess options {unknown}; known: {sorted(config)}")
+    config.update(overrides)
+    _validate(config)
+    return ml_collections.ConfigDict(config)
+
+
+def _validate(c: dict[str, Any]) -> None:
+    lo, hi = c["area_range"]
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"area_range {c['area_range']} must satisfy 0 < min <= max <= 1")
+    lo, hi = c["aspect_ratio_range"]
+    if not 0 < lo <= hi:
+        raise ValueError(f"aspect_ratio_range {c['aspect_ratio_range']} must satisfy 0 < min <= max")
+    if c["crop_fallback"] not in ("center", "whole"):
+        raise ValueError(f"crop_fallback must be 'center' or 'whole', not {c['crop_fallback']!r}")
+    for name in [c["interpolation"], *c["interpolations"]]:
+        if name not in INTERPOLATIONS:
+            raise ValueError(f"interpolation {name!r} not in {sorted(INTERPOLATIONS)}")
+    if c["color_orderings"] not in (1, 2, 4):
+        raise ValueError("color_orderings must be 1, 2 or 4")
+    if not 0 < c["eval_crop_fraction"] <= 1:
+        raise ValueError("eval_crop_fraction must be in (0, 1]")
+    if (c["mean"] is None) != (c["std"] is None):
+        raise ValueError("set both mean and std, or neither")
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def decode_window(encoded: tf.Tensor, window_fn) -> tf.Tensor:
+    """Decodes the window `window_fn(height, width) -> (y, x, h, w)` of an image to uint8 RGB.
+
+    JPEGs decode only the window (`decode_and_crop_jpeg`); other formats (PNG, GIF, BMP) are
+    decoded whole and sliced. Grayscale, CMYK and RGBA inputs come out as [h, w, 3].
+    """
+
+    def jpeg():
+        shape = tf.io.extract_jpeg_shape(encoded)
+        y, x, h, w = window_fn(shape[0], shape[1])
+        return tf.io.decode_and_crop_jpeg(encoded, tf.stack([y, x, h, w]), channels=3)
+
+    def other():
+        image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+        shape = tf.shape(image)
+        y, x, h, w = window_fn(shape[0], shape[1])
+        return image[y:y + h, x:x + w]
+
+    image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def decode_image(encoded: tf.Tensor) -> tf.Tensor:
+    """Decodes a whole image to uint8 [height, width, 3]."""
+    return decode_window(encoded, lambda h, w: (0, 0, h, w))
+
+
+# ----------------------------------------------------------------------------- crops
+
+
+def central_crop_window(height: tf.Tensor, width: tf.Tensor, fraction: float):
+    """The window of `tf.image.central_crop(image, fraction)`: (y, x, h, w), int32."""
+    def start(size):
+        size_f = tf.cast(size, tf.float64)
+        return tf.cast((size_f - size_f * fraction) / 2, tf.int32)
+    y, x = start(height), start(width)
+    return y, x, height - 2 * y, width - 2 * x
+
+
+def aspect_clamped_center_window(height, width, aspect_ratio_range):
+    """Largest central window whose aspect ratio (w / h) lies in the range (torchvision's fallback)."""
+    h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    lo, hi = aspect_ratio_range
+    ratio = w_f / h_f
+    crop_w = tf.where(ratio > hi, tf.round(h_f * hi), w_f)
+    crop_h = tf.where(ratio < lo, tf.round(w_f / lo), h_f)
+    crop_h = tf.clip_by_value(tf.cast(crop_h, tf.int32), 1, height)
+    crop_w = tf.clip_by_value(tf.cast(crop_w, tf.int32), 1, width)
+    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
+
+
+def random_crop_window(height, width, seed: tf.Tensor, config) -> tuple[tf.Tensor, ...]:
+    """Samples (y, x, h, w) covering area_range of the image with aspect in aspect_ratio_range."""
+    shape = tf.stack([height, width, 3])
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
+        min_object_covered=config.min_object_covered,
+        aspect_ratio_range=tuple(config.aspect_ratio_range), area_range=tuple(config.area_range),
+        max_attempts=config.max_attempts, use_image_if_no_bounding_boxes=True)
+    y, x, h, w = begin[0], begin[1], size[0], size[1]
+    if config.crop_fallback == "center":
+        # The sampler returns the whole image when every attempt failed; whole is also a legal
+        # draw when the image's own aspect ratio is in range, and then the fallback is the same.
+        failed = tf.logical_and(tf.equal(h, height), tf.equal(w, width))
+        cy, cx, ch, cw = aspect_clamped_center_window(height, width, config.aspect_ratio_range)
+        y, x, h, w = (tf.where(failed, a, b) for a, b in ((cy, y), (cx, x), (ch, h), (cw, w)))
+    return y, x, h, w
+
+
+# ----------------------------------------------------------------------------- distortions
+
+
+def _color_op(name: str, config):
+    if name == "brightness" and config.brightness:
+        return lambda im, s: tf.image.stateless_random_brightness(im, config.brightness, s)
+    if name == "saturation" and config.saturation:
+        lo, hi = config.saturation
+        return lambda im, s: tf.image.stateless_random_saturation(im, lo, hi, s)
+    if name == "hue" and config.hue:
+        return lambda im, s: tf.image.stateless_random_hue(im, config.hue, s)
+    if name == "contrast" and config.contrast:
+        lo, hi = config.contrast
+        return lambda im, s: tf.image.stateless_random_contrast(im, lo, hi, s)
+    return None
+
+
+def distort_color(image: tf.Tensor, seed: tf.Tensor, config) -> tf.Tensor:
+    """slim's distort_color: brightness, saturation, hue, contrast in a random order; clipped.
+
+    image: float32 [height, width, 3] in [0, 1]. The order is one of the first
+    `config.color_orderings` of COLOR_ORDERINGS.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, num=5)
+    op_seed = {name: seeds[i + 1] for i, name in enumerate(COLOR_ORDERINGS[0])}
+
+    def apply(ordering):
+        def fn():
+            out = image
+            for name in ordering:
+                op = _color_op(name, config)
+                if op is not None:
+                    out = op(out, op_seed[name])
+            return out
+        return fn
+
+    orderings = COLOR_ORDERINGS[:config.color_orderings]
+    if len(orderings) == 1:
+        out = apply(orderings[0])()
+    else:
+        choice = tf.random.stateless_uniform([], seeds[0], 0, len(orderings), dtype=tf.int32)
+        out = tf.switch_case(choice, [apply(o) for o in orderings])
+    return tf.clip_by_value(out, 0.0, 1.0)
+
+
+def resize(image: tf.Tensor, size, method: str = "bilinear") -> tf.Tensor:
+    """Resizes to `size` ([height, width]); returns float32 on the input's value scale."""
+    return tf.cast(tf.image.resize(image, size, method=INTERPOLATIONS[method]), tf.float32)
+
+
+def random_resize(image: tf.Tensor, size, seed: tf.Tensor, methods) -> tf.Tensor:
+    """Resizes with an interpolation drawn uniformly from `methods` (slim's random selector)."""
+    if len(methods) == 1:
+        return resize(image, size, methods[0])
+    choice = tf.random.stateless_uniform([], seed, 0, len(methods), dtype=tf.int32)
+    out = tf.switch_case(choice, [lambda m=m: resize(image, size, m) for m in methods])
+    out.set_shape([size[0], size[1], 3])
+    return out
+
+
+# ----------------------------------------------------------------------------- scaling
+
+
+def scale_inputs(image: tf.Tensor, config) -> tf.Tensor:
+    """Maps float pixels in [0, 1] to the network's input range (see module docstring)."""
+    if config.mean is not None:
+        mean = tf.constant(config.mean, tf.float32)
+        std = tf.constant(config.std, tf.float32)
+        return (image - mean) / std
+    lo, hi = config.input_range
+    return image * (hi - lo) + lo
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def train_image(encoded: tf.Tensor, seed: tf.Tensor, image_size: int, config) -> tf.Tensor:
+    """Encoded image -> float32 [image_size, image_size, 3]: crop, resize, flip, distort, scale.
+
+    seed: int32/int64 [2], the example's stateless seed.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, num=4)
+    image = decode_window(encoded, lambda h, w: random_crop_window(h, w, seeds[0], config))
+    size = [image_size, image_size]
+    if config.random_interpolation:
+        image = random_resize(image, size, seeds[1], tuple(config.interpolations))
+    else:
+        image = resize(image, size, config.interpolation)
+    image = tf.clip_by_value(image / 255.0, 0.0, 1.0)  # bicubic overshoots
+    if config.flip:
+        image = tf.image.stateless_random_flip_left_right(image, seeds[2])
+    if config.color_distortion:
+        image = distort_color(image, seeds[3], config)
+    image = scale_inputs(image, config)
+    image.set_shape([image_size, image_size, 3])
+    return image
+
+
+def eval_image(encoded: tf.Tensor, image_size: int, config) -> tf.Tensor:
+    """Encoded image -> float32 [image_size, image_size, 3]: central crop, bilinear resize, scale."""
+    fraction = config.eval_crop_fraction
+    image = decode_window(encoded, lambda h, w: central_crop_window(h, w, fraction))
+    image = resize(image, [image_size, image_size], "bilinear") / 255.0
+    image = scale_inputs(tf.clip_by_value(image, 0.0, 1.0), config)
+    image.set_shape([image_size, image_size, 3])
+    return image
