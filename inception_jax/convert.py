@@ -1,0 +1,629 @@
+"""Weight import from torchvision and Keras, and the Orbax checkpoints it writes.
+
+```python
+from inception_jax import convert
+model, variables = convert.from_torchvision(state_dict_or_path_or_module, "inception_v3")  # or "googlenet_bn"
+model, variables = convert.from_keras(model_or_weights_path, "inception_v3")
+convert.save(directory, model_name, model, variables)   # Orbax checkpoint + convert_meta.json
+model, variables = convert.load(directory)              # validated against the architecture
+```
+Command line: `python -m inception_jax.convert --from=torchvision|keras --model=NAME --input=FILE
+--output=DIR`. The returned model reproduces the source network's eval-mode logits (torchvision: on
+its own mean/std-normalised input when transform_input is on; Keras: on [-1, 1] input, before the
+softmax). docs/CONVERT.md lists the conventions handled and the measured errors.
+
+Layers are matched by an explicit order written down below for each architecture (torchvision's
+module registration order, which is also the order in which Keras's `inception_v3.py` creates its
+Conv2D/BatchNormalization pairs), never by the order of a dict. Every source tensor must be used
+exactly once and have the expected shape; otherwise a `ConversionError` (a ValueError) names the
+first mismatching tensor and both shapes.
+
+Checkpoint layout written by `save` (what `config.init_from` and `checkpoint.load_variables` read):
+    DIR/state/              Orbax StandardCheckpointer: {"params": ..., "batch_stats": ...}
+    DIR/convert_meta.json   {"model", "num_classes", "model_overrides", "source", ...}
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from inception_jax import models
+
+META_FILE = "convert_meta.json"
+STATE_DIR = "state"
+FORMAT_VERSION = 1
+SOURCES = ("torchvision", "keras")
+TORCHVISION_MODELS = ("googlenet_bn", "inception_v3")
+KERAS_MODELS = ("inception_v3",)
+BN_EPSILON = 1e-3
+
+Variables = dict[str, Any]
+
+
+class ConversionError(ValueError):
+    """The source is not a checkpoint of the requested architecture (or not a checkpoint at all)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Layer order, per architecture. Each entry maps one of our layers (a path in the variables tree)
+# to the source's name for it.
+# ------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    kind: str                 # "convbn" (ConvBN: conv kernel + BN) or "dense"
+    path: tuple[str, ...]     # our module path, e.g. ("Mixed_3b", "branch2")
+    source: str               # torchvision module name, e.g. "inception3a.branch2.1"
+    nchw_flatten: bool = False  # dense input is a flattened torch NCHW map (GoogLeNet aux fc1)
+
+
+# GoogLeNet (torchvision googlenet / tf-slim inception_v1 layout). tf-slim end point -> torchvision.
+GOOGLENET_STEM = (("Conv2d_1a_7x7", "conv1"), ("Conv2d_2b_1x1", "conv2"), ("Conv2d_2c_3x3", "conv3"))
+GOOGLENET_MIXED = (("Mixed_3b", "inception3a"), ("Mixed_3c", "inception3b"),
+                   ("Mixed_4b", "inception4a"), ("Mixed_4c", "inception4b"),
+                   ("Mixed_4d", "inception4c"), ("Mixed_4e", "inception4d"),
+                   ("Mixed_4f", "inception4e"), ("Mixed_5b", "inception5a"),
+                   ("Mixed_5c", "inception5b"))
+# Inside an InceptionModule: ours -> torchvision's nn.Sequential indices (branch4.0 is the max pool).
+GOOGLENET_BRANCHES = (("branch1", "branch1"), ("branch2_reduce", "branch2.0"),
+                      ("branch2", "branch2.1"), ("branch3_reduce", "branch3.0"),
+                      ("branch3", "branch3.1"), ("branch4_proj", "branch4.1"))
+GOOGLENET_AUX = (("AuxLogits_Mixed_4b", "aux1"), ("AuxLogits_Mixed_4e", "aux2"))
+
+# Inception v3: our names are torchvision's. The order inside each block is the order in which
+# torchvision registers the modules and Keras's inception_v3.py creates its conv2d_bn layers.
+V3_STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3")
+FIGURE5 = ("branch1x1", "branch5x5_1", "branch5x5_2", "branch3x3dbl_1", "branch3x3dbl_2",
+           "branch3x3dbl_3", "branch_pool")                       # Mixed_5b..5d: Keras mixed0..2
+REDUCTION_35 = ("branch3x3", "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3")  # Mixed_6a: mixed3
+FIGURE6 = ("branch1x1", "branch7x7_1", "branch7x7_2", "branch7x7_3", "branch7x7dbl_1",
+           "branch7x7dbl_2", "branch7x7dbl_3", "branch7x7dbl_4", "branch7x7dbl_5",
+           "branch_pool")                                         # Mixed_6b..6e: mixed4..7
+REDUCTION_17 = ("branch3x3_1", "branch3x3_2", "branch7x7x3_1", "branch7x7x3_2", "branch7x7x3_3",
+                "branch7x7x3_4")                                  # Mixed_7a: mixed8
+FIGURE7 = ("branch1x1", "branch3x3_1", "branch3x3_2a", "branch3x3_2b", "branch3x3dbl_1",
+           "branch3x3dbl_2", "branch3x3dbl_3a", "branch3x3dbl_3b", "branch_pool")  # 7b, 7c: mixed9, 10
+V3_MIXED = (("Mixed_5b", FIGURE5), ("Mixed_5c", FIGURE5), ("Mixed_5d", FIGURE5),
+            ("Mixed_6a", REDUCTION_35), ("Mixed_6b", FIGURE6), ("Mixed_6c", FIGURE6),
+            ("Mixed_6d", FIGURE6), ("Mixed_6e", FIGURE6), ("Mixed_7a", REDUCTION_17),
+            ("Mixed_7b", FIGURE7), ("Mixed_7c", FIGURE7))
+V3_AUX = (("conv0", "convbn"), ("conv1", "convbn"), ("fc", "dense"))  # torchvision InceptionAux
+
+
+def googlenet_layers(aux_logits: bool) -> list[Layer]:
+    """torchvision GoogLeNet's layers in its state_dict order."""
+    layers = [Layer("convbn", (ours,), tv) for ours, tv in GOOGLENET_STEM]
+    for mixed, tv_mixed in GOOGLENET_MIXED:
+        layers += [Layer("convbn", (mixed, ours), f"{tv_mixed}.{tv}") for ours, tv in GOOGLENET_BRANCHES]
+    if aux_logits:
+        for head, tv in GOOGLENET_AUX:
+            layers += [Layer("convbn", (head, "conv"), f"{tv}.conv"),
+                       Layer("dense", (head, "fc1"), f"{tv}.fc1", nchw_flatten=True),
+                       Layer("dense", (head, "fc2"), f"{tv}.fc2")]
+    return layers + [Layer("dense", ("Logits",), "fc")]
+
+
+def inception_v3_convbn_paths() -> list[tuple[str, ...]]:
+    """The 94 ConvBN layers of the main Inception-v3 tower, in creation order."""
+    paths = [(name,) for name in V3_STEM]
+    for mixed, branches in V3_MIXED:
+        paths += [(mixed, b) for b in branches]
+    return paths
+
+
+def inception_v3_layers(aux_logits: bool) -> list[Layer]:
+    """torchvision Inception3's layers in its state_dict order (AuxLogits follows Mixed_6e)."""
+    layers = []
+    for path in inception_v3_convbn_paths():
+        layers.append(Layer("convbn", path, ".".join(path)))
+        if aux_logits and path == ("Mixed_6e", FIGURE6[-1]):
+            layers += [Layer(kind, ("AuxLogits", name), f"AuxLogits.{name}") for name, kind in V3_AUX]
+    return layers + [Layer("dense", ("Logits",), "fc")]
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared helpers
+# ------------------------------------------------------------------------------------------------
+def _abstract_variables(model: nn.Module, name: str) -> Variables:
+    size = models.default_image_size(name)
+    return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                             jnp.zeros((1, size, size, 3), jnp.float32), train=False))
+
+
+def _flat(tree: Mapping) -> dict[str, Any]:
+    """{'params/Mixed_3b/branch1/conv/kernel': leaf}, params before batch_stats, sorted within."""
+    flat = traverse_util.flatten_dict(dict(tree), sep="/")
+    order = {"params": 0, "batch_stats": 1}
+    return dict(sorted(flat.items(), key=lambda kv: (order.get(kv[0].split("/")[0], 2), kv[0])))
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in getattr(x, "shape", np.shape(x)))
+
+
+def _first_mismatch(expected: Mapping, found: Mapping) -> str | None:
+    """'tensor X: ...' for the first tensor missing, mis-shaped or unexpected, or None."""
+    flat_expected, flat_found = _flat(expected), _flat(found)
+    for key, value in flat_expected.items():
+        if key not in flat_found:
+            return f"'{key}' is missing (expected shape {_shape(value)})"
+        if _shape(flat_found[key]) != _shape(value):
+            return (f"'{key}' has shape {_shape(flat_found[key])}, expected {_shape(value)}")
+    for key, value in flat_found.items():
+        if key not in flat_expected:
+            return f"'{key}' (shape {_shape(value)}) is not a tensor of this architecture"
+    return None
+
+
+def _assemble(values: dict[tuple[str, ...], np.ndarray], abstract: Variables, what: str) -> Variables:
+    """Nested variables from {(collection, *path): array}, checked against the model's own tree."""
+    variables = traverse_util.unflatten_dict({k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+    problem = _first_mismatch(abstract, variables)
+    if problem:  # A layer list above disagrees with the model code: a bug here, not in the source.
+        raise AssertionError(f"{what}: the converted variables do not fit the model: {problem}")
+    return variables
+
+
+def _convbn_keys(path: tuple[str, ...], bn_scale: bool) -> dict[str, tuple[str, ...]]:
+    keys = {"kernel": ("params", *path, "conv", "kernel"), "bias": ("params", *path, "bn", "bias"),
+            "mean": ("batch_stats", *path, "bn", "mean"), "var": ("batch_stats", *path, "bn", "var")}
+    if bn_scale:
+        keys["scale"] = ("params", *path, "bn", "scale")
+    return keys
+
+
+def _lookup(abstract: Variables, key: tuple[str, ...]) -> Any:
+    node = abstract
+    for k in key:
+        node = node[k]
+    return node
+
+
+# ------------------------------------------------------------------------------------------------
+# torchvision
+# ------------------------------------------------------------------------------------------------
+def from_torchvision(source: Any, model_name: str = "inception_v3", *,
+                     transform_input: bool | None = None) -> tuple[nn.Module, Variables]:
+    """(model, variables) reproducing a torchvision GoogLeNet / Inception3.
+
+    source: an `nn.Module` (torchvision.models.googlenet / inception_v3), its `state_dict()`, or a
+      path to a .pth/.pt file holding one (read with `torch.load(weights_only=True)`).
+    model_name: "googlenet_bn" (torchvision googlenet) or "inception_v3".
+    transform_input: whether the model maps torchvision's ImageNet mean/std input to [-1, 1] first.
+      Default: the module's own attribute; for a state_dict or file, True, as torchvision's
+      builders set it for the published weights (`googlenet(weights=...)`, `inception_v3(weights=...)`).
+    num_classes and the auxiliary heads are inferred from the tensors present.
+    Raises ConversionError (a ValueError) naming the first missing, unexpected or mis-shaped tensor.
+    """
+    if model_name not in TORCHVISION_MODELS:
+        raise ConversionError(f"torchvision conversion supports {TORCHVISION_MODELS}, got {model_name!r}")
+    state_dict, module_transform = _torch_state_dict(source)
+    if transform_input is None:
+        transform_input = True if module_transform is None else module_transform
+    state_dict = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+
+    fc = state_dict.get("fc.weight")
+    num_classes = int(_shape(fc)[0]) if fc is not None and len(_shape(fc)) == 2 else 1000
+    if model_name == "googlenet_bn":
+        aux = any(k.startswith(("aux1.", "aux2.")) for k in state_dict)
+        overrides = dict(transform_input=bool(transform_input), bn_scale=True, aux_logits=aux)
+        layers = googlenet_layers(aux)
+    else:
+        aux = any(k.startswith("AuxLogits.") for k in state_dict)
+        overrides = dict(transform_input=bool(transform_input), pool_count_include_pad=True,
+                         bn_scale=True, aux_logits=aux)
+        layers = inception_v3_layers(aux)
+    model = models.create(model_name, num_classes=num_classes, **overrides)
+    abstract = _abstract_variables(model, model_name)
+
+    # Every tensor the architecture needs, in torchvision's order: (torch key, torch shape, ours, fn).
+    wanted: list[tuple[str, tuple[int, ...], tuple[str, ...], Any]] = []
+    for layer in layers:
+        if layer.kind == "convbn":
+            keys = _convbn_keys(layer.path, bn_scale=True)
+            h, w, i, o = _shape(_lookup(abstract, keys["kernel"]))
+            wanted += [(f"{layer.source}.conv.weight", (o, i, h, w), keys["kernel"],
+                        lambda t: t.transpose(2, 3, 1, 0))]  # OIHW -> HWIO
+            for tv, ours in (("weight", "scale"), ("bias", "bias"), ("running_mean", "mean"),
+                             ("running_var", "var")):
+                wanted.append((f"{layer.source}.bn.{tv}", (o,), keys[ours], lambda t: t))
+        else:
+            kernel_key, bias_key = ("params", *layer.path, "kernel"), ("params", *layer.path, "bias")
+            n_in, n_out = _shape(_lookup(abstract, kernel_key))
+            fn = _nchw_dense(abstract, layer.path) if layer.nchw_flatten else (lambda t: t.T)
+            wanted += [(f"{layer.source}.weight", (n_out, n_in), kernel_key, fn),
+                       (f"{layer.source}.bias", (n_out,), bias_key, lambda t: t)]
+
+    used = {key for key, *_ in wanted}
+    extra = [k for k in state_dict if k not in used]
+    extra_note = (f"; the source also has {len(extra)} tensor(s) this architecture lacks, first "
+                  f"'{extra[0]}' {_shape(state_dict[extra[0]])}" if extra else "")
+    what = f"torchvision {model_name}"
+    values = {}
+    for key, shape, ours, fn in wanted:
+        if key not in state_dict:
+            raise ConversionError(f"the state_dict does not match {what}: first mismatching tensor "
+                                  f"'{key}' is missing (expected shape {shape}){extra_note}")
+        found = _shape(state_dict[key])
+        if found != shape:
+            raise ConversionError(f"the state_dict does not match {what}: first mismatching tensor "
+                                  f"'{key}' has shape {found}, expected {shape}")
+        values[ours] = fn(_numpy(state_dict[key]))
+    if extra:
+        raise ConversionError(f"the state_dict does not match {what}: first mismatching tensor "
+                              f"'{extra[0]}' {_shape(state_dict[extra[0]])} is not a tensor of "
+                              f"this architecture ({len(extra)} unexpected tensor(s))")
+    return model, _assemble(values, abstract, what)
+
+
+def _nchw_dense(abstract: Variables, path: tuple[str, ...]):
+    """GoogLeNet aux fc1: torch flattens its 4x4x128 input as (C, H, W), we flatten (H, W, C)."""
+    channels = _shape(_lookup(abstract, ("params", path[0], "conv", "conv", "kernel")))[-1]
+    n_in, n_out = _shape(_lookup(abstract, ("params", *path, "kernel")))
+    side = math.isqrt(n_in // channels)
+    if side * side * channels != n_in:
+        raise AssertionError(f"{'/'.join(path)}: {n_in} inputs are not a square map of {channels}")
+
+    def fn(weight: np.ndarray) -> np.ndarray:  # [out, C*H*W] -> [H*W*C, out]
+        return weight.reshape(n_out, channels, side, side).transpose(2, 3, 1, 0).reshape(n_in, n_out)
+    return fn
+
+
+def _numpy(t: Any) -> np.ndarray:
+    if hasattr(t, "detach"):  # a torch tensor
+        t = t.detach().cpu().float().numpy()
+    return np.asarray(t, dtype=np.float32)
+
+
+def _torch_state_dict(source: Any) -> tuple[Mapping[str, Any], bool | None]:
+    """(state_dict, the module's transform_input or None) from a module, a mapping or a path."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ConversionError(f"{path} does not exist or is not a file")
+        import torch
+        try:
+            source = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - report any failure to read with the path
+            raise ConversionError(f"{path} is not a PyTorch state_dict file "
+                                  f"(torch.load(weights_only=True) failed: {e})") from e
+    if hasattr(source, "state_dict") and callable(source.state_dict):  # an nn.Module
+        for name, module in source.named_modules():
+            eps = getattr(module, "eps", None)
+            if type(module).__name__.startswith("BatchNorm") and not math.isclose(eps, BN_EPSILON):
+                raise ConversionError(f"BatchNorm '{name}' has eps {eps}; these models use {BN_EPSILON}")
+        return source.state_dict(), bool(getattr(source, "transform_input", False))
+    if not isinstance(source, Mapping):
+        raise ConversionError(f"expected a torchvision model, a state_dict or a path to one, got "
+                              f"{type(source).__name__}")
+    for wrapper in ("state_dict", "model"):  # {"state_dict": {...}} as training scripts save it
+        if set(source) == {wrapper} or (wrapper in source and isinstance(source[wrapper], Mapping)
+                                        and not any(hasattr(v, "shape") for v in source.values())):
+            source = source[wrapper]
+            break
+    if source and all(k.startswith("module.") for k in source):  # saved from DataParallel
+        source = {k[len("module."):]: v for k, v in source.items()}
+    bad = [k for k, v in source.items() if not hasattr(v, "shape")]
+    if bad:
+        raise ConversionError(f"not a state_dict: entry '{bad[0]}' is a {type(source[bad[0]]).__name__}, "
+                              "not a tensor")
+    return source, None
+
+
+# ------------------------------------------------------------------------------------------------
+# Keras
+# ------------------------------------------------------------------------------------------------
+def from_keras(source: Any, model_name: str = "inception_v3") -> tuple[nn.Module, Variables]:
+    """(model, variables) reproducing keras.applications.InceptionV3's logits on [-1, 1] input.
+
+    source: a Keras model (include_top=True), a .keras file, or a .h5 file (a full model, Keras 2
+      weights such as the published inception_v3_weights_tf_dim_ordering_tf_kernels.h5, or Keras 3
+      .weights.h5). The model's logits are the Dense layer's pre-activation output: Keras applies a
+      softmax by default (classifier_activation="softmax").
+    Keras's Conv2D/BatchNormalization pairs are taken in creation order (recovered from the layer
+    graph, not from `model.layers`, which orders by depth) and matched to our 94 ConvBN layers in
+    the order written down in `inception_v3_convbn_paths`. Keras has no BN scale (bn_scale=False),
+    its 'same' average pools exclude padding (our default) and it has no auxiliary head.
+    """
+    if model_name not in KERAS_MODELS:
+        raise ConversionError(f"Keras conversion supports {KERAS_MODELS}, got {model_name!r}")
+    kmodel = _load_keras(source) if isinstance(source, (str, Path)) else source
+    if not hasattr(kmodel, "outputs") or not hasattr(kmodel, "layers"):
+        raise ConversionError(f"expected a Keras model or a path to one, got {type(source).__name__}")
+    ordered = _keras_creation_order(kmodel)
+    convs = [layer for layer in ordered if _is(layer, "Conv2D")]
+    bns = [layer for layer in ordered if _is(layer, "BatchNormalization")]
+    denses = [layer for layer in ordered if _is(layer, "Dense")]
+    paths = inception_v3_convbn_paths()
+    if len(convs) != len(paths) or len(bns) != len(paths) or len(denses) != 1:
+        raise ConversionError(
+            f"the Keras model has {len(convs)} Conv2D, {len(bns)} BatchNormalization and "
+            f"{len(denses)} Dense layers; keras.applications.InceptionV3 (include_top=True) has "
+            f"{len(paths)}, {len(paths)} and 1")
+    dense = denses[0]
+    kernel = _keras_numpy(dense.kernel)
+    bn_scale = any(bn.scale for bn in bns)
+    model = models.create(model_name, num_classes=int(kernel.shape[1]), aux_logits=False,
+                          bn_scale=bn_scale)
+    abstract = _abstract_variables(model, model_name)
+
+    values = {}
+    for path, conv, bn in zip(paths, convs, bns):
+        where = f"Keras layer '{conv.name}' -> {'/'.join(path)}"
+        if _keras_parent(bn) is not conv:
+            raise ConversionError(f"{where}: BatchNormalization '{bn.name}' does not follow it")
+        if getattr(conv, "data_format", "channels_last") != "channels_last" or bn.axis not in (-1, 3, [3], [-1]):
+            raise ConversionError(f"{where}: only channels_last models are supported")
+        if getattr(conv, "use_bias", False):
+            raise ConversionError(f"{where}: has a bias; InceptionV3's convolutions have none")
+        if not math.isclose(bn.epsilon, BN_EPSILON):
+            raise ConversionError(f"{where}: BatchNormalization '{bn.name}' has epsilon "
+                                  f"{bn.epsilon}, expected {BN_EPSILON}")
+        keys = _convbn_keys(path, bn_scale)
+        k = _keras_numpy(conv.kernel)
+        expected = _shape(_lookup(abstract, keys["kernel"]))
+        if k.shape != expected:
+            raise ConversionError(f"the Keras model does not match InceptionV3: first mismatching "
+                                  f"tensor '{conv.name}/kernel' (-> {'/'.join(path)}) has shape "
+                                  f"{k.shape}, expected {expected}")
+        channels = expected[-1]
+        values[keys["kernel"]] = k
+        values[keys["mean"]] = _keras_numpy(bn.moving_mean)
+        values[keys["var"]] = _keras_numpy(bn.moving_variance)
+        values[keys["bias"]] = _keras_numpy(bn.beta) if bn.center else np.zeros(channels, np.float32)
+        if bn_scale:
+            values[keys["scale"]] = _keras_numpy(bn.gamma) if bn.scale else np.ones(channels, np.float32)
+    expected = _shape(_lookup(abstract, ("params", "Logits", "kernel")))
+    if kernel.shape != expected:
+        raise ConversionError(f"the Keras model does not match InceptionV3: first mismatching "
+                              f"tensor '{dense.name}/kernel' has shape {kernel.shape}, expected {expected}")
+    values[("params", "Logits", "kernel")] = kernel
+    values[("params", "Logits", "bias")] = (_keras_numpy(dense.bias) if dense.use_bias
+                                            else np.zeros(kernel.shape[1], np.float32))
+    return model, _assemble(values, abstract, "Keras InceptionV3")
+
+
+def _is(layer: Any, class_name: str) -> bool:
+    return any(c.__name__ == class_name for c in type(layer).__mro__)
+
+
+def _keras_numpy(variable: Any) -> np.ndarray:
+    import keras
+    return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float32)
+
+
+def _keras_parent(layer: Any) -> Any:
+    """The layer that produced `layer`'s (first) input."""
+    return layer._inbound_nodes[0].input_tensors[0]._keras_history.operation
+
+
+def _keras_creation_order(kmodel: Any) -> list[Any]:
+    """The model's layers in the order a script building it top-down creates them.
+
+    A post-order depth-first walk from the outputs, visiting each node's inputs in call order:
+    for `concatenate([branch1, branch2, ...])` it emits branch1's layers, input side first, then
+    branch2's, exactly as keras's inception_v3.py creates them. (`model.layers` sorts by depth.)
+    """
+    order, done = [], set()
+    stack = [(t, False) for t in reversed(list(kmodel.outputs))]
+    while stack:
+        tensor, expanded = stack.pop()
+        op, node_index, _ = tensor._keras_history
+        if op is None:
+            continue
+        node = op._inbound_nodes[node_index]
+        if expanded:
+            if id(node) not in done:
+                done.add(id(node))
+                order.append(op)
+            continue
+        if id(node) in done:
+            continue
+        stack.append((tensor, True))
+        stack += [(t, False) for t in reversed(list(node.input_tensors))]
+    return order
+
+
+def _load_keras(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"{path} does not exist or is not a file")
+    import keras
+    name = path.name.lower()
+    try:
+        if name.endswith(".keras"):
+            return keras.saving.load_model(path, compile=False)
+        if not name.endswith((".h5", ".hdf5")):
+            raise ConversionError(f"{path}: expected a .keras or .h5 file")
+        import h5py
+        try:
+            with h5py.File(path, "r") as f:
+                full_model = "model_config" in f.attrs
+                classes = _h5_classifier_width(f)
+        except OSError as e:
+            raise ConversionError(f"{path} is not an HDF5 file ({e})") from e
+        if full_model:
+            return keras.saving.load_model(path, compile=False)
+        if classes is None:
+            raise ConversionError(f"{path} holds no classifier kernel [2048, classes]: weights of "
+                                  "InceptionV3(include_top=False) cannot be converted")
+        kmodel = keras.applications.InceptionV3(weights=None, classes=classes,
+                                                classifier_activation=None)
+        kmodel.load_weights(path)
+        return kmodel
+    except ConversionError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure to read is reported with the path
+        raise ConversionError(f"{path} cannot be read as Keras InceptionV3 weights: {e}") from e
+
+
+def _h5_classifier_width(f: Any) -> int | None:
+    """Classes of the one Dense kernel [2048, classes] in an InceptionV3 weights file."""
+    found = []
+    f.visititems(lambda name, obj: found.append(obj.shape[1]) if getattr(obj, "ndim", 0) == 2
+                 and obj.shape[0] == 2048 else None)
+    return int(found[0]) if len(found) == 1 else None
+
+
+# ------------------------------------------------------------------------------------------------
+# Orbax checkpoints
+# ------------------------------------------------------------------------------------------------
+def save(directory: str | Path, model_name: str, model: nn.Module, variables: Variables, *,
+         source: str = "", force: bool = False) -> Path:
+    """Writes DIR/state (Orbax, {'params', 'batch_stats'}) and DIR/convert_meta.json."""
+    import orbax.checkpoint as ocp
+    directory = Path(directory).absolute()
+    if directory.exists() and any(directory.iterdir()):
+        if not force:
+            raise FileExistsError(f"{directory} exists and is not empty; pass force=True / --force")
+        import shutil
+        for child in (directory / STATE_DIR, directory / META_FILE):
+            if child.is_dir():
+                shutil.rmtree(child)
+            elif child.exists():
+                child.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+    overrides = {}
+    reference = models.create(model_name, num_classes=model.num_classes)
+    for field in models.valid_overrides(model_name):
+        value = getattr(model, field)
+        if value != getattr(reference, field):
+            overrides[field] = value
+    tree = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(directory / STATE_DIR, jax.tree.map(np.asarray, tree))
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+    meta = {"model": model_name, "num_classes": int(model.num_classes), "model_overrides": overrides,
+            "source": source, "format_version": FORMAT_VERSION,
+            "tensors": len(jax.tree.leaves(tree))}
+    (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return directory
+
+
+def load(directory: str | Path, model_name: str | None = None) -> tuple[nn.Module, Variables]:
+    """(model, variables) from a directory written by `save` / the command line.
+
+    The model is rebuilt from convert_meta.json (or as `model_name`, if given) and every tensor is
+    checked against it before anything is restored: a file or folder that is not such a
+    checkpoint, or a checkpoint of another architecture, raises ConversionError naming the first
+    mismatching tensor.
+    """
+    import orbax.checkpoint as ocp
+    directory = Path(directory)
+    if not directory.exists():
+        raise ConversionError(f"{directory} does not exist")
+    if not directory.is_dir():
+        raise ConversionError(f"{directory} is a file, not a converted checkpoint: expected a "
+                              f"directory with {STATE_DIR}/ and {META_FILE}, as written by "
+                              "`python -m inception_jax.convert`")
+    meta_path, state_path = directory / META_FILE, directory / STATE_DIR
+    meta: dict[str, Any] = {}
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            raise ConversionError(f"{meta_path} is not valid convert metadata: {e}") from e
+    elif model_name is None:
+        raise ConversionError(f"{directory} has no {META_FILE}; it was not written by "
+                              "inception_jax.convert (pass model_name= to load bare variables)")
+    claimed = meta.get("model")
+    name = model_name or claimed
+    if name not in models.NAMES:
+        raise ConversionError(f"{meta_path}: unknown model {name!r}; valid models: {models.NAMES}")
+    valid = set(models.valid_overrides(name))
+    overrides = {k: v for k, v in (meta.get("model_overrides") or {}).items() if k in valid}
+    num_classes = int(meta.get("num_classes", 1000))
+    model = models.create(name, num_classes=num_classes, **overrides)
+    abstract = _abstract_variables(model, name)
+    if not abstract.get("batch_stats"):
+        abstract = {**abstract, "batch_stats": {}}
+
+    if not state_path.is_dir():
+        raise ConversionError(f"{directory} has no {STATE_DIR}/ folder: not a converted checkpoint")
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+        stored = checkpointer.metadata(state_path).item_metadata
+        if stored is None:
+            raise ValueError("no item metadata")
+        stored = _plain(stored)
+    except Exception as e:  # noqa: BLE001
+        raise ConversionError(f"{state_path} cannot be read as an Orbax checkpoint: {e}") from e
+    problem = _first_mismatch(abstract, stored)
+    if problem:
+        said = f" (its metadata says {claimed!r})" if claimed and claimed != name else ""
+        raise ConversionError(f"checkpoint {directory}{said} does not match {name}: first "
+                              f"mismatching tensor {problem}")
+    try:
+        restored = checkpointer.restore(state_path)
+    except Exception as e:  # noqa: BLE001
+        raise ConversionError(f"{state_path}: the arrays cannot be read: {e}") from e
+    finally:
+        checkpointer.close()
+    variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), _plain(restored))
+    if not variables.get("batch_stats"):
+        variables = {"params": variables["params"]}
+    return model, variables
+
+
+def _plain(tree: Any) -> Any:
+    """Nested plain dicts (Orbax metadata trees are Mapping subclasses)."""
+    if isinstance(tree, Mapping):
+        return {k: _plain(v) for k, v in tree.items()}
+    return tree
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------------
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m inception_jax.convert",
+        description="Convert torchvision or Keras Inception weights to an Orbax checkpoint that "
+                    "training (config.init_from) and evaluation can start from.")
+    parser.add_argument("--from", dest="source", required=True, choices=SOURCES)
+    parser.add_argument("--model", required=True, choices=TORCHVISION_MODELS)
+    parser.add_argument("--input", required=True,
+                        help="torchvision: .pth/.pt state_dict; keras: .keras or .h5 file")
+    parser.add_argument("--output", required=True, help="directory to write (state/ + convert_meta.json)")
+    parser.add_argument("--transform_input", choices=("true", "false"), default="true",
+                        help="torchvision only: map mean/std-normalised input to [-1, 1] first "
+                             "(torchvision's setting for its published weights; default true)")
+    parser.add_argument("--force", action="store_true", help="overwrite a non-empty output directory")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    try:
+        if args.source == "torchvision":
+            model, variables = from_torchvision(args.input, args.model,
+                                                transform_input=args.transform_input == "true")
+        else:
+            model, variables = from_keras(args.input, args.model)
+        out = save(args.output, args.model, model, variables, source=f"{args.source}:{args.input}",
+                   force=args.force)
+    except (ConversionError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))
+    print(f"wrote {args.model} ({model.num_classes} classes, {n:,} parameters) from {args.source} "
+          f"to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
