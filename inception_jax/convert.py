@@ -48,6 +48,8 @@ SOURCES = ("torchvision", "keras")
 TORCHVISION_MODELS = ("googlenet_bn", "inception_v3")
 KERAS_MODELS = ("inception_v3",)
 BN_EPSILON = 1e-3
+# Overrides that the converted weights depend on: always written to convert_meta.json.
+CONVENTION_FIELDS = ("transform_input", "pool_count_include_pad", "bn_scale", "aux_logits")
 
 Variables = dict[str, Any]
 
@@ -399,8 +401,8 @@ def _is(layer: Any, class_name: str) -> bool:
 
 
 def _keras_numpy(variable: Any) -> np.ndarray:
-    import keras
-    return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float32)
+    # Variable.numpy(): np.array(variable) raises a numpy 2 DeprecationWarning on every call.
+    return np.asarray(variable.numpy(), dtype=np.float32)
 
 
 def _keras_parent(layer: Any) -> Any:
@@ -494,13 +496,15 @@ def save(directory: str | Path, model_name: str, model: nn.Module, variables: Va
             elif child.exists():
                 child.unlink()
     directory.mkdir(parents=True, exist_ok=True)
-    overrides = {}
+    # The conventions the weights need are always recorded; other fields only where they differ.
     reference = models.create(model_name, num_classes=model.num_classes)
+    overrides = {}
     for field in models.valid_overrides(model_name):
         value = getattr(model, field)
-        if value != getattr(reference, field):
+        if (field in CONVENTION_FIELDS or value != getattr(reference, field)) and \
+                isinstance(value, (bool, int, float, str, type(None))):
             overrides[field] = value
-    tree = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+    tree = {k: variables[k] for k in ("params", "batch_stats") if variables.get(k)}
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(directory / STATE_DIR, jax.tree.map(np.asarray, tree))
     checkpointer.wait_until_finished()
@@ -546,36 +550,36 @@ def load(directory: str | Path, model_name: str | None = None) -> tuple[nn.Modul
         raise ConversionError(f"{meta_path}: unknown model {name!r}; valid models: {models.NAMES}")
     valid = set(models.valid_overrides(name))
     overrides = {k: v for k, v in (meta.get("model_overrides") or {}).items() if k in valid}
-    num_classes = int(meta.get("num_classes", 1000))
-    model = models.create(name, num_classes=num_classes, **overrides)
+    try:
+        model = models.create(name, num_classes=int(meta.get("num_classes", 1000)), **overrides)
+    except (TypeError, ValueError) as e:
+        raise ConversionError(f"{meta_path}: cannot build {name!r} from it: {e}") from e
     abstract = _abstract_variables(model, name)
-    if not abstract.get("batch_stats"):
-        abstract = {**abstract, "batch_stats": {}}
 
     if not state_path.is_dir():
         raise ConversionError(f"{directory} has no {STATE_DIR}/ folder: not a converted checkpoint")
     checkpointer = ocp.StandardCheckpointer()
     try:
-        stored = checkpointer.metadata(state_path).item_metadata
-        if stored is None:
-            raise ValueError("no item metadata")
-        stored = _plain(stored)
-    except Exception as e:  # noqa: BLE001
-        raise ConversionError(f"{state_path} cannot be read as an Orbax checkpoint: {e}") from e
-    problem = _first_mismatch(abstract, stored)
-    if problem:
-        said = f" (its metadata says {claimed!r})" if claimed and claimed != name else ""
-        raise ConversionError(f"checkpoint {directory}{said} does not match {name}: first "
-                              f"mismatching tensor {problem}")
-    try:
-        restored = checkpointer.restore(state_path)
-    except Exception as e:  # noqa: BLE001
-        raise ConversionError(f"{state_path}: the arrays cannot be read: {e}") from e
+        try:
+            stored = checkpointer.metadata(state_path).item_metadata
+            if stored is None:
+                raise ValueError("no item metadata")
+            stored = _plain(stored)
+        except Exception as e:  # noqa: BLE001 - any failure to read is reported with the path
+            raise ConversionError(f"{state_path} cannot be read as an Orbax checkpoint: {e}") from e
+        problem = _first_mismatch(abstract, stored)
+        if problem:
+            said = f" (its metadata says {claimed!r})" if claimed and claimed != name else ""
+            raise ConversionError(f"checkpoint {directory}{said} does not match {name}: first "
+                                  f"mismatching tensor {problem}")
+        try:
+            restored = _plain(checkpointer.restore(state_path))
+        except Exception as e:  # noqa: BLE001
+            raise ConversionError(f"{state_path}: the arrays cannot be read: {e}") from e
     finally:
         checkpointer.close()
-    variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), _plain(restored))
-    if not variables.get("batch_stats"):
-        variables = {"params": variables["params"]}
+    variables = {k: jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), restored[k])
+                 for k in ("params", "batch_stats") if restored.get(k)}
     return model, variables
 
 
