@@ -11,7 +11,11 @@ Training (GoogLeNet paper, Section 6; tf-slim `inception_preprocessing.preproces
   3. random horizontal flip;
   4. photometric distortions (slim's `distort_color`): brightness (+-32/255), saturation
      [0.5, 1.5], hue (+-0.2), contrast [0.5, 1.5] in one of `color_orderings` random orders
-     (slim's four), clipped to [0, 1];
+     (slim's four), clipped to [0, 1]. `color_impl="tf"` runs tf.image's ops (HSV saturation and
+     hue) as slim does; the default `"fast"` uses the same draws but makes saturation a blend with
+     luma and hue a rotation in YIQ (brightness and contrast are tf.image's), so that all four
+     are affine, commute, and run with the input scaling as one 3x3 colour matrix per image
+     (about 0.3 ms instead of about 2 ms per 224x224 image on this machine);
   5. input scaling (below).
 Every random choice is a stateless op seeded by the example's seed, so preprocessing is a pure
 function of (encoded image, seed).
@@ -31,6 +35,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
 INTERPOLATIONS = {
@@ -63,6 +68,7 @@ PREPROCESS_DEFAULTS: dict[str, Any] = dict(
     flip=True,
     color_distortion=True,
     color_orderings=4,  # 1, 2 or 4 of COLOR_ORDERINGS
+    color_impl="fast",  # "fast": one affine colour map; "tf": tf.image's HSV ops, as slim
     brightness=32.0 / 255.0,  # max delta; 0 turns it off
     saturation=(0.5, 1.5),  # None turns it off
     hue=0.2,  # max delta; 0 turns it off
@@ -108,6 +114,8 @@ def _validate(c: dict[str, Any]) -> None:
     for name in [c["interpolation"], *c["interpolations"]]:
         if name not in INTERPOLATIONS:
             raise ValueError(f"interpolation {name!r} not in {sorted(INTERPOLATIONS)}")
+    if c["color_impl"] not in ("fast", "tf"):
+        raise ValueError(f"color_impl must be 'fast' or 'tf', not {c['color_impl']!r}")
     if c["color_orderings"] not in (1, 2, 4):
         raise ValueError("color_orderings must be 1, 2 or 4")
     if not 0 < c["eval_crop_fraction"] <= 1:
@@ -191,47 +199,123 @@ def random_crop_window(height, width, seed: tf.Tensor, config) -> tuple[tf.Tenso
 
 # ----------------------------------------------------------------------------- distortions
 
+# The per-example random numbers of the colour distortion: ordering, then one per op.
+_COLOR_DRAWS = ("ordering", "brightness", "saturation", "hue", "contrast")
 
-def _color_op(name: str, config):
-    if name == "brightness" and config.brightness:
-        return lambda im, s: tf.image.stateless_random_brightness(im, config.brightness, s)
-    if name == "saturation" and config.saturation:
+
+def color_draws(seed: tf.Tensor) -> tf.Tensor:
+    """float32 [5] uniform [0, 1) draws: the ordering and each op's factor (see color_factors)."""
+    return tf.random.stateless_uniform([len(_COLOR_DRAWS)], seed)
+
+
+def color_factors(draws: tf.Tensor, config) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """Maps draws [..., 5] to (ordering index [...], {op: factor [...]}) for the enabled ops."""
+    u = tf.unstack(draws, axis=-1)
+    ordering = tf.minimum(tf.cast(u[0] * config.color_orderings, tf.int32), config.color_orderings - 1)
+    factors = {}
+    if config.brightness:
+        factors["brightness"] = (2.0 * u[1] - 1.0) * config.brightness
+    if config.saturation:
         lo, hi = config.saturation
-        return lambda im, s: tf.image.stateless_random_saturation(im, lo, hi, s)
-    if name == "hue" and config.hue:
-        return lambda im, s: tf.image.stateless_random_hue(im, config.hue, s)
-    if name == "contrast" and config.contrast:
+        factors["saturation"] = lo + (hi - lo) * u[2]
+    if config.hue:
+        factors["hue"] = (2.0 * u[3] - 1.0) * config.hue
+    if config.contrast:
         lo, hi = config.contrast
-        return lambda im, s: tf.image.stateless_random_contrast(im, lo, hi, s)
-    return None
+        factors["contrast"] = lo + (hi - lo) * u[4]
+    return ordering, factors
 
 
-def distort_color(image: tf.Tensor, seed: tf.Tensor, config) -> tf.Tensor:
-    """slim's distort_color: brightness, saturation, hue, contrast in a random order; clipped.
+_TF_COLOR_OPS = {
+    "brightness": tf.image.adjust_brightness,
+    "saturation": tf.image.adjust_saturation,
+    "hue": tf.image.adjust_hue,
+    "contrast": tf.image.adjust_contrast,
+}
 
-    image: float32 [height, width, 3] in [0, 1]. The order is one of the first
-    `config.color_orderings` of COLOR_ORDERINGS.
+
+def distort_color(image: tf.Tensor, draws: tf.Tensor, config) -> tf.Tensor:
+    """slim's distort_color with tf.image's ops: brightness, saturation (HSV), hue (HSV), contrast.
+
+    image: float32 [height, width, 3] in [0, 1]; draws: [5] from color_draws. The ops run in one of
+    the first `config.color_orderings` of COLOR_ORDERINGS; the result is clipped to [0, 1].
     """
-    seeds = tf.random.experimental.stateless_split(seed, num=5)
-    op_seed = {name: seeds[i + 1] for i, name in enumerate(COLOR_ORDERINGS[0])}
+    ordering, factors = color_factors(draws, config)
 
-    def apply(ordering):
+    def apply(names):
         def fn():
             out = image
-            for name in ordering:
-                op = _color_op(name, config)
-                if op is not None:
-                    out = op(out, op_seed[name])
+            for name in names:
+                if name in factors:
+                    out = _TF_COLOR_OPS[name](out, factors[name])
             return out
         return fn
 
     orderings = COLOR_ORDERINGS[:config.color_orderings]
-    if len(orderings) == 1:
-        out = apply(orderings[0])()
-    else:
-        choice = tf.random.stateless_uniform([], seeds[0], 0, len(orderings), dtype=tf.int32)
-        out = tf.switch_case(choice, [apply(o) for o in orderings])
+    out = tf.switch_case(ordering, [apply(o) for o in orderings]) if len(orderings) > 1 \
+        else apply(orderings[0])()
     return tf.clip_by_value(out, 0.0, 1.0)
+
+
+# RGB -> YIQ (NTSC). The fast hue rotates the chroma plane (I, Q) about the luma axis:
+# hue(theta) = _HUE_FIXED + cos(theta) * _HUE_COS + sin(theta) * _HUE_SIN.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
+                        [0.596, -0.274, -0.322],
+                        [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+_HUE_FIXED = _YIQ_TO_RGB @ np.diag([1.0, 0.0, 0.0]) @ _RGB_TO_YIQ
+_HUE_COS = _YIQ_TO_RGB @ np.diag([0.0, 1.0, 1.0]) @ _RGB_TO_YIQ
+_HUE_SIN = _YIQ_TO_RGB @ np.array([[0.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]) @ _RGB_TO_YIQ
+# Saturation blends with luma (tf.image.rgb_to_grayscale's weights): s * x + (1 - s) * _LUMA x.
+_LUMA = np.tile(_RGB_TO_YIQ[:1], (3, 1))
+
+
+def fast_color_transform(draws: tf.Tensor, mean: tf.Tensor, config) -> tuple[tf.Tensor, tf.Tensor]:
+    """The affine colour map (A [3, 3], b [3]) of the fast colour distortion: x -> A x + b.
+
+    With saturation as a luma blend and hue as a YIQ rotation, the four ops are affine maps that
+    commute (each keeps grey grey and luma's weights sum to 1; contrast moves towards the mean of
+    the image it is applied to, which the others map along), so every ordering gives the same map:
+    A = f * M, b = (1 - f) * M mean + delta, where M = hue(theta) @ saturation(s).
+    mean: [3] per-channel mean of the image.
+    """
+    _, factors = color_factors(draws, config)
+    m = tf.eye(3)
+    if "saturation" in factors:
+        s = factors["saturation"]
+        m = s * m + (1.0 - s) * tf.constant(_LUMA, tf.float32)
+    if "hue" in factors:
+        theta = -2.0 * np.pi * factors["hue"]
+        hue = (tf.constant(_HUE_FIXED, tf.float32) + tf.cos(theta) * tf.constant(_HUE_COS, tf.float32)
+               + tf.sin(theta) * tf.constant(_HUE_SIN, tf.float32))
+        m = hue @ m
+    f = factors.get("contrast", tf.constant(1.0))
+    b = (1.0 - f) * tf.linalg.matvec(m, mean)
+    if "brightness" in factors:
+        b = b + factors["brightness"]
+    return f * m, b
+
+
+def finish_image(image: tf.Tensor, draws: tf.Tensor, config) -> tf.Tensor:
+    """float32 [H, W, 3] in [0, 255] -> fast colour distortion, clip to [0, 1], input scaling.
+
+    With `input_range` scaling all three are affine per pixel and run as one [H*W, 3] x [3, 3]
+    product, a bias_add and a clip with scalar bounds (per-channel broadcasting is slow on CPU).
+    """
+    if config.mean is not None:  # per-channel scaling: finish in [0, 1], then scale
+        unit = ml_collections.ConfigDict(dict(config.items()))
+        unit.mean, unit.std, unit.input_range = None, None, (0.0, 1.0)
+        return scale_inputs(finish_image(image, draws, unit), config)
+    lo, hi = config.input_range
+    gain = hi - lo
+    if config.color_distortion and config.color_impl == "fast":
+        mean = tf.reduce_mean(image, axis=[0, 1]) / 255.0
+        a, b = fast_color_transform(draws, mean, config)
+        out = tf.nn.bias_add(tf.tensordot(image, tf.transpose(a) * (gain / 255.0), axes=1),
+                             gain * b + lo)
+    else:
+        out = image * (gain / 255.0) + lo
+    return tf.clip_by_value(out, min(lo, hi), max(lo, hi))
 
 
 def resize(image: tf.Tensor, size, method: str = "bilinear") -> tf.Tensor:
@@ -266,23 +350,24 @@ def scale_inputs(image: tf.Tensor, config) -> tf.Tensor:
 
 
 def train_image(encoded: tf.Tensor, seed: tf.Tensor, image_size: int, config) -> tf.Tensor:
-    """Encoded image -> float32 [image_size, image_size, 3]: crop, resize, flip, distort, scale.
+    """Encoded image -> float32 [image_size, image_size, 3]: crop, flip, resize, distort, scale.
 
-    seed: int32/int64 [2], the example's stateless seed.
+    seed: int32/int64 [2], the example's stateless seed. The flip is applied to the (uint8) crop
+    before resizing, which is the same as flipping after (the resize kernels are symmetric).
     """
     seeds = tf.random.experimental.stateless_split(seed, num=4)
     image = decode_window(encoded, lambda h, w: random_crop_window(h, w, seeds[0], config))
+    if config.flip:
+        image = tf.image.stateless_random_flip_left_right(image, seeds[2])
     size = [image_size, image_size]
     if config.random_interpolation:
         image = random_resize(image, size, seeds[1], tuple(config.interpolations))
     else:
         image = resize(image, size, config.interpolation)
-    image = tf.clip_by_value(image / 255.0, 0.0, 1.0)  # bicubic overshoots
-    if config.flip:
-        image = tf.image.stateless_random_flip_left_right(image, seeds[2])
-    if config.color_distortion:
-        image = distort_color(image, seeds[3], config)
-    image = scale_inputs(image, config)
+    draws = color_draws(seeds[3])
+    if config.color_distortion and config.color_impl == "tf":
+        image = distort_color(tf.clip_by_value(image / 255.0, 0.0, 1.0), draws, config) * 255.0
+    image = finish_image(image, draws, config)
     image.set_shape([image_size, image_size, 3])
     return image
 
