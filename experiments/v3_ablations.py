@@ -1,0 +1,114 @@
+"""Inception-v2/v3 ablations ("Rethinking the Inception Architecture"), as a sweep and a config file.
+
+  python -m experiments.v3_ablations --scale=small      # train what is missing, write the tables
+  python -m experiments.v3_ablations --scale=full       # print the commands and device-hours
+  python -m experiments.run --config=experiments/v3_ablations.py:small,rf79,0 --workdir=W  # one row
+
+Ablations (paper figures from /work/shared/PAPERS.md):
+  table3:  Table 3 as cumulative rows: Inception-v2 (SGD), +RMSProp, +Label Smoothing,
+           +Factorized 7x7, +BN-auxiliary (= Inception-v3).
+  table2:  receptive field 299 / 151 / 79 at (nearly) equal cost; inputs scale with the scale.
+  figure2: linear vs ReLU first layer in the factorized convolutions.
+
+Scales: `full` is configs/v3.py on imagenet2012 at 299 (151, 79); `small` CIFAR-10 at the smallest
+inputs the stems accept (75 / 43 / 27: the same 8x8-grid-equivalent as 299 / 151 / 79) and width
+0.125; `tiny` a few steps on `digits` (tests).
+"""
+import sys
+
+import ml_collections
+
+from configs import v3
+from inception_jax import sweep
+from inception_jax.sweep import Ablation, Paper, Variant
+
+SMALL_STEPS = 100
+# Input per receptive field. Full: Table 2. Smaller scales: the smallest input of each stem; all
+# three reach Mixed_5b with the same grid, as 299 / 151 / 79 all reach it at 35x35.
+IMAGE_SIZES = {"full": {299: 299, 151: 151, 79: 79}, "small": {299: 75, 151: 43, 79: 27},
+               "tiny": {299: 75, 151: 43, 79: 27}}
+# Table 3's first rows: no RMSProp (momentum SGD at the same rate: a choice, the paper gives none)
+# and no label smoothing.
+V2 = {"model": "inception_v2", "optimizer": "sgd", "label_smoothing": 0.0}
+
+
+def base_config(scale: str) -> ml_collections.ConfigDict:
+  if scale == "full":
+    return v3.get_config()
+  c = v3.get_config("local")          # digits, 75x75, width 0.25, batch 64, RMSProp 0.045
+  c.model_overrides.width_multiplier = 0.125
+  c.eval_every_steps = 0
+  if scale == "small":
+    c.dataset = sweep.cifar10_dataset()
+    c.eval_split = "test"
+    c.batch_size = 32
+    c.base_batch_size = 32
+    c.eval_batch_size = 250
+    c.num_train_steps = SMALL_STEPS
+    c.num_eval_steps = -1              # the whole `test` split: 200 images per class
+    c.log_every_steps = 25
+    c.checkpoint_every_steps = 50
+  else:  # tiny
+    c.batch_size = 16
+    c.base_batch_size = 16
+    c.eval_batch_size = 32
+    c.num_train_steps = 4
+    c.num_eval_steps = 1
+    c.log_every_steps = 2
+    c.checkpoint_every_steps = 4
+  return c
+
+
+def ablations(scale: str) -> tuple[Ablation, ...]:
+  size = IMAGE_SIZES[scale]
+  v3_row = Variant("v3", Paper(21.2, "top-1 err", "Rethinking Table 3"), {"model": "inception_v3"},
+                   note="+BN-auxiliary: the released Inception-v3 (paper cost 4.8G ops).")
+  return (
+      Ablation("table3", "Rethinking Table 3: cumulative changes, single crop", (
+          Variant("v2", Paper(23.4, "top-1 err", "Rethinking Table 3"), V2,
+                  note="7x7 stem, aux head without BN, momentum SGD (paper cost 3.8G ops)."),
+          Variant("v2_rmsprop", Paper(23.1, "top-1 err", "Rethinking Table 3"),
+                  {**V2, "optimizer": "rmsprop"}),
+          Variant("v2_rmsprop_ls", Paper(22.8, "top-1 err", "Rethinking Table 3"),
+                  {**V2, "optimizer": "rmsprop", "label_smoothing": 0.1}),
+          Variant("v2_rmsprop_ls_f7x7", Paper(21.6, "top-1 err", "Rethinking Table 3"),
+                  {**V2, "optimizer": "rmsprop", "label_smoothing": 0.1,
+                   "model_overrides.stem": "factorized"},
+                  note="first 7x7 replaced by 3x3 convs (paper cost 4.8G ops)."),
+          v3_row,
+      )),
+      Ablation("table2", "Rethinking Table 2: receptive field at equal cost (top-1 acc as err)", (
+          Variant("v3", Paper(23.4, "top-1 err", "Rethinking Table 2 (76.6% acc)"),
+                  {"model": "inception_v3"}),
+          Variant("rf151", Paper(23.6, "top-1 err", "Rethinking Table 2 (76.4% acc)"),
+                  {"model": "inception_v3", "model_overrides.receptive_field": 151,
+                   "image_size": size[151]}),
+          Variant("rf79", Paper(24.8, "top-1 err", "Rethinking Table 2 (75.2% acc)"),
+                  {"model": "inception_v3", "model_overrides.receptive_field": 79,
+                   "image_size": size[79]}),
+      )),
+      Ablation("figure2", "Rethinking Figure 2: linear vs ReLU in the factorized layers", (
+          Variant("v3", Paper(22.8, "top-1 err", "Rethinking Figure 2 (77.2% acc)"),
+                  {"model": "inception_v3"}),
+          Variant("linear", Paper(23.8, "top-1 err", "Rethinking Figure 2 (76.2% acc)"),
+                  {"model": "inception_v3", "model_overrides.factorization_activation": "linear"}),
+      )),
+  )
+
+
+def make_sweep(scale: str) -> sweep.Sweep:
+  return sweep.Sweep(
+      name="v3_ablations", config_file="experiments/v3_ablations.py", scale=scale,
+      base_config=lambda: base_config(scale), ablations=ablations(scale),
+      seeds={})
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """`experiments/v3_ablations.py:SCALE,VARIANT,SEED` as a config file for experiments.run."""
+  scale, variant, seed = sweep.parse_config_arg(arg)
+  s = make_sweep(scale)
+  return s.config(variant, seed) if variant else base_config(scale)
+
+
+if __name__ == "__main__":
+  sweep.main(make_sweep, sys.argv[1:])

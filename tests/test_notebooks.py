@@ -1,0 +1,89 @@
+"""Every notebook runs top to bottom headless; the ablation notebooks on a `tiny` sweep made here.
+
+The sweeps are run by `inception_jax.sweep.run_sweep` with `SimulatedTrainer` (the tables, curves
+and file layout of a real sweep, in seconds); tests/test_experiments.py trains a real tiny variant.
+"""
+import importlib
+import os
+import pathlib
+import sys
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+pytest.importorskip("matplotlib")
+
+from inception_jax import sweep  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+ABLATION_NOTEBOOKS = {"v1_ablations.ipynb": "v1_ablations", "v3_ablations.ipynb": "v3_ablations"}
+
+
+@pytest.fixture(scope="module")
+def tiny_sweeps(tmp_path_factory):
+  out = {}
+  for name in ABLATION_NOTEBOOKS.values():
+    workdir = tmp_path_factory.mktemp(name)
+    module = importlib.import_module(f"experiments.{name}")
+    sweep.run_sweep(module.make_sweep("tiny"), workdir, trainer=sweep.SimulatedTrainer(),
+                    log=lambda m: None)
+    out[name] = workdir
+  return out
+
+
+def execute(path: pathlib.Path, env: dict[str, str], monkeypatch) -> "nbformat.NotebookNode":
+  monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend renders PNGs
+  for key, value in env.items():
+    monkeypatch.setenv(key, value)
+  # The kernel is a child process: it must import this checkout even without `pip install -e`.
+  monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT),
+                                                                  os.environ.get("PYTHONPATH")])))
+  nb = nbformat.read(path, as_version=4)
+  client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                   resources={"metadata": {"path": str(NOTEBOOKS)}})
+  client.execute()
+  return nb
+
+
+def kernel_python_ok() -> bool:
+  from jupyter_client.kernelspec import KernelSpecManager
+  try:
+    KernelSpecManager().get_kernel_spec("python3")
+  except Exception:  # noqa: BLE001
+    return False
+  return True
+
+
+@pytest.fixture(scope="module", autouse=True)
+def python3_kernel():
+  if not kernel_python_ok():
+    pytest.fail("no 'python3' Jupyter kernel: `python -m ipykernel install --user` "
+                f"(with {sys.executable})")
+
+
+@pytest.mark.parametrize("notebook", sorted(ABLATION_NOTEBOOKS))
+def test_ablation_notebook_executes_on_a_tiny_sweep(notebook, tiny_sweeps, monkeypatch):
+  nb = execute(NOTEBOOKS / notebook,
+               {"SWEEP_WORKDIR": str(tiny_sweeps[ABLATION_NOTEBOOKS[notebook]])}, monkeypatch)
+  images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+            if "image/png" in o.get("data", {})]
+  assert len(images) >= 3  # paper vs ours, cost vs accuracy, learning curves
+  errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+  assert not errors
+
+
+def test_architecture_notebook_executes(monkeypatch):
+  nb = execute(NOTEBOOKS / "architecture.ipynb", {}, monkeypatch)
+  text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+  assert "whole network: reduced 1.5" in text  # GoogLeNet: 1.58G multiply-adds recomputed
+
+
+@pytest.mark.parametrize("notebook", ["architecture.ipynb", *sorted(ABLATION_NOTEBOOKS)])
+def test_committed_notebooks_carry_no_stale_outputs(notebook):
+  nb = nbformat.read(NOTEBOOKS / notebook, as_version=4)
+  for cell in nb.cells:
+    if cell.cell_type == "code":
+      assert cell.outputs == [] and cell.execution_count is None, notebook
