@@ -259,9 +259,10 @@ def distort_color(image: tf.Tensor, draws: tf.Tensor, config) -> tf.Tensor:
 
 # RGB -> YIQ (NTSC). The fast hue rotates the chroma plane (I, Q) about the luma axis:
 # hue(theta) = _HUE_FIXED + cos(theta) * _HUE_COS + sin(theta) * _HUE_SIN.
+# The coefficients of tf.image.rgb_to_yiq / yiq_to_rgb.
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
-                        [0.596, -0.274, -0.322],
-                        [0.211, -0.523, 0.312]])
+                        [0.59590059, -0.27455667, -0.32134392],
+                        [0.2115, -0.52273617, 0.31119955]])
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 _HUE_FIXED = _YIQ_TO_RGB @ np.diag([1.0, 0.0, 0.0]) @ _RGB_TO_YIQ
 _HUE_COS = _YIQ_TO_RGB @ np.diag([0.0, 1.0, 1.0]) @ _RGB_TO_YIQ
