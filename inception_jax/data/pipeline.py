@@ -176,6 +176,11 @@ class EvalIterator(_Iterator):
             except StopIteration:
                 self._exhausted = True
                 batch = None
+        if not self._exhausted and self._emitted + 1 == self.num_batches:
+            # The last batch: images dropped at the very end show up only as the stream ending.
+            for _ in self._it:
+                raise RuntimeError("evaluation stream longer than its batch count")
+            self._exhausted = True
         if self._exhausted:
             self._account(np.zeros((0,), np.int64), end=self.num_examples)
         self._emitted += 1
