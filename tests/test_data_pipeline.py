@@ -94,7 +94,7 @@ def test_training_order_is_deterministic_for_a_seed(id_folder):
 @pytest.mark.parametrize("in_memory_max_bytes", [datasets.DEFAULT_IN_MEMORY_MAX_BYTES, 0])
 def test_resumption_at_step_k_sees_the_same_batches(in_memory_max_bytes):
     # digits train: 1500 examples, 64 per batch: steps 22..24 cross the first epoch's end.
-    kwargs = dict(global_batch_size=64, image_size=12, seed=3,
+    kwargs = dict(global_batch_size=64, image_size=8, seed=3,
                   in_memory_max_bytes=in_memory_max_bytes)
     full = take(data.create_train_iterator("digits", **kwargs), 25)
     for k in (1, 22):
