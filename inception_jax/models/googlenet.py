@@ -77,9 +77,11 @@ class GoogLeNet(nn.Module):
 
     @property
     def min_image_size(self) -> int:
-        # Five stride-2 stages with ceil-mode pools: conv1 needs 7 pixels, and every pool needs its
-        # window; 2x2 pools before 5a allow a smaller input than the paper's 3x3.
-        return 65 if self.pool5_window == 3 else 33
+        # Five stride-2 stages with ceil-mode pools (a window may overhang the input, as in Caffe and
+        # torchvision): 31 -> 16 -> 8 -> 4 -> 2 -> 1 with the paper's 3x3/2 pool before 5a; the
+        # released 2x2/2 pool also maps a 1x1 grid to 1x1, so 15 -> 8 -> 4 -> 2 -> 1 -> 1. One pixel
+        # less leaves an empty grid (tests/test_models.py checks both sides).
+        return 31 if self.pool5_window == 3 else 15
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False):

@@ -32,7 +32,10 @@ from inception_jax.models.googlenet import _outputs, _torchvision_to_inception_r
 
 # Released code: Figure-6 inner widths for Mixed_6b..6e; the paper prints five such modules.
 CHANNELS_7X7 = {"released": (128, 160, 160, 192), "paper": (128, 160, 160, 160, 192)}
-MIN_IMAGE_SIZE = {299: 75, 151: 43, 79: 27}
+# (stem, receptive_field) -> smallest input: Mixed_7a's 3x3/2 needs a 3x3 grid, so Mixed_6a needs
+# 7x7, Conv2d_3b a 17x17 grid, and the stem 35x35 before MaxPool_3a (299, 151) or 17x17 (79: no pool).
+MIN_IMAGE_SIZE = {("factorized", 299): 75, ("factorized", 151): 39, ("factorized", 79): 21,
+                  ("7x7", 299): 75, ("7x7", 151): 41, ("7x7", 79): 23}
 
 
 class InceptionV3(nn.Module):
@@ -64,7 +67,7 @@ class InceptionV3(nn.Module):
 
     @property
     def min_image_size(self) -> int:
-        return MIN_IMAGE_SIZE.get(self.receptive_field, 75)
+        return MIN_IMAGE_SIZE.get((self.stem, self.receptive_field), 75)
 
     def _validate(self) -> None:
         choices = {"stem": ("factorized", "7x7"), "factorization_activation": ("relu", "linear"),
