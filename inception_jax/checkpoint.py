@@ -1,0 +1,190 @@
+"""Orbax checkpoints of a training run: asynchronous saves, the last N kept, saves on preemption,
+resumption from the workdir, and weights to start from (`config.init_from`).
+
+Layout: WORKDIR/checkpoints/<step>/{state, meta}. `state` is the train state as a nested dict of
+arrays (flax.serialization.to_state_dict); `meta` is JSON naming the model and the data position.
+Orbax writes each step to a temporary folder and renames it when complete, so a run killed while
+saving leaves the previous checkpoint intact and the half-written one is ignored.
+
+Checkpoints are never dropped silently: a checkpoint that cannot be read, or that belongs to
+another model or configuration, raises CheckpointError naming it, instead of starting afresh over
+it (the run would otherwise overwrite the older, valid checkpoints as it goes).
+"""
+import logging
+import signal
+from typing import Any
+
+import flax.serialization
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+STATE, META = "state", "meta"
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint that exists but cannot be used by this run."""
+
+
+def _abstract(tree: Any) -> Any:
+  """ShapeDtypeStructs (with sharding) to restore into, from arrays of the same layout."""
+  def leaf(x):
+    sharding = getattr(x, "sharding", None)
+    return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding)
+  return jax.tree.map(leaf, tree)
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+  return tuple(getattr(x, "shape", None) or np.shape(x))
+
+
+def _shape_mismatches(expected: Any, found: Any) -> list[str]:
+  """'path: expected shape vs found shape' for every leaf that differs (or is missing)."""
+  flat_expected = {jax.tree_util.keystr(p): v for p, v in
+                   jax.tree_util.tree_leaves_with_path(expected)}
+  flat_found = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(found)}
+  problems = []
+  for key, value in flat_expected.items():
+    if key not in flat_found:
+      problems.append(f"{key}: missing")
+    elif _shape(flat_found[key]) != _shape(value):
+      problems.append(f"{key}: expected {_shape(value)}, found {_shape(flat_found[key])}")
+  problems += [f"{key}: unexpected" for key in flat_found if key not in flat_expected]
+  return problems
+
+
+class Checkpointer:
+  """CheckpointManager for one workdir. `meta` (a JSON dict) is checked on restore: every key
+  in `compatible_keys` must match the running configuration."""
+
+  def __init__(self, workdir: str, max_to_keep: int = 3, async_save: bool = True,
+               compatible_keys: tuple[str, ...] = ("model", "model_overrides", "num_classes")):
+    self.directory = epath.Path(workdir) / "checkpoints"
+    self.compatible_keys = compatible_keys
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
+        cleanup_tmp_directories=True)
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_names=(STATE, META))
+    self._stop_requested = False
+    self._last_saved: int | None = None
+
+  # -- Saving -----------------------------------------------------------------------------------
+  def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+    """Starts an asynchronous save of `state` at `step` (waits for the previous one first)."""
+    if step == self._last_saved or step in self.manager.all_steps():
+      return
+    self._last_saved = step
+    self.manager.save(step, args=ocp.args.Composite(**{
+        STATE: ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
+        META: ocp.args.JsonSave(meta)}), force=True)
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+  # -- Restoring --------------------------------------------------------------------------------
+  def latest_step(self) -> int | None:
+    self._check_no_unreadable_steps()
+    return self.manager.latest_step()
+
+  def _check_no_unreadable_steps(self) -> None:
+    """Step folders Orbax does not list (e.g. renamed by hand) would be overwritten: refuse."""
+    if not self.directory.exists():
+      return
+    self.manager.reload()
+    listed = set(self.manager.all_steps())
+    for child in self.directory.iterdir():
+      if child.is_dir() and child.name.isdigit() and int(child.name) not in listed:
+        raise CheckpointError(f"checkpoint folder {child} is not a valid Orbax checkpoint; "
+                              "move it away (or repair it) before rerunning in this workdir")
+
+  def restore(self, state: Any, meta: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+    """The latest checkpoint restored into `state`'s structure and sharding, or None if the
+    workdir has none. Raises CheckpointError for a checkpoint that is corrupt or incompatible."""
+    step = self.latest_step()
+    if step is None:
+      return None
+    path = self.directory / str(step)
+    try:
+      saved_meta = self.manager.restore(step, args=ocp.args.Composite(
+          **{META: ocp.args.JsonRestore()}))[META]
+    except Exception as e:  # noqa: BLE001 - any failure to read is reported with the path
+      raise CheckpointError(f"checkpoint {path} is corrupt: its metadata cannot be read ({e}). "
+                            f"Steps present: {list(self.manager.all_steps())}. Move it away to "
+                            "resume from an older one; it was left untouched.") from e
+    differences = {k: (saved_meta.get(k), meta.get(k)) for k in self.compatible_keys
+                   if saved_meta.get(k) != meta.get(k)}
+    if differences:
+      raise CheckpointError(
+          f"checkpoint {path} is incompatible with this run: " +
+          "; ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in differences.items()) +
+          ". Use another workdir, or fix the config; the checkpoint was left untouched.")
+    template = flax.serialization.to_state_dict(state)
+    try:
+      stored = self.manager.item_metadata(step)[STATE]
+    except Exception as e:  # noqa: BLE001
+      raise CheckpointError(f"checkpoint {path} is corrupt: {e}") from e
+    if stored is not None:
+      mismatches = _shape_mismatches(template, stored)
+      if mismatches:
+        raise CheckpointError(f"checkpoint {path} does not match this run's state: "
+                              + "; ".join(mismatches[:5]) + ". It was left untouched.")
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          **{STATE: ocp.args.StandardRestore(_abstract(template))}))[STATE]
+    except Exception as e:  # noqa: BLE001
+      raise CheckpointError(f"checkpoint {path} is corrupt: its arrays cannot be read ({e}). "
+                            f"Steps present: {list(self.manager.all_steps())}. Move it away to "
+                            "resume from an older one; it was left untouched.") from e
+    return flax.serialization.from_state_dict(state, restored), saved_meta
+
+  # -- Preemption -------------------------------------------------------------------------------
+  def install_sigterm_handler(self) -> None:
+    """SIGTERM (what schedulers send before preemption) requests a save and a clean stop."""
+    def handler(signum, frame):
+      del frame
+      logging.warning("received signal %d: saving a checkpoint and stopping", signum)
+      self._stop_requested = True
+    signal.signal(signal.SIGTERM, handler)
+
+  def should_stop(self, step: int) -> bool:
+    """A SIGTERM arrived, or (multi-host) JAX's coordination service reports a preemption."""
+    return self._stop_requested or self.manager.reached_preemption(step)
+
+
+def load_variables(path: str) -> dict[str, Any]:
+  """{'params': ..., 'batch_stats': ...} from a training workdir, one of its step folders, or a
+  checkpoint of variables alone (an Orbax pytree folder or a flax .msgpack file, e.g. converted
+  weights). Arrays come back as host numpy arrays."""
+  p = epath.Path(path)
+  if not p.exists():
+    raise CheckpointError(f"init_from checkpoint {path} does not exist")
+  try:
+    if p.is_file():
+      tree = flax.serialization.msgpack_restore(p.read_bytes())
+    else:
+      if (p / "checkpoints").is_dir():
+        p = p / "checkpoints"
+      steps = sorted(int(c.name) for c in p.iterdir() if c.is_dir() and c.name.isdigit())
+      if steps:
+        p = p / str(steps[-1])
+      if (p / STATE).is_dir():
+        p = p / STATE
+      tree = ocp.StandardCheckpointer().restore(p)
+  except Exception as e:  # noqa: BLE001
+    raise CheckpointError(f"init_from checkpoint {p} cannot be read: {e}") from e
+  if "params" not in tree:
+    raise CheckpointError(f"init_from checkpoint {p} has no 'params' (found {sorted(tree)})")
+  return {"params": tree["params"], "batch_stats": tree.get("batch_stats") or {}}
+
+
+def check_variables_match(path: str, expected: Any, found: Any) -> None:
+  mismatches = _shape_mismatches(expected, found)
+  if mismatches:
+    raise CheckpointError(f"init_from checkpoint {path} does not fit the model: "
+                          + "; ".join(mismatches[:5]))

@@ -1,0 +1,127 @@
+"""Multi-crop and ensemble evaluation (GoogLeNet, Section 7 and Table 3).
+
+Softmax probabilities are averaged over the crops of each image and over the models of an
+ensemble, then top-1 and top-5 are counted. Eval batches come from `data.create_eval_iterator`:
+images [batch, crops, size, size, 3] with a mask marking padding examples.
+
+`evaluate` serves both training (raw and averaged parameters, reported separately) and
+`experiments/evaluate.py` (one checkpoint or an ensemble of workdirs, 1, 10 or 144 crops).
+"""
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from inception_jax import losses, parallel
+
+Variables = Mapping[str, Any]
+
+
+def crop_averaged_probabilities(model: nn.Module, variables: Variables,
+                                images: jax.Array) -> jax.Array:
+  """images [batch, crops, S, S, 3] -> softmax probabilities averaged over crops [batch, K].
+
+  Crops go through the network one at a time (lax.map), so memory does not grow with 144 crops.
+  """
+  def probabilities(crop):  # [batch, S, S, 3]
+    logits = model.apply(variables, crop, train=False)
+    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  return jnp.mean(jax.lax.map(probabilities, jnp.swapaxes(images, 0, 1)), axis=0)
+
+
+def metric_sums(probs: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+  """Sums over the unmasked examples: loss (-log p[label]), top-1 and top-5 hits, count."""
+  mask = mask.astype(jnp.float32)
+  p_label = jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0]
+  return {
+      "loss": jnp.sum(-jnp.log(jnp.maximum(p_label, 1e-12)) * mask),
+      "top1": jnp.sum(losses.topk_correct(probs, labels, 1) * mask),
+      "top5": jnp.sum(losses.topk_correct(probs, labels, 5) * mask),
+      "count": jnp.sum(mask),
+  }
+
+
+class Evaluator:
+  """Jitted crop-averaged prediction and metric sums over a mesh, compiled once per model."""
+
+  def __init__(self, model: nn.Module, mesh: Mesh):
+    self.mesh = mesh
+    self._predict = jax.jit(lambda v, x: crop_averaged_probabilities(model, v, x),
+                            out_shardings=parallel.batch_sharded(mesh))
+    self._sums = jax.jit(metric_sums, out_shardings=parallel.replicated(mesh))
+
+  def evaluate(self, members: Mapping[str, Sequence[Variables]], batches: Iterable[dict],
+               num_steps: int = -1) -> dict[str, dict[str, float]]:
+    """For each name, the probabilities of its models (one, or an ensemble) are averaged.
+
+    Returns {name: {"loss", "top1", "top5", "count"}} with loss and accuracies per example.
+    """
+    totals = {name: {} for name in members}
+    start = time.time()
+    for i, batch in enumerate(batches):
+      if 0 <= num_steps <= i:
+        break
+      batch = parallel.shard_batch(batch, self.mesh)
+      for name, variables_list in members.items():
+        probs = sum(self._predict(v, batch["image"]) for v in variables_list)
+        probs = probs / len(variables_list)
+        sums = parallel.fetch(self._sums(probs, batch["label"], batch["mask"]))
+        for k, v in sums.items():
+          totals[name][k] = totals[name].get(k, 0.0) + float(v)
+    logging.info("evaluated %s in %.1fs", list(members), time.time() - start)
+    results = {}
+    for name, t in totals.items():
+      count = max(t.get("count", 0.0), 1.0)
+      results[name] = {"loss": t.get("loss", 0.0) / count, "top1": t.get("top1", 0.0) / count,
+                       "top5": t.get("top5", 0.0) / count, "count": t.get("count", 0.0)}
+    return results
+
+
+def evaluate_workdirs(config, workdirs: Sequence[str], crops: int = 1,
+                      batch_size: int | None = None, use_ema: bool = True) -> dict[str, Any]:
+  """Evaluates the latest checkpoint of each workdir, and their ensemble when there are several.
+
+  Prints and returns top-1 / top-5 in the shape of GoogLeNet's Table 3.
+  """
+  from inception_jax import data, train  # train builds the model and state; it imports us.
+  mesh = parallel.make_mesh()
+  batch_size = batch_size or config.eval_batch_size
+  train.validate_config(config, mesh, eval_batch_size=batch_size)
+  info = data.get_info(config.dataset, config.data_dir)
+  model = train.create_model(config, info.num_classes)
+  variables = [train.load_eval_variables(config, w, model, mesh, info.num_classes, use_ema)
+               for w in workdirs]
+  members = {f"model_{i}": [v] for i, v in enumerate(variables)}
+  if len(variables) > 1:
+    members["ensemble"] = variables
+  batches = data.create_eval_iterator(
+      config.dataset, split=config.eval_split, data_dir=config.data_dir,
+      global_batch_size=batch_size, image_size=config.image_size, crops=crops,
+      preprocess=config.preprocess.to_dict())
+  results = Evaluator(model, mesh).evaluate(members, batches)
+  print(format_table(results, workdirs, crops, use_ema))
+  return results
+
+
+def format_table(results: Mapping[str, Mapping[str, float]], workdirs: Sequence[str],
+                 crops: int, use_ema: bool) -> str:
+  """Rows like GoogLeNet's Table 3: models, crops, top-1 and top-5 error."""
+  params = "averaged" if use_ema else "raw"
+  lines = [f"| models | crops | params | top-1 acc | top-5 acc | top-5 error | examples |",
+           "|---|---|---|---|---|---|---|"]
+  for name, r in results.items():
+    who = (f"{len(workdirs)} (ensemble)" if name == "ensemble"
+           else f"1 ({workdirs[int(name.split('_')[1])]})")
+    lines.append(f"| {who} | {crops} | {params} | {100 * r['top1']:.2f}% | {100 * r['top5']:.2f}% "
+                 f"| {100 * (1 - r['top5']):.2f}% | {int(r['count'])} |")
+  return "\n".join(lines)
+
+
+def numpy_tree(tree: Any) -> Any:
+  return jax.tree.map(np.asarray, tree)
