@@ -671,10 +671,12 @@ def learning_curves(workdir: str | os.PathLike) -> dict[str, dict[int, list[dict
 # ------------------------------------------------------------------------------------------------
 # Full scale: commands and device-hours.
 # ------------------------------------------------------------------------------------------------
-# Assumed sustained training throughput of one accelerator, in multiply-adds per second, until
-# measured figures land in docs/PERFORMANCE.md: an H100 in bfloat16 at ~20% of its ~990 dense
-# TFLOP/s (= 0.1e15 MAC/s). Training costs about 3x the forward multiply-adds (forward + backward).
-DEFAULT_DEVICE_MACS_PER_SEC = 1.0e14
+# Assumed sustained training throughput of one accelerator, in multiply-adds per second: no
+# measured full-size figure exists in this repository yet (docs/PERFORMANCE.md; this session had
+# no GPU). 5e13 MAC/s = 100 TFLOP/s, about 10% of an H100's dense bfloat16 peak, a usual
+# utilisation for Inception's many small convolutions. Training costs about 3x the forward
+# multiply-adds (forward + backward). Pass --images_per_sec with a measured figure to replace it.
+DEFAULT_DEVICE_MACS_PER_SEC = 5.0e13
 
 
 def images_per_sec(macs_per_image: int, device_macs_per_sec: float = DEFAULT_DEVICE_MACS_PER_SEC

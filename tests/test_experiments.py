@@ -188,6 +188,7 @@ def test_full_scale_prints_commands_and_device_hours(ablation_files, capsys):
   assert float(line.split("|")[4]) > 1  # 100 ImageNet epochs of Inception-v3: many device-hours
 
 
+@pytest.mark.slow
 def test_real_tiny_variant_trains_evaluates_and_is_skipped_on_rerun(ablation_files, tmp_path):
   """The real trainer end to end on one tiny variant (a few steps on digits)."""
   s = ablation_files["v1_ablations"].make_sweep("tiny")
