@@ -6,7 +6,8 @@ Nothing here is a hand-written list of layers: `trace` runs `module.init` under 
 shape, output shape and kernel shape. It works for any module and any input size.
 
 Conventions (the ones behind the published figures: torchvision's 5.713 GFLOPS for Inception-v3 at
-299x299 and 1.498 GFLOPS for GoogLeNet at 224x224, which are multiply-adds, reproduced exactly):
+299x299 and 1.498 GFLOPS for GoogLeNet at 224x224, which are multiply-adds; we get 5,713,216,096 and
+1,498,376,192):
   - One multiply-accumulate per kernel weight per output element:
     conv MACs = out_h * out_w * out_c * k_h * k_w * in_c / groups; dense MACs = in * out.
   - Counted per image (the traces use batch 1).

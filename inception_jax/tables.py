@@ -269,7 +269,7 @@ def _table3_note(rows: list[dict[str, Any]]) -> str:
     v2, fact = by_row["Inception-v2"], by_row["Inception-v2 + Factorized 7x7"]
     v3 = by_row["Inception-v2 + BN-auxiliary (Inception-v3)"]
     return ("Rethinking Table 3 gives \"cost in billions of ops\" without defining the count; "
-            "GoogLeNet's 1.5 matches multiply-adds. Our Inception-v2/v3 (the released layout: the "
+            "GoogLeNet's 1.5 is Going Deeper's \"1.5 billion multiply-adds\". Our Inception-v2/v3 (the released layout: the "
             f"only complete specification) cost {v2['diff']:+.0%} / {v3['diff']:+.0%} against the "
             f"paper's {v2['paper_gops']} / {v3['paper_gops']}, and the factorized stem adds "
             f"{fact['gmacs'] - v2['gmacs']:.2f}G here against "
@@ -330,6 +330,8 @@ def _cell(column: str, value: Any) -> str:
     if isinstance(value, float) and (column.endswith("diff") or "saving" in column
                                      or column.startswith("relative")):
         return f"{value:+.1%}" if column.endswith("diff") else f"{value:.1%}"
+    if isinstance(value, float) and column == "gmacs":
+        return f"{value:.3f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value).replace("|", "\\|")

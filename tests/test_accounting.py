@@ -210,6 +210,8 @@ def test_rethinking_table3_cost():
     assert rows["Inception-v2 + Factorized 7x7"]["gmacs"] == v3["gmacs"]  # aux head not counted
     assert rows["Inception-v2"]["gmacs"] < v3["gmacs"]  # the factorized stem costs more
     assert rows["Inception-v2 + RMSProp"]["gmacs"] == rows["Inception-v2"]["gmacs"]
+    paper_layout = rows["(not in Table 3) Inception-v3 as Rethinking Table 1 prints it"]
+    assert paper_layout["gmacs"] > v3["gmacs"] and paper_layout["paper_gops"] is None
 
 
 def test_output_formats():
