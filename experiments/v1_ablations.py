@@ -32,6 +32,7 @@ def base_config(scale: str) -> ml_collections.ConfigDict:
     return v1.get_config()
   c = v1.get_config("local")          # digits, 96x96, width 0.25, batch 64
   c.model_overrides.width_multiplier = 0.125
+  c.image_size = 96                    # the aux heads' 5x5/3 pool needs a 5x5 grid at Mixed_4b/4e
   c.eval_every_steps = 0               # evaluate at the end only
   c.warmup_epochs = 0.0
   if scale in ("small", "tiny"):

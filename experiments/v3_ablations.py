@@ -37,6 +37,7 @@ def base_config(scale: str) -> ml_collections.ConfigDict:
     return v3.get_config()
   c = v3.get_config("local")          # digits, 75x75, width 0.25, batch 64, RMSProp 0.045
   c.model_overrides.width_multiplier = 0.125
+  c.image_size = IMAGE_SIZES[scale][299]
   c.eval_every_steps = 0
   if scale == "small":
     c.dataset = sweep.cifar10_dataset()

@@ -597,6 +597,12 @@ def format_markdown(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> str:
             "like-for-like** for error rates (column `comparable`). Cost rows (`G multiply-adds`, "
             "`M params`) are computed for the full-size network and are comparable." %
             (rows[0]["dataset"] if rows else "?"), ""]
+  unique = {r["variant"]: r for r in rows}.values()
+  done = [r for r in unique if r["wall_s"]]
+  if done:
+    out += [f"Wall time: {sum(r['wall_s'] for r in done) / 60:.0f} min for the {len(done)} rows "
+            f"that ran (training with compilation and evaluation; evaluation-only rows: "
+            f"evaluation); {sum(1 for r in unique if not r['wall_s'])} rows not run.", ""]
   for ablation in sweep.ablations:
     out += [f"## {ablation.title}", "",
             "| row | paper | ours | ours − paper | comparable | top-1 err | top-5 err | "
@@ -729,6 +735,8 @@ def main(make_sweep: Callable[[str], Sweep], argv: Sequence[str] | None = None) 
   parser.add_argument("--images_per_sec", type=float, default=None,
                       help="measured training throughput per device (full-scale estimate)")
   parser.add_argument("--list", action="store_true", help="list the variants and exit")
+  parser.add_argument("--tables", action="store_true",
+                      help="only rewrite the tables from the results present; train nothing")
   parser.add_argument("-v", "--verbose", action="store_true", help="the trainer's INFO logs")
   args = parser.parse_args(argv)
   sweep = make_sweep(args.scale)
@@ -743,6 +751,12 @@ def main(make_sweep: Callable[[str], Sweep], argv: Sequence[str] | None = None) 
     return text
   logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                       format="%(asctime)s %(message)s")
+  if args.tables:
+    rows = collect(sweep, workdir)
+    write_tables(sweep, rows, workdir)
+    text = format_markdown(sweep, rows)
+    print(text)
+    return rows
   only = [n for n in args.only.split(",") if n]
   rows = run_sweep(sweep, workdir, only=only,
                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
