@@ -173,7 +173,7 @@ def _linear_op(name, factor, image):
 
 @pytest.mark.parametrize("ordering", P.COLOR_ORDERINGS)
 def test_fast_colour_map_equals_the_four_ops_in_every_order(ordering):
-    config = P.make_config({"input_range": (0.0, 1.0)})
+    config = P.make_config({"input_range": (0.0, 1.0), "color_impl": "fast"})
     image = tf.constant(noise(20, 30), tf.float32)
     draws = tf.constant([0.3, 0.9, 0.2, 0.7, 0.1])
     _, factors = P.color_factors(draws, config)
@@ -194,7 +194,8 @@ def test_fast_hue_and_saturation_approximate_tf_hsv_ops():
 
 def test_tf_colour_impl_is_slims_distort_color():
     image = tf.constant(noise(20, 30), tf.float32) / 255.0
-    config = P.make_config({"color_impl": "tf"})
+    config = P.make_config({})
+    assert config.color_impl == "tf"
     draws = tf.constant([0.6, 0.9, 0.2, 0.7, 0.1])  # ordering 2: contrast, hue, brightness, sat.
     ordering, f = P.color_factors(draws, config)
     assert int(ordering) == 2

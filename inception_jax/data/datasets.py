@@ -194,6 +194,7 @@ class TfdsSource(Source):
                     f"'folder:PATH'.\n{e}") from None
         self.builder = builder
         self.in_memory_max_bytes = in_memory_max_bytes
+        self._tables: dict[tuple[str, int, int], ExampleTable] = {}
         data_dir = str(builder.data_dir_root)
         if not builder.is_prepared():
             if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
@@ -241,6 +242,11 @@ class TfdsSource(Source):
         num_bytes = int(self.builder.info.splits[split].num_bytes or 0)
         if num_bytes * (stop - start) > self.in_memory_max_bytes * max(total, 1):
             return None
+        if (split, start, stop) not in self._tables:  # loaded once per process
+            self._tables[split, start, stop] = self._load_table(split, start, stop)
+        return self._tables[split, start, stop]
+
+    def _load_table(self, split: str, start: int, stop: int) -> ExampleTable:
         encoded, labels = [], []
         for images, batch_labels in self._read(split, start, stop).batch(1024).as_numpy_iterator():
             encoded.extend(images.tolist())

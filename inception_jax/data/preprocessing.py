@@ -6,16 +6,17 @@ Training (GoogLeNet paper, Section 6; tf-slim `inception_preprocessing.preproces
      crop window is decoded (`tf.io.decode_and_crop_jpeg`). When no crop is found in
      `max_attempts`, `crop_fallback="center"` takes the largest central crop whose aspect ratio is
      in range (torchvision's fallback), `"whole"` the whole image (slim's);
-  2. resize to `image_size` x `image_size`, with an interpolation drawn from `interpolations` when
+  2. random horizontal flip (of the uint8 crop: the same as flipping after the resize);
+  3. resize to `image_size` x `image_size`, with an interpolation drawn from `interpolations` when
      `random_interpolation` (slim: bilinear, nearest, bicubic, area), else `interpolation`;
-  3. random horizontal flip;
   4. photometric distortions (slim's `distort_color`): brightness (+-32/255), saturation
      [0.5, 1.5], hue (+-0.2), contrast [0.5, 1.5] in one of `color_orderings` random orders
-     (slim's four), clipped to [0, 1]. `color_impl="tf"` runs tf.image's ops (HSV saturation and
-     hue) as slim does; the default `"fast"` uses the same draws but makes saturation a blend with
-     luma and hue a rotation in YIQ (brightness and contrast are tf.image's), so that all four
-     are affine, commute, and run with the input scaling as one 3x3 colour matrix per image
-     (about 0.3 ms instead of about 2 ms per 224x224 image on this machine);
+     (slim's four), clipped to [0, 1]. `color_impl="tf"` (default) runs tf.image's ops (HSV
+     saturation and hue) as slim does; `"fast"` uses the same draws but makes saturation a blend
+     with luma and hue a rotation in YIQ (brightness and contrast are tf.image's), so that all
+     four are affine, commute, and run with the input scaling as one 3x3 colour matrix per image.
+     In isolation that is cheaper (one 3x3 product against two HSV round trips); in the whole
+     pipeline on the 2-core development machine the two measured the same (docs/DATA.md);
   5. input scaling (below).
 Every random choice is a stateless op seeded by the example's seed, so preprocessing is a pure
 function of (encoded image, seed).
@@ -68,7 +69,7 @@ PREPROCESS_DEFAULTS: dict[str, Any] = dict(
     flip=True,
     color_distortion=True,
     color_orderings=4,  # 1, 2 or 4 of COLOR_ORDERINGS
-    color_impl="fast",  # "fast": one affine colour map; "tf": tf.image's HSV ops, as slim
+    color_impl="tf",  # "tf": tf.image's HSV ops, as slim; "fast": one affine colour map
     brightness=32.0 / 255.0,  # max delta; 0 turns it off
     saturation=(0.5, 1.5),  # None turns it off
     hue=0.2,  # max delta; 0 turns it off
@@ -271,30 +272,31 @@ _HUE_SIN = _YIQ_TO_RGB @ np.array([[0.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0,
 _LUMA = np.tile(_RGB_TO_YIQ[:1], (3, 1))
 
 
+# M = hue(theta) @ saturation(s) = s * (P0 + cos P1 + sin P2) + (1 - s) * LUMA (hue keeps luma and
+# grey, so hue @ LUMA = LUMA): four fixed matrices, stacked transposed for x @ M^T.
+_COLOR_BASIS_T = np.stack([_HUE_FIXED, _HUE_COS, _HUE_SIN, _LUMA]).transpose(0, 2, 1)
+
+
 def fast_color_transform(draws: tf.Tensor, mean: tf.Tensor, config) -> tuple[tf.Tensor, tf.Tensor]:
-    """The affine colour map (A [3, 3], b [3]) of the fast colour distortion: x -> A x + b.
+    """The affine colour map of the fast colour distortion: x -> x @ A^T + b; returns (A^T, b).
 
     With saturation as a luma blend and hue as a YIQ rotation, the four ops are affine maps that
     commute (each keeps grey grey and luma's weights sum to 1; contrast moves towards the mean of
     the image it is applied to, which the others map along), so every ordering gives the same map:
-    A = f * M, b = (1 - f) * M mean + delta, where M = hue(theta) @ saturation(s).
+    A = f * M, b = (1 - f) * M mean + delta, with M = hue(theta) @ saturation(s).
     mean: [3] per-channel mean of the image.
     """
     _, factors = color_factors(draws, config)
-    m = tf.eye(3)
-    if "saturation" in factors:
-        s = factors["saturation"]
-        m = s * m + (1.0 - s) * tf.constant(_LUMA, tf.float32)
-    if "hue" in factors:
-        theta = -2.0 * np.pi * factors["hue"]
-        hue = (tf.constant(_HUE_FIXED, tf.float32) + tf.cos(theta) * tf.constant(_HUE_COS, tf.float32)
-               + tf.sin(theta) * tf.constant(_HUE_SIN, tf.float32))
-        m = hue @ m
+    s = factors.get("saturation", tf.constant(1.0))
+    theta = -2.0 * np.pi * factors.get("hue", tf.constant(0.0))
     f = factors.get("contrast", tf.constant(1.0))
-    b = (1.0 - f) * tf.linalg.matvec(m, mean)
+    coef = tf.stack([s, s * tf.cos(theta), s * tf.sin(theta), 1.0 - s])  # M's, on the basis
+    basis = tf.constant(_COLOR_BASIS_T, tf.float32)
+    m_mean = tf.linalg.matvec(basis, mean, transpose_a=True)  # [4, 3]: each basis matrix @ mean
+    b = (1.0 - f) * tf.linalg.matvec(m_mean, coef, transpose_a=True)
     if "brightness" in factors:
         b = b + factors["brightness"]
-    return f * m, b
+    return tf.tensordot(f * coef, basis, axes=1), b
 
 
 def finish_image(image: tf.Tensor, draws: tf.Tensor, config) -> tf.Tensor:
@@ -310,10 +312,9 @@ def finish_image(image: tf.Tensor, draws: tf.Tensor, config) -> tf.Tensor:
     lo, hi = config.input_range
     gain = hi - lo
     if config.color_distortion and config.color_impl == "fast":
-        mean = tf.reduce_mean(image, axis=[0, 1]) / 255.0
-        a, b = fast_color_transform(draws, mean, config)
-        out = tf.nn.bias_add(tf.tensordot(image, tf.transpose(a) * (gain / 255.0), axes=1),
-                             gain * b + lo)
+        mean = tf.reduce_mean(image, axis=[0, 1]) * (1.0 / 255.0)
+        a_t, b = fast_color_transform(draws, mean, config)
+        out = tf.nn.bias_add(tf.tensordot(image, a_t * (gain / 255.0), axes=1), gain * b + lo)
     else:
         out = image * (gain / 255.0) + lo
     return tf.clip_by_value(out, min(lo, hi), max(lo, hi))
@@ -367,8 +368,10 @@ def train_image(encoded: tf.Tensor, seed: tf.Tensor, image_size: int, config) ->
         image = resize(image, size, config.interpolation)
     draws = color_draws(seeds[3])
     if config.color_distortion and config.color_impl == "tf":
-        image = distort_color(tf.clip_by_value(image / 255.0, 0.0, 1.0), draws, config) * 255.0
-    image = finish_image(image, draws, config)
+        image = distort_color(tf.clip_by_value(image * (1.0 / 255.0), 0.0, 1.0), draws, config)
+        image = scale_inputs(image, config)
+    else:
+        image = finish_image(image, draws, config)
     image.set_shape([image_size, image_size, 3])
     return image
 
