@@ -145,6 +145,15 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: 
                     ema_batch_stats=copy(batch_stats) if use_ema else {})
 
 
+def state_initializer(config: ml_collections.ConfigDict, model: nn.Module,
+                      tx: optax.GradientTransformation, mesh: Mesh):
+  """rng -> TrainState, jitted to create the state directly replicated on the mesh.
+  (jax.eval_shape of it gives the abstract state that checkpoints are restored into.)"""
+  init = functools.partial(create_train_state, model, tx, image_size=config.image_size,
+                           use_ema=config.ema_decay > 0)
+  return jax.jit(init, out_shardings=parallel.replicated(mesh))
+
+
 def with_variables(state: TrainState, variables: dict[str, Any]) -> TrainState:
   """state with new params and batch_stats (and averages restarted from them)."""
   params, batch_stats = variables["params"], variables.get("batch_stats") or {}
@@ -184,6 +193,9 @@ def per_replica(fn, mesh: Mesh):
   per replica; gradients, new BN moving averages and metrics averaged over replicas."""
   def replica_fn(params, batch_stats, images, labels, dropout_rng):
     dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(parallel.DATA_AXIS))
+    # Each replica differentiates its own copy of the parameters; without the cast, autodiff of
+    # a replicated input would already sum (not average) the replicas' gradients.
+    params = jax.lax.pcast(params, parallel.DATA_AXIS, to="varying")
     out = fn(params, batch_stats, images, labels, dropout_rng)
     return jax.lax.pmean(out, parallel.DATA_AXIS)
   data = P(parallel.DATA_AXIS)
@@ -281,6 +293,12 @@ class TrainMetrics:
   def add(self, step: int, metrics: dict) -> None:
     self.pending.append((step, metrics))
 
+  def first_step_done(self, metrics: dict) -> None:
+    """Waits for the first step (compilation included) and restarts the throughput clock."""
+    jax.block_until_ready(metrics)
+    logging.info("first step (compilation included) took %.1fs", time.time() - self._tick)
+    self.resume()
+
   def pause(self) -> None:
     """Stops the throughput clock (evaluation, checkpointing)."""
     self.train_seconds += time.time() - self._tick
@@ -358,12 +376,10 @@ def load_init_from(state: TrainState, path: str, mesh: Mesh) -> TrainState:
 def load_eval_variables(config, workdir: str, model: nn.Module, mesh: Mesh, num_classes: int,
                         use_ema: bool = True) -> dict[str, Any]:
   """The variables of a workdir's latest checkpoint (averaged ones if kept and asked for)."""
-  tx = optim.create_optimizer(config, lambda step: 0.0)
-  state = jax.jit(functools.partial(create_train_state, model, tx, image_size=config.image_size,
-                                    use_ema=config.ema_decay > 0),
-                  out_shardings=parallel.replicated(mesh))(jax.random.key(config.seed))
+  init = state_initializer(config, model, optim.create_optimizer(config, lambda step: 0.0), mesh)
   ckpt = checkpoint_lib.Checkpointer(workdir, async_save=False)
-  restored = ckpt.restore(state, checkpoint_meta(config, num_classes, 0))
+  restored = ckpt.restore(jax.eval_shape(init, jax.random.key(config.seed)),
+                          checkpoint_meta(config, num_classes, 0))
   ckpt.close()
   if restored is None:
     raise checkpoint_lib.CheckpointError(f"no checkpoint in {workdir}/checkpoints")
@@ -398,18 +414,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   # -- Model and state, created replicated on the mesh.
   model = create_model(config, info.num_classes)
-  init = functools.partial(create_train_state, model, tx, image_size=config.image_size,
-                           use_ema=config.ema_decay > 0)
-  state = jax.jit(init, out_shardings=parallel.replicated(mesh))(jax.random.key(config.seed))
+  init = state_initializer(config, model, tx, mesh)
+  rng = jax.random.key(config.seed)
 
   # -- Checkpoint: resume from the workdir, or start from init_from, or from scratch.
   ckpt = checkpoint_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-  restored = ckpt.restore(state, checkpoint_meta(config, info.num_classes, 0))
+  restored = ckpt.restore(jax.eval_shape(init, rng), checkpoint_meta(config, info.num_classes, 0))
   if restored is not None:
     state, meta = restored
     logging.info("resumed from %s at step %d", ckpt.directory / str(meta["step"]), meta["step"])
-  elif config.init_from:
-    state = load_init_from(state, config.init_from, mesh)
+  else:
+    state = init(rng)
+    if config.init_from:
+      state = load_init_from(state, config.init_from, mesh)
   if jax.process_count() == 1:  # Multi-host preemption notices come through JAX's coordinator.
     ckpt.install_sigterm_handler()
   start_step = int(parallel.fetch(state.step))
@@ -446,6 +463,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       state, step_metrics = p_train_step(state, batch)
       step += 1
       metrics.add(step, step_metrics)
+      if step == start_step + 1:
+        metrics.first_step_done(step_metrics)
       if step % config.log_every_steps == 0 or step == num_steps:
         metrics.flush()
       if config.eval_every_steps > 0 and step % config.eval_every_steps == 0 and step < num_steps:

@@ -1,0 +1,143 @@
+"""Shared pieces of the training tests: a tiny stand-in network and a subprocess runner.
+
+The stand-in (`tiny`, registered into `inception_jax.models` by `install_tiny_model`) has the
+interface of the real networks (BatchNorm or none, an auxiliary head, dropout, `dtype`), and
+compiles in a second, so the trainer's tests stay fast; the real GoogLeNet is exercised by the
+`:local` preset test.
+
+Run as a script, it trains: python tests/test_train_utils.py WORKDIR [--config.field=value ...]
+(with optional --coordinator_address/--num_processes/--process_id, and TINY_STEP_SLEEP seconds
+per step to leave time for a kill -9).
+"""
+import os
+import sys
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class TinyNet(nn.Module):
+  """conv-BN-ReLU x2 with an auxiliary head after the first block; [B, S, S, 3] -> [B, K]."""
+  num_classes: int = 10
+  norm: str = "bn"              # "bn" | "none" (like the paper GoogLeNet: no batch_stats)
+  width: int = 8
+  dropout_rate: float = 0.2
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    def block(x, features, strides, name):
+      x = nn.Conv(features, (3, 3), strides=strides, use_bias=self.norm == "none",
+                  dtype=self.dtype, name=f"{name}_conv")(x)
+      if self.norm == "bn":
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
+                         dtype=self.dtype, name=f"{name}_bn")(x)
+      return nn.relu(x)
+    x = block(x.astype(self.dtype), self.width, 2, "b1")
+    aux = None
+    if train or self.is_initializing():
+      aux = nn.Dense(self.num_classes, dtype=self.dtype, name="aux")(jnp.mean(x, axis=(1, 2)))
+    x = block(x, 2 * self.width, 2, "b2")
+    x = jnp.mean(x, axis=(1, 2))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(x).astype(jnp.float32)
+    if train:
+      return logits, (aux.astype(jnp.float32),)
+    return logits
+
+
+def install_tiny_model() -> None:
+  """Makes `models.create("tiny", ...)` return TinyNet (idempotent)."""
+  from inception_jax import models
+  if "tiny" in models.NAMES:
+    return
+  create, min_size = models.create, models.min_image_size
+
+  def create_with_tiny(name, num_classes=1000, **overrides):
+    if name == "tiny":
+      return TinyNet(num_classes=num_classes, **overrides)
+    return create(name, num_classes=num_classes, **overrides)
+
+  def min_image_size_with_tiny(name, **overrides):
+    return 8 if name == "tiny" else min_size(name, **overrides)
+
+  models.create = create_with_tiny
+  models.min_image_size = min_image_size_with_tiny
+  models.NAMES = (*models.NAMES, "tiny")
+
+
+def tiny_config(**overrides):
+  """The v3 recipe on digits with the tiny network: a few seconds per run."""
+  sys.path.insert(0, ROOT)
+  from configs import v3
+  c = v3.get_config("local")
+  c.model = "tiny"
+  c.model_overrides = {}
+  c.image_size = 16
+  c.batch_size = 16
+  c.eval_batch_size = 32
+  c.num_train_steps = 12
+  c.log_every_steps = 4
+  c.eval_every_steps = -1
+  c.checkpoint_every_steps = 4
+  c.num_eval_steps = 2
+  c.compilation_cache_dir = ""
+  for k, v in overrides.items():
+    setattr(c, k, v)
+  return c
+
+
+def subprocess_env(num_devices: int = 1) -> dict[str, str]:
+  env = dict(os.environ)
+  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
+  env["JAX_PLATFORMS"] = "cpu"
+  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+  return env
+
+
+def _main(argv: list[str]) -> None:
+  """Trains the tiny network in argv[1] with --config.x=y overrides (see the module docstring)."""
+  import argparse
+  parser = argparse.ArgumentParser()
+  parser.add_argument("workdir")
+  parser.add_argument("--coordinator_address")
+  parser.add_argument("--num_processes", type=int)
+  parser.add_argument("--process_id", type=int)
+  args, rest = parser.parse_known_args(argv[1:])
+  from inception_jax import parallel
+  if args.coordinator_address:
+    parallel.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+  install_tiny_model()
+  import ast
+  overrides = {}
+  for item in rest:
+    key, value = item.removeprefix("--config.").split("=", 1)
+    try:
+      overrides[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      overrides[key] = value
+  config = tiny_config(**overrides)
+  sleep = float(os.environ.get("TINY_STEP_SLEEP", "0"))
+  if sleep:
+    import time
+    shard_batch = parallel.shard_batch
+    def slow_shard_batch(batch, mesh):
+      time.sleep(sleep)
+      return shard_batch(batch, mesh)
+    parallel.shard_batch = slow_shard_batch
+  from inception_jax import train
+  state = train.train_and_evaluate(config, args.workdir)
+  if jax.process_index() == 0:
+    import numpy as np
+    flat = {jax.tree_util.keystr(k): np.asarray(v) for k, v in
+            jax.tree_util.tree_leaves_with_path(train.parallel.fetch(state.variables()))}
+    np.savez(os.path.join(args.workdir, "final_variables.npz"), **flat)
+
+
+if __name__ == "__main__":
+  _main(sys.argv)
