@@ -23,8 +23,7 @@ EIGHT_DEVICES = textwrap.dedent("""
       model = train.create_model(config, 10)
       lr = optim.create_learning_rate_fn(config, 10.0, 100)
       tx = optim.create_optimizer(config, lr)
-      init = functools.partial(train.create_train_state, model, tx, image_size=16, use_ema=True)
-      state = jax.jit(init, out_shardings=parallel.replicated(mesh))(jax.random.key(0))
+      state = train.state_initializer(config, model, tx, mesh)(jax.random.key(0))
       step = train.compile_train_step(model, tx, lr, config, mesh)
       state, metrics = step(state, parallel.shard_batch(batch, mesh))
       return parallel.fetch(state), parallel.fetch(metrics), model
@@ -49,9 +48,8 @@ EIGHT_DEVICES = textwrap.dedent("""
                      model_overrides={"dropout_rate": 0.0})
     config = tiny_config(batch_norm="per_replica", **plain_sgd)
     p8, _, model = one_step(config, jax.devices(), batch)
-    base = jax.jit(functools.partial(train.create_train_state, model,
-                                     optim.create_optimizer(config, lambda s: 0.0),
-                                     image_size=16, use_ema=False))(jax.random.key(0))
+    base = train.state_initializer(config, model, optim.create_optimizer(config, lambda s: 0.0),
+                                   parallel.make_mesh(jax.devices()[:1]))(jax.random.key(0))
     grads, stats = [], []
     for r in range(8):
       shard = {k: v[4 * r: 4 * r + 4] for k, v in batch.items()}

@@ -109,6 +109,9 @@ def _main(argv: list[str]) -> None:
   parser.add_argument("--num_processes", type=int)
   parser.add_argument("--process_id", type=int)
   args, rest = parser.parse_known_args(argv[1:])
+  from absl import logging
+  logging.use_absl_handler()
+  logging.set_verbosity(logging.INFO)
   from inception_jax import parallel
   if args.coordinator_address:
     parallel.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
