@@ -70,6 +70,28 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def digits_on_cpu(c: ml_collections.ConfigDict, image_size: int,
+                  width_multiplier: float) -> ml_collections.ConfigDict:
+  """What every `:local` preset shares: the embedded `digits` dataset (1,500 train / 297 test 8x8
+  images) upsampled to `image_size`, a narrow network, batch 64, frequent logs and evals."""
+  c.dataset = "digits"
+  c.train_split = "train"
+  c.eval_split = "test"
+  c.image_size = image_size
+  c.model_overrides = ml_collections.ConfigDict({"width_multiplier": width_multiplier})
+  # Digits are not mirror-symmetric and are grayscale: no flips, no colour distortion; crops of
+  # at least half the area so that the digit stays recognisable.
+  c.preprocess = ml_collections.ConfigDict(dict(
+      area_range=(0.5, 1.0), flip=False, color_distortion=False, random_interpolation=False))
+  c.batch_size = 64
+  c.eval_batch_size = 128
+  c.ema_decay = 0.99                # a horizon of ~100 steps (4 epochs) for a run of ~1000
+  c.log_every_steps = 20
+  c.eval_every_steps = 200
+  c.checkpoint_every_steps = 200
+  return c
+
+
 def parse_arg(arg: str | None, presets: tuple[str, ...]) -> str:
   """The preset named by `--config=file.py:PRESET` ('' for the full recipe)."""
   preset = (arg or "").strip()

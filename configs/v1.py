@@ -7,7 +7,9 @@ Full recipe (ImageNet, 224x224; a TPU/GPU cluster, see docs/TRAINING.md):
 
 Local preset (the embedded `digits` dataset, 2 CPU cores):
   python -m experiments.run --config=configs/v1.py:local --workdir=/tmp/v1_local
-  Under 10 minutes to >= 90% test top-1 (measured figures in docs/TRAINING.md).
+  About 5 minutes on 2 CPU cores (1,407 steps of 64 images at 32x32, width 0.25); measured
+  94.6% test top-1 with the averaged parameters (eval_ema/top1), 90.9% with the raw ones
+  (docs/TRAINING.md).
 
 The paper gives the optimizer (asynchronous SGD, momentum 0.9), the schedule (learning rate
 decreased by 4% every 8 epochs), the auxiliary weight (0.3) and Polyak averaging, but no initial
@@ -57,29 +59,16 @@ def paper_recipe() -> ml_collections.ConfigDict:
 
 def local_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The same recipe scaled to `digits` on 2 CPU cores: narrow network, small images."""
-  c.dataset = "digits"
-  c.eval_split = "test"
-  c.image_size = 32                 # 8x8 digits upsampled; GoogLeNet accepts >= 31 pixels
-  # Digits are not mirror-symmetric and are grayscale: no flips, no colour distortion; crops of
-  # at least half the area so that the digit stays recognisable.
-  c.preprocess = ml_collections.ConfigDict(dict(
-      area_range=(0.5, 1.0), flip=False, color_distortion=False, random_interpolation=False))
-  c.model_overrides = ml_collections.ConfigDict({"width_multiplier": 0.25})
-  c.batch_size = 64
-  c.eval_batch_size = 128
+  c = common.digits_on_cpu(c, image_size=32, width_multiplier=0.25)  # GoogLeNet accepts >= 31
   c.learning_rate = 0.025
   c.base_batch_size = 32            # linear scaling rule: 0.05 at 64
   c.warmup_epochs = 1.0
   # Choice: the Rethinking recipe's clipping (global norm 2.0) keeps this network without
   # BatchNorm stable; unclipped at 0.1 it diverged after a few hundred steps.
   c.grad_clip_norm = 2.0
-  c.num_epochs = 30.0
-  # The full recipe decays 31 times (every 8 of 250 epochs); so does this one, every epoch of 30.
-  c.lr_decay_epochs = 1.0
-  c.ema_decay = 0.99
-  c.log_every_steps = 20
-  c.eval_every_steps = 200
-  c.checkpoint_every_steps = 200
+  c.num_epochs = 60.0               # 1,407 steps
+  # The full recipe decays 31 times (every 8 of 250 epochs); this one 30 times (every 2 of 60).
+  c.lr_decay_epochs = 2.0
   return c
 
 

@@ -126,3 +126,32 @@ def test_multicrop_and_ensemble_average_softmax():
   p_both = (expected0 + np.asarray(evaluate.crop_averaged_probabilities(
       model, v2, jnp.asarray(images)))[0]) / 2
   np.testing.assert_allclose(results["both"]["loss"], -np.log(p_both[2]), rtol=1e-5)
+
+
+def test_evaluate_workdirs_ensemble_table(tmp_path, capsys):
+  config = tiny_config(num_train_steps=2, checkpoint_every_steps=2)
+  for seed in (0, 1):
+    config.seed = seed
+    train.train_and_evaluate(config, str(tmp_path / f"m{seed}"))
+  results = evaluate.evaluate_workdirs(config, [str(tmp_path / "m0"), str(tmp_path / "m1")],
+                                       crops=10, batch_size=32)
+  assert set(results) == {"model_0", "model_1", "ensemble"}
+  assert all(r["count"] == 297 for r in results.values())  # the whole digits test split
+  table = capsys.readouterr().out
+  assert "| 2 (ensemble) | 10 |" in table and "top-5 error" in table
+
+
+def test_init_from_converted_weights_layout(tmp_path):
+  """docs/CONVERT.md's layout: DIR/state is a StandardCheckpointer tree of params + batch_stats."""
+  import orbax.checkpoint as ocp
+  from test_train_utils import TinyNet
+  import jax.numpy as jnp
+  variables = TinyNet(num_classes=10).init(jax.random.key(7), jnp.zeros((1, 16, 16, 3)))
+  variables = jax.tree.map(lambda x: x + 1.0, variables)
+  with ocp.StandardCheckpointer() as saver:
+    saver.save(tmp_path / "converted" / "state", variables)
+  loaded = checkpoint.load_variables(str(tmp_path / "converted"))
+  jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(dict(variables)))
+  with pytest.raises(checkpoint.CheckpointError, match="does not fit the model"):
+    train.train_and_evaluate(tiny_config(init_from=str(tmp_path / "converted"),
+                                         model_overrides={"width": 4}), str(tmp_path / "run"))
