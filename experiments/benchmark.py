@@ -2,6 +2,9 @@
 
   python -m experiments.benchmark input --dataset=folder:/tmp/inet --split=train \
       --image-size=224 --batches=40 --format=json
+  python -m experiments.benchmark train --model=inception_v3 --batch-size=8 --image-size=299 \
+      --steps=5 [--dtype=bfloat16] [--fast-conv=auto|on|off] [--peers=torch,keras --rounds=3] \
+      --format=json
 
 Subcommands live in SUBCOMMANDS (name -> (add_arguments, run)); each `run(args)` returns a dict
 that is printed as one JSON object (--format=json) or as `key: value` lines.
@@ -39,9 +42,48 @@ def _run_input(args: argparse.Namespace) -> dict[str, Any]:
       preprocess=preprocess)
 
 
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--model", default="inception_v3")
+  parser.add_argument("--batch-size", type=int, default=8)
+  parser.add_argument("--image-size", type=int, default=None, help="default: the model's own")
+  parser.add_argument("--steps", type=int, default=5, help="timed steps (after a warm-up step)")
+  parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+  parser.add_argument("--fast-conv", choices=["auto", "on", "off"], default=None,
+                      help="the CPU convolution fast path (default: $INCEPTION_JAX_FAST_CONV or auto)")
+  parser.add_argument("--cache-dir", default=None,
+                      help="persistent compilation cache ('none': off; default: "
+                           "$INCEPTION_JAX_COMPILATION_CACHE or ~/.cache/inception_jax/jax_cache)")
+  parser.add_argument("--no-peak", action="store_true", help="skip the matrix-product peak")
+  parser.add_argument("--peers", default="",
+                      help="comma-separated peers (torch, keras) to run side by side, each in a "
+                           "fresh process, interleaved with ours for --rounds rounds; prints medians")
+  parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--variants", default="",
+                      help='with --peers: JSON {"name": {"ENV_VAR": "value"}} of our variants '
+                           '(e.g. fast conv off, XLA_FLAGS) to A/B in the same rounds')
+
+
+def _run_train(args: argparse.Namespace) -> dict[str, Any]:
+  import os
+  from inception_jax import benchmark, models
+  if args.fast_conv:
+    os.environ["INCEPTION_JAX_FAST_CONV"] = args.fast_conv
+  size = args.image_size or models.default_image_size(args.model)
+  if args.peers or args.variants:
+    peers = tuple(p for p in args.peers.split(",") if p)
+    variants = json.loads(args.variants) if args.variants else None
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    return benchmark.compare(args.model, args.batch_size, size, args.steps, rounds=args.rounds,
+                             peers=peers, dtype=args.dtype, variants=variants, log=log)
+  return benchmark.benchmark_train(args.model, args.batch_size, size, steps=args.steps,
+                                   dtype=args.dtype, peak=not args.no_peak,
+                                   cache_dir=args.cache_dir)
+
+
 SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
                              Callable[[argparse.Namespace], dict[str, Any]]]] = {
     "input": (_add_input_arguments, _run_input),
+    "train": (_add_train_arguments, _run_train),
 }
 
 

@@ -24,8 +24,10 @@ def main(argv):
   parallel.initialize_distributed()
   import jax
   from inception_jax import evaluate
+  config = _CONFIG.value
+  parallel.enable_compilation_cache(config.compilation_cache_dir or "none")
   logging.info("JAX %s, %s", jax.__version__, parallel.describe())
-  evaluate.evaluate_workdirs(_CONFIG.value, FLAGS.workdir, crops=int(FLAGS.crops),
+  evaluate.evaluate_workdirs(config, FLAGS.workdir, crops=int(FLAGS.crops),
                              batch_size=FLAGS.batch_size, use_ema=FLAGS.ema)
 
 

@@ -5,7 +5,6 @@ host (Cloud TPU VM pods and SLURM/MPI clusters are detected), or pass --coordina
 --num_processes and --process_id. See docs/TRAINING.md.
 """
 import logging as py_logging
-import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -37,8 +36,7 @@ def main(argv):
   import jax
   from inception_jax import train
   config = _CONFIG.value
-  if config.compilation_cache_dir:
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(config.compilation_cache_dir))
+  parallel.enable_compilation_cache(config.compilation_cache_dir or "none")
   # tf.data runs on the host only; keep TensorFlow off the accelerators.
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")

@@ -40,23 +40,9 @@ def base_config(scale: str) -> ml_collections.ConfigDict:
     # affords (measured: 10.0% top-1 after 100 steps at lr 0.01), so the smaller scales ablate
     # from BN-GoogLeNet; the `norm` ablation keeps the LRN row.
     c.model_overrides.norm = "bn"
+  sweep.scale_run_length(c, scale, SMALL_STEPS)
   if scale == "small":
     c.learning_rate = 0.04             # at base_batch_size 32 (BatchNorm allows it)
-    c.dataset = sweep.cifar10_dataset()
-    c.eval_split = "test"
-    c.batch_size = 32
-    c.eval_batch_size = 250
-    c.num_train_steps = SMALL_STEPS
-    c.num_eval_steps = -1              # the whole `test` split: 200 images per class
-    c.log_every_steps = 25
-    c.checkpoint_every_steps = 50
-  else:  # tiny
-    c.batch_size = 16
-    c.eval_batch_size = 32
-    c.num_train_steps = 4
-    c.num_eval_steps = 1
-    c.log_every_steps = 2
-    c.checkpoint_every_steps = 4
   return c
 
 

@@ -39,24 +39,8 @@ def base_config(scale: str) -> ml_collections.ConfigDict:
   c.model_overrides.width_multiplier = 0.125
   c.image_size = IMAGE_SIZES[scale][299]
   c.eval_every_steps = 0
-  if scale == "small":
-    c.dataset = sweep.cifar10_dataset()
-    c.eval_split = "test"
-    c.batch_size = 32
-    c.base_batch_size = 32
-    c.eval_batch_size = 250
-    c.num_train_steps = SMALL_STEPS
-    c.num_eval_steps = -1              # the whole `test` split: 200 images per class
-    c.log_every_steps = 25
-    c.checkpoint_every_steps = 50
-  else:  # tiny
-    c.batch_size = 16
-    c.base_batch_size = 16
-    c.eval_batch_size = 32
-    c.num_train_steps = 4
-    c.num_eval_steps = 1
-    c.log_every_steps = 2
-    c.checkpoint_every_steps = 4
+  sweep.scale_run_length(c, scale, SMALL_STEPS)
+  c.base_batch_size = c.batch_size    # keep the preset's learning rate at the smaller batch
   return c
 
 

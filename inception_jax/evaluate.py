@@ -113,7 +113,7 @@ def format_table(results: Mapping[str, Mapping[str, float]], workdirs: Sequence[
                  crops: int, use_ema: bool) -> str:
   """Rows like GoogLeNet's Table 3: models, crops, top-1 and top-5 error."""
   params = "averaged" if use_ema else "raw"
-  lines = [f"| models | crops | params | top-1 acc | top-5 acc | top-5 error | examples |",
+  lines = ["| models | crops | params | top-1 acc | top-5 acc | top-5 error | examples |",
            "|---|---|---|---|---|---|---|"]
   for name, r in results.items():
     who = (f"{len(workdirs)} (ensemble)" if name == "ensemble"

@@ -81,6 +81,35 @@ def fetch(tree: Any) -> Any:
   return jax.tree.map(get, tree)
 
 
+CACHE_ENV = "INCEPTION_JAX_COMPILATION_CACHE"
+DEFAULT_CACHE_DIR = "~/.cache/inception_jax/jax_cache"
+
+
+def enable_compilation_cache(cache_dir: str | None = None, min_compile_time_secs: float = 1.0,
+                             min_entry_size_bytes: int = -1) -> str | None:
+  """Turns on JAX's persistent compilation cache; returns the directory (None: left off).
+
+  A second run of the same configuration then loads its executables from disk instead of
+  compiling them (docs/PERFORMANCE.md has the figures). Call before the first compilation.
+  cache_dir: None reads $INCEPTION_JAX_COMPILATION_CACHE, else DEFAULT_CACHE_DIR; "" or "none"
+    leaves the cache off.
+  min_compile_time_secs: only executables that took at least this long to compile are written.
+  min_entry_size_bytes: -1 writes entries of any size.
+  The key covers the program, the XLA flags, the backend and the jax/jaxlib versions, so a change
+  to any of these compiles afresh. Keep the directory private: an entry is executable code.
+  """
+  if cache_dir is None:
+    cache_dir = os.environ.get(CACHE_ENV, DEFAULT_CACHE_DIR)
+  if not cache_dir or cache_dir.lower() == "none":
+    return None
+  cache_dir = os.path.abspath(os.path.expanduser(cache_dir))
+  os.makedirs(cache_dir, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", cache_dir)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_secs))
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", int(min_entry_size_bytes))
+  return cache_dir
+
+
 def describe() -> str:
   """One line on the processes and devices of this run, for the logs."""
   return (f"process {jax.process_index()}/{jax.process_count()}, "

@@ -178,6 +178,32 @@ def parse_config_arg(arg: str | None) -> tuple[str, str | None, int]:
 # ------------------------------------------------------------------------------------------------
 # Data for the small scale.
 # ------------------------------------------------------------------------------------------------
+def scale_run_length(config: ml_collections.ConfigDict, scale: str, small_steps: int) -> None:
+  """The data and run length of the reduced scales, shared by every experiment file.
+
+  small: CIFAR-10 (`cifar10_dataset`), `small_steps` steps of 32, evaluated on the whole
+  class-balanced `test` split; tiny: 4 steps of 16 on the config's own dataset (`digits`).
+  """
+  if scale == "small":
+    config.dataset = cifar10_dataset()
+    config.eval_split = "test"
+    config.batch_size = 32
+    config.eval_batch_size = 250
+    config.num_train_steps = small_steps
+    config.num_eval_steps = -1         # the whole `test` split: 200 images per class
+    config.log_every_steps = 25
+    config.checkpoint_every_steps = 50
+  elif scale == "tiny":
+    config.batch_size = 16
+    config.eval_batch_size = 32
+    config.num_train_steps = 4
+    config.num_eval_steps = 1
+    config.log_every_steps = 2
+    config.checkpoint_every_steps = 4
+  else:
+    raise ValueError(f"scale_run_length is for the reduced scales small and tiny, got {scale!r}")
+
+
 def cifar10_dataset(root: str | os.PathLike | None = None, test_per_class: int = 200,
                     crops_per_class: int = 10) -> str:
   """`folder:` dataset for the small scale, built once under REPO_ROOT/workdirs/data (or `root`)
@@ -306,10 +332,8 @@ class SimulatedTrainer:
 
 
 def _enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
-  cache = config.get("compilation_cache_dir")
-  if cache:
-    import jax
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cache))
+  from inception_jax import parallel
+  parallel.enable_compilation_cache(config.get("compilation_cache_dir") or "none")
 
 
 def read_metrics(workdir: str | os.PathLike) -> list[dict[str, float]]:
@@ -499,7 +523,6 @@ def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
   """One row per (ablation, variant) from the result files; blanks where results are missing."""
   workdir = Path(workdir)
-  variants = sweep.variants()
   rows = []
   for ablation in sweep.ablations:
     for v in ablation.variants:

@@ -487,6 +487,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     save(step)
     run_eval(step)
     ckpt.wait()
+    logging.info("finished at step %d in %s", step, workdir)
   except NonFiniteLossError:
     ckpt.wait()
     logging.error("the last good checkpoint (step %s) was kept", ckpt.manager.latest_step())

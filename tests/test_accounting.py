@@ -8,7 +8,6 @@ import pathlib
 import subprocess
 import sys
 
-import jax
 import pytest
 
 from inception_jax import accounting, models, tables

@@ -1,5 +1,4 @@
 """Learning-rate schedules give the papers' values at the epoch boundaries; optimizers as defined."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax

@@ -1,0 +1,215 @@
+"""The XLA:CPU fast path of `ConvBN`'s convolution and of max pooling (measurements: docs/PERFORMANCE.md).
+
+On XLA:CPU a convolution's kernel gradient (the transpose of `lax.conv_general_dilated` with
+respect to the kernel) runs as a "convolution" whose window is the whole image, far from the
+matrix-product speed the same machine reaches: measured here it is 3-10x slower than the forward
+pass of the same layer, and it dominated the Inception training step. A 1x1 convolution is exactly
+a matrix product over [batch * height * width, channels], and the kernel gradient of any
+convolution is a matrix product of image patches (im2col) with the output gradient. So on CPU:
+
+  - 1x1, stride 1, no padding: `dot_general` on [B*H*W, C] x [C, F]; autodiff gives matrix
+    products for both gradients.
+  - any other kernel: `jax.custom_vjp` with the standard convolution forward, the standard input
+    gradient (both run well on XLA:CPU), and the kernel gradient as patches^T @ grad.
+
+`conv_general_dilated` has the signature of `lax.conv_general_dilated`, so it plugs into
+`flax.linen.Conv(conv_general_dilated=...)`: the parameters (`kernel` [kh, kw, in, out], `bias`)
+are created by `nn.Conv` exactly as before, and only the arithmetic changes (the same products,
+summed in another order: results agree to float rounding).
+
+Max pooling has the same problem: `reduce_window`'s gradient is a select-and-scatter, slow on
+XLA:CPU; `max_pool` below takes the maximum of strided slices instead (identical values, a
+fusible elementwise gradient), and `layers.max_pool` uses it under the same switch.
+
+One switch: `enabled()`. The module attribute `MODE` (None by default) or else the environment
+variable INCEPTION_JAX_FAST_CONV: "auto" (default: on when JAX's default backend is the CPU, so
+GPU and TPU keep the standard lowering), "on" (everywhere; for tests and A/B runs) or "off". It is
+read when a function is traced: after changing it, re-jit (or `jax.clear_caches()`).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+ENV_VAR = "INCEPTION_JAX_FAST_CONV"
+MODE: str | None = None  # overrides the environment variable when set: "auto", "on" or "off"
+# Which convolutions the fast path takes (for A/B measurements; both on by default).
+ROUTE_1X1 = True  # 1x1 stride 1: one matrix product, forward and backward
+ROUTE_KXK = True  # every other kernel: standard forward and input gradient, im2col kernel gradient
+_ON, _OFF, _AUTO = ("1", "on", "true", "yes", "force"), ("0", "off", "false", "no"), ("", "auto")
+
+# NHWC input, HWIO kernel, NHWC output: what flax.linen.Conv passes for 2-D convolutions.
+_NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+
+
+def mode() -> str:
+    """The fast-path setting in force: "auto", "on" or "off"."""
+    value = MODE if MODE is not None else os.environ.get(ENV_VAR, "auto")
+    value = str(value).strip().lower()
+    if value in _ON:
+        return "on"
+    if value in _OFF:
+        return "off"
+    if value in _AUTO:
+        return "auto"
+    raise ValueError(f"{ENV_VAR} (or fast_conv.MODE) must be auto, on or off; got {value!r}")
+
+
+def enabled() -> bool:
+    """Whether `ConvBN` routes its convolution through `conv_general_dilated` below."""
+    m = mode()
+    return m == "on" or (m == "auto" and jax.default_backend() == "cpu")
+
+
+def _dimension_numbers(dimension_numbers: Any, ndim: int) -> Any:
+    if dimension_numbers is None or ndim != 4:
+        return dimension_numbers
+    return lax.conv_dimension_numbers((1,) * 4, (1,) * 4, dimension_numbers)
+
+
+def _routable(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers,
+              feature_group_count, batch_group_count) -> bool:
+    ones = lambda d: d is None or all(v == 1 for v in d)  # noqa: E731
+    return (lhs.ndim == 4 and rhs.ndim == 4 and feature_group_count == 1 and batch_group_count == 1
+            and ones(lhs_dilation) and ones(rhs_dilation)
+            and _dimension_numbers(dimension_numbers, 4) == _NHWC
+            and len(window_strides) == 2 and lhs.shape[-1] == rhs.shape[2])
+
+
+def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
+                         padding: str | Sequence[tuple[int, int]], lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
+                         batch_group_count: int = 1, precision=None,
+                         preferred_element_type=None) -> jax.Array:
+    """`lax.conv_general_dilated` with the CPU fast path for NHWC/HWIO 2-D convolutions.
+
+    Anything else (dilation, groups, other layouts) goes to `lax.conv_general_dilated` unchanged.
+    """
+    standard = functools.partial(
+        lax.conv_general_dilated, window_strides=window_strides, padding=padding,
+        lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+        precision=precision, preferred_element_type=preferred_element_type)
+    if not _routable(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers,
+                     feature_group_count, batch_group_count):
+        return standard(lhs, rhs)
+    kh, kw = rhs.shape[:2]
+    strides = tuple(int(s) for s in window_strides)
+    if isinstance(padding, str):
+        pads = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), strides, padding)
+    else:
+        pads = padding
+    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    if (kh, kw) == (1, 1) and strides == (1, 1) and pads == ((0, 0), (0, 0)):
+        if ROUTE_1X1:
+            return conv1x1(lhs, rhs, precision, preferred_element_type)
+    elif ROUTE_KXK:
+        return _conv_patch_grad(lhs, rhs, strides, pads, precision, preferred_element_type)
+    return standard(lhs, rhs)
+
+
+def conv1x1(x: jax.Array, kernel: jax.Array, precision=None,
+            preferred_element_type=None) -> jax.Array:
+    """A 1x1 stride-1 convolution as one matrix product: [B*H*W, C] @ [C, F]."""
+    b, h, w, c = x.shape
+    y = lax.dot_general(x.reshape(b * h * w, c), kernel.reshape(c, kernel.shape[-1]),
+                        (((1,), (0,)), ((), ())), precision=precision,
+                        preferred_element_type=preferred_element_type)
+    return y.reshape(b, h, w, kernel.shape[-1])
+
+
+def _standard(x, kernel, strides, pads, precision, preferred_element_type):
+    return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_NHWC,
+                                    precision=precision,
+                                    preferred_element_type=preferred_element_type)
+
+
+def patches(x: jax.Array, kernel_hw: tuple[int, int], strides: tuple[int, int],
+            pads: Sequence[tuple[int, int]], rows: slice | None = None) -> jax.Array:
+    """im2col: [B, H, W, C] -> [B, H', W', kh * kw * C], taps in the kernel's (kh, kw, C) order.
+
+    rows: only these kernel rows (then kh is the length of the slice).
+    """
+    kh, kw = kernel_hw
+    x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
+    ho = (x.shape[1] - kh) // strides[0] + 1
+    wo = (x.shape[2] - kw) // strides[1] + 1
+    taps = [lax.slice(x, (0, i, j, 0),
+                      (x.shape[0], i + (ho - 1) * strides[0] + 1, j + (wo - 1) * strides[1] + 1,
+                       x.shape[3]), (1, strides[0], strides[1], 1))
+            for i in range(kh)[rows or slice(None)] for j in range(kw)]
+    return taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
+
+
+# Above this many bytes of im2col patches, the kernel gradient is computed one kernel row at a time.
+PATCH_BYTES_LIMIT = 256 * 2**20
+
+
+def kernel_grad(x: jax.Array, g: jax.Array, kernel_shape: tuple[int, int, int, int],
+                strides: tuple[int, int], pads: Sequence[tuple[int, int]],
+                precision=None) -> jax.Array:
+    """d(conv(x, k))/dk contracted with g: patches(x)^T @ g, as [kh, kw, C, F]."""
+    kh, kw, c, f = kernel_shape
+    g2 = g.reshape(-1, f)
+    contract = (((0,), (0,)), ((), ()))
+    n = g2.shape[0]
+    if n * kh * kw * c * x.dtype.itemsize <= PATCH_BYTES_LIMIT or kh == 1:
+        p = patches(x, (kh, kw), strides, pads).reshape(n, kh * kw * c)
+        dk = lax.dot_general(p, g2, contract, precision=precision,
+                             preferred_element_type=jnp.float32)
+        return dk.reshape(kh, kw, c, f)
+    rows = []
+    for i in range(kh):
+        p = patches(x, (kh, kw), strides, pads, rows=slice(i, i + 1)).reshape(n, kw * c)
+        rows.append(lax.dot_general(p, g2, contract, precision=precision,
+                                    preferred_element_type=jnp.float32).reshape(1, kw, c, f))
+    return jnp.concatenate(rows, axis=0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv_patch_grad(x, kernel, strides, pads, precision, preferred_element_type):
+    return _standard(x, kernel, strides, pads, precision, preferred_element_type)
+
+
+def _conv_patch_grad_fwd(x, kernel, strides, pads, precision, preferred_element_type):
+    y = _standard(x, kernel, strides, pads, precision, preferred_element_type)
+    return y, (x, kernel)
+
+
+def _conv_patch_grad_bwd(strides, pads, precision, preferred_element_type, res, g):
+    x, kernel = res
+    # Input gradient: exactly what autodiff of the standard convolution computes.
+    _, vjp_x = jax.vjp(lambda x: _standard(x, kernel, strides, pads, precision,
+                                           preferred_element_type), x)
+    (dx,) = vjp_x(g)
+    dk = kernel_grad(x, g.astype(x.dtype), kernel.shape, strides, pads, precision)
+    return dx, dk.astype(kernel.dtype)
+
+
+_conv_patch_grad.defvjp(_conv_patch_grad_fwd, _conv_patch_grad_bwd)
+
+
+def max_pool(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
+             padding: str | Sequence[tuple[int, int]]) -> jax.Array:
+    """Max pooling over [B, H, W, C] as a separable maximum of strided slices.
+
+    The same values as `flax.linen.max_pool` (padding never wins: it is -inf). Its gradient is a
+    chain of elementwise selects that XLA fuses, where `reduce_window`'s gradient is a
+    select-and-scatter, slow on XLA:CPU (measured in docs/PERFORMANCE.md). Where several inputs tie
+    for the maximum, the gradient is shared between them (JAX's `max` rule) instead of going to
+    the first one: another valid subgradient, equal in sum.
+    """
+    if isinstance(padding, str):
+        padding = lax.padtype_to_pads(x.shape[1:3], window, strides, padding)
+    x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)),
+                constant_values=-jnp.inf)
+    for axis, k, s in ((1, window[0], strides[0]), (2, window[1], strides[1])):
+        n = (x.shape[axis] - k) // s + 1
+        taps = [lax.slice_in_dim(x, i, i + (n - 1) * s + 1, s, axis) for i in range(k)]
+        x = functools.reduce(jnp.maximum, taps)
+    return x
