@@ -619,7 +619,7 @@ def format_markdown(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> str:
     out += ["Our figures are on `%s`, not ImageNet: the difference to the paper is **not "
             "like-for-like** for error rates (column `comparable`). Cost rows (`G multiply-adds`, "
             "`M params`) are computed for the full-size network and are comparable." %
-            (rows[0]["dataset"] if rows else "?"), ""]
+            (rows[0]["dataset"].replace(f"{REPO_ROOT}/", "") if rows else "?"), ""]
   unique = {r["variant"]: r for r in rows}.values()
   done = [r for r in unique if r["wall_s"]]
   if done:
