@@ -109,9 +109,7 @@ def make_sweep(scale: str) -> sweep.Sweep:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """`experiments/v1_ablations.py:SCALE,VARIANT,SEED` as a config file for experiments.run."""
-  scale, variant, seed = sweep.parse_config_arg(arg)
-  s = make_sweep(scale)
-  return s.config(variant, seed) if variant else base_config(scale)
+  return sweep.config_from_arg(make_sweep, arg)
 
 
 if __name__ == "__main__":

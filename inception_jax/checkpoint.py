@@ -11,6 +11,7 @@ another model or configuration, raises CheckpointError naming it, instead of sta
 it (the run would otherwise overwrite the older, valid checkpoints as it goes).
 """
 import logging
+import os
 import signal
 from typing import Any
 
@@ -25,6 +26,13 @@ STATE, META = "state", "meta"
 
 class CheckpointError(RuntimeError):
   """A checkpoint that exists but cannot be used by this run."""
+
+
+def absolute(path: str | epath.PathLike) -> epath.Path:
+  """Orbax refuses relative paths ("Checkpoint path should be absolute"): local paths are made
+  absolute against the current directory; cloud paths (gs://...) are kept as they are."""
+  p = epath.Path(path)
+  return p if "://" in str(path) else epath.Path(os.path.abspath(os.path.expanduser(str(path))))
 
 
 def _abstract(tree: Any) -> Any:
@@ -60,7 +68,7 @@ class Checkpointer:
 
   def __init__(self, workdir: str, max_to_keep: int = 3, async_save: bool = True,
                compatible_keys: tuple[str, ...] = ("model", "model_overrides", "num_classes")):
-    self.directory = epath.Path(workdir) / "checkpoints"
+    self.directory = absolute(workdir) / "checkpoints"
     self.compatible_keys = compatible_keys
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
@@ -161,7 +169,7 @@ def load_variables(path: str) -> dict[str, Any]:
   """{'params': ..., 'batch_stats': ...} from a training workdir, one of its step folders, or a
   checkpoint of variables alone (an Orbax pytree folder or a flax .msgpack file, e.g. converted
   weights). Arrays come back as host numpy arrays."""
-  p = epath.Path(path)
+  p = absolute(path)
   if not p.exists():
     raise CheckpointError(f"init_from checkpoint {path} does not exist")
   try:

@@ -525,7 +525,7 @@ def load(directory: str | Path, model_name: str | None = None) -> tuple[nn.Modul
     mismatching tensor.
     """
     import orbax.checkpoint as ocp
-    directory = Path(directory)
+    directory = Path(directory).absolute()
     if not directory.exists():
         raise ConversionError(f"{directory} does not exist")
     if not directory.is_dir():

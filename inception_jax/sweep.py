@@ -175,6 +175,14 @@ def parse_config_arg(arg: str | None) -> tuple[str, str | None, int]:
   return scale, variant, seed
 
 
+def config_from_arg(make_sweep: Callable[[str], Sweep], arg: str | None) -> ml_collections.ConfigDict:
+  """An experiment file's `get_config`: 'SCALE[,VARIANT[,SEED]]' -> that run's config (the
+  scale's base config without a variant), so every row's command is `experiments.run` on it."""
+  scale, variant, seed = parse_config_arg(arg)
+  s = make_sweep(scale)
+  return s.config(variant, seed) if variant else s.base_config()
+
+
 # ------------------------------------------------------------------------------------------------
 # Data for the small scale.
 # ------------------------------------------------------------------------------------------------

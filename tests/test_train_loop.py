@@ -50,6 +50,18 @@ def test_outputs_and_resume(tmp_path):
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["12", "8"]
 
 
+def test_relative_workdir(tmp_path, monkeypatch):
+  """The README's command uses a relative workdir; Orbax needs absolute paths (it once failed
+  here with 'Checkpoint path should be absolute'). Resume from it too."""
+  monkeypatch.chdir(tmp_path)
+  config = tiny_config(num_train_steps=4, checkpoint_every_steps=2)
+  assert int(train.train_and_evaluate(config, "runs/rel").step) == 4
+  assert sorted(p.name for p in (tmp_path / "runs/rel/checkpoints").iterdir()) == ["2", "4"]
+  config.num_train_steps = 6
+  assert int(train.train_and_evaluate(config, "runs/rel").step) == 6
+  assert set(checkpoint.load_variables("runs/rel")) >= {"params"}
+
+
 def test_non_finite_loss_stops_naming_the_step(tmp_path):
   # A huge learning rate makes the second step's loss non-finite; step 1 was saved.
   config = tiny_config(optimizer="sgd", learning_rate=1e30, grad_clip_norm=0.0, num_train_steps=6,
