@@ -135,6 +135,12 @@ class Checkpointer:
     template = flax.serialization.to_state_dict(state)
     try:
       stored = self.manager.item_metadata(step)[STATE]
+      if stored is None:  # the manager has no handler for the item yet: read the tree directly
+        checkpointer = ocp.StandardCheckpointer()
+        try:
+          stored = checkpointer.metadata(path / STATE).item_metadata
+        finally:
+          checkpointer.close()
     except Exception as e:  # noqa: BLE001
       raise CheckpointError(f"checkpoint {path} is corrupt: {e}") from e
     if stored is not None:

@@ -93,6 +93,16 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
 
 
+def test_checkpoint_of_another_optimizer_state_is_refused(tmp_path):
+  """Same model, different optimizer state tree (clipping adds a state entry): named, kept."""
+  config = tiny_config(num_train_steps=2, checkpoint_every_steps=2, grad_clip_norm=0.0)
+  train.train_and_evaluate(config, str(tmp_path))
+  clipped = tiny_config(num_train_steps=4, grad_clip_norm=2.0)
+  with pytest.raises(checkpoint.CheckpointError, match=r"does not match this run's state: .*opt_state"):
+    train.train_and_evaluate(clipped, str(tmp_path))
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
+
+
 def test_init_from_another_run(tmp_path):
   source = tmp_path / "source"
   state = train.train_and_evaluate(tiny_config(num_train_steps=2), str(source))
