@@ -266,7 +266,7 @@ def compare(model_name: str, batch_size: int, image_size: int, steps: int, round
             runs[peer].append(run_peer(peer, model_name, batch_size, image_size, steps))
             log and log(f"round {r} {peer}: {json.dumps(runs[peer][-1])}")
     keys = ("train_images_per_sec", "eval_images_per_sec", "compile_seconds", "first_step_seconds",
-            "first_step_seconds", "utilization", "peak_flops_per_sec")
+            "utilization", "peak_flops_per_sec")
     medians = {}
     for name, rs in runs.items():
         ok = [r for r in rs if "error" not in r]

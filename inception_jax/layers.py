@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from inception_jax import fast_conv  # the XLA:CPU fast path (docs/PERFORMANCE.md)
+
 Dtype = Any
 Padding = str | int | tuple[int, int] | Sequence[tuple[int, int]]
 
@@ -65,7 +67,6 @@ class ConvBN(nn.Module):
         """x: [batch, height, width, in_channels] -> [batch, height', width', features]."""
         ks = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
         st = (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides)
-        from inception_jax import fast_conv  # the XLA:CPU fast path (docs/PERFORMANCE.md)
         # Same nn.Conv (same `conv/kernel`, `conv/bias` parameters); on CPU only its arithmetic is
         # routed through matrix products. fast_conv.MODE / INCEPTION_JAX_FAST_CONV switch it off.
         conv_fn = fast_conv.conv_general_dilated if fast_conv.enabled() else None
@@ -121,7 +122,6 @@ def max_pool(x: jax.Array, window: int, stride: int, padding: Padding = "VALID",
                 out -= 1
             new.append((lo, max((out - 1) * stride + window - size - lo, hi)))
         pads = new
-    from inception_jax import fast_conv  # the XLA:CPU fast path (docs/PERFORMANCE.md)
     if fast_conv.enabled():
         return fast_conv.max_pool(x, (window, window), (stride, stride), pads)
     return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
