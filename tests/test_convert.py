@@ -97,24 +97,25 @@ class Peer:
       return self.net(torch.from_numpy(x_nchw)).numpy()
 
 
-@pytest.fixture(scope="module")
-def googlenet_peer():
+def torchvision_peer(builder: str, model_name: str, image_size: int) -> Peer:
+  """A randomly initialised torchvision network (aux heads, transform_input) with randomised BN
+  statistics, and our conversion of it."""
   require("torch")
   torchvision = require("torchvision")
-  net = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=True,
-                                     init_weights=True)
-  randomize_torch_bn(net, 224)
-  return Peer(net, "googlenet_bn", *convert.from_torchvision(net, "googlenet_bn"))
+  net = getattr(torchvision.models, builder)(weights=None, aux_logits=True, transform_input=True,
+                                             init_weights=True)
+  randomize_torch_bn(net, image_size)
+  return Peer(net, model_name, *convert.from_torchvision(net, model_name))
+
+
+@pytest.fixture(scope="module")
+def googlenet_peer():
+  return torchvision_peer("googlenet", "googlenet_bn", 224)
 
 
 @pytest.fixture(scope="module")
 def inception_v3_peer():
-  require("torch")
-  torchvision = require("torchvision")
-  net = torchvision.models.inception_v3(weights=None, aux_logits=True, transform_input=True,
-                                        init_weights=True)
-  randomize_torch_bn(net, 299)
-  return Peer(net, "inception_v3", *convert.from_torchvision(net, "inception_v3"))
+  return torchvision_peer("inception_v3", "inception_v3", 299)
 
 
 @pytest.mark.parametrize("size", [224, 231])  # 231: ceil-mode pools leave a partial last window
