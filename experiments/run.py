@@ -40,7 +40,7 @@ def main(argv):
   # tf.data runs on the host only; keep TensorFlow off the accelerators.
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")
-  logging.info("JAX %s, %s", jax.__version__, parallel.describe())
+  logging.info("JAX %s", jax.__version__)  # train_and_evaluate logs the devices
   train.train_and_evaluate(config, FLAGS.workdir)
 
 

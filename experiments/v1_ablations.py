@@ -15,6 +15,7 @@ Scales: `full` is configs/v1.py on imagenet2012 (base: the paper's LRN network);
 `digits` (tests). Below full scale the base is BN-GoogLeNet: the LRN network does not leave chance
 in 100 steps.
 """
+import dataclasses
 import sys
 
 import ml_collections
@@ -67,7 +68,7 @@ def ablations(scale: str) -> tuple[Ablation, ...]:
                        "prohibitively expensive (compare the MACs and params columns)."),
       )),
       Ablation("aux", "GoogLeNet Section 5: auxiliary classifiers", (
-          dataclasses_replace(googlenet, note="aux heads on (4a), (4d), weight 0.3 (paper)."),
+          dataclasses.replace(googlenet, note="aux heads on (4a), (4d), weight 0.3 (paper)."),
           Variant("no_aux", None, {"model_overrides.aux_logits": False, "aux_loss_weight": 0.0},
                   note="The paper gives no figure; Rethinking Sec. 4 finds the heads act as "
                        "regularizers and do not speed up early training."),
@@ -90,11 +91,6 @@ def ablations(scale: str) -> tuple[Ablation, ...]:
                   note="the paper ensembles 7 models; we ensemble the seeds of `googlenet`."),
       )),
   )
-
-
-def dataclasses_replace(v: Variant, **changes) -> Variant:
-  import dataclasses
-  return dataclasses.replace(v, **changes)
 
 
 def make_sweep(scale: str) -> sweep.Sweep:

@@ -84,8 +84,7 @@ def ablations(scale: str) -> tuple[Ablation, ...]:
 def make_sweep(scale: str) -> sweep.Sweep:
   return sweep.Sweep(
       name="v3_ablations", config_file="experiments/v3_ablations.py", scale=scale,
-      base_config=lambda: base_config(scale), ablations=ablations(scale),
-      seeds={})
+      base_config=lambda: base_config(scale), ablations=ablations(scale))
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

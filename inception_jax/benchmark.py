@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-AUX_LOSS_WEIGHT = {"googlenet": 0.3, "googlenet_bn": 0.3, "inception_v2": 0.4, "inception_v3": 0.4}
+AUX_LOSS_WEIGHT = {"googlenet": 0.3, "googlenet_bn": 0.3}  # per head, as the peers; others 0.4
 
 
 def _cache_entries(cache_dir: str | None) -> int | None:
@@ -100,8 +100,8 @@ def _train_config(model_name: str) -> Any:
 
 
 def make_train_step(model: Any, model_name: str, learning_rate: float = 0.01,
-                    momentum: float = 0.9) -> tuple[Callable, Callable, optax.GradientTransformation]:
-    """(init_state(rng, image_size), jitted step(state, batch) with the state donated, tx)."""
+                    momentum: float = 0.9) -> tuple[Callable, Callable]:
+    """(init_state(rng, image_size), jitted step(state, batch) with the state donated)."""
     from inception_jax import parallel, train
 
     tx = optax.sgd(learning_rate, momentum=momentum)
@@ -113,7 +113,7 @@ def make_train_step(model: Any, model_name: str, learning_rate: float = 0.01,
         state = train.create_train_state(model, tx, rng, image_size, use_ema=False)
         return jax.device_put(state, parallel.replicated(mesh))
 
-    return init_state, step, tx
+    return init_state, step
 
 
 def make_eval_step(model: Any) -> Callable:
@@ -145,7 +145,7 @@ def benchmark_train(model_name: str, batch_size: int, image_size: int | None = N
         cache_dir = parallel.enable_compilation_cache(cache_dir)
     image_size = image_size or models.default_image_size(model_name)
     model = models.create(model_name, dtype=dtype)
-    init_state, train_step, _ = make_train_step(model, model_name)
+    init_state, train_step = make_train_step(model, model_name)
     eval_step = make_eval_step(model)
 
     rng = np.random.default_rng(seed)
@@ -212,6 +212,15 @@ PEER_DIR = os.environ.get("INCEPTION_JAX_PEER_DIR", os.path.join(
 PEER_MODEL = {"googlenet_bn": "googlenet", "googlenet": "googlenet", "inception_v3": "inception_v3"}
 
 
+def _run_json(args: list[str], timeout: float, **run_kwargs: Any) -> dict[str, Any]:
+    """Runs a benchmark script; the last JSON line it printed, or {"error": its output's tail}."""
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **run_kwargs)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        return {"error": (proc.stderr or proc.stdout)[-2000:]}
+    return json.loads(lines[-1])
+
+
 def run_peer(peer: str, model_name: str, batch_size: int, image_size: int, steps: int,
              timeout: float = 1800) -> dict[str, Any]:
     """Runs ../shared/bench/peer_{torch,keras}.py in a subprocess; its JSON (or {"error": ...})."""
@@ -223,11 +232,9 @@ def run_peer(peer: str, model_name: str, batch_size: int, image_size: int, steps
     elif model_name != "inception_v3":
         return {"peer": peer, "error": f"no {peer} peer for {model_name}"}
     t = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode or not lines:
-        return {"peer": peer, "error": (proc.stderr or proc.stdout)[-2000:]}
-    out = json.loads(lines[-1])
+    out = _run_json(args, timeout)
+    if "error" in out:
+        return {"peer": peer, **out}
     out["wall_seconds"] = round(time.perf_counter() - t, 1)
     return out
 
@@ -242,12 +249,7 @@ def run_ours(model_name: str, batch_size: int, image_size: int, steps: int, dtyp
     args = [sys.executable, "-m", "experiments.benchmark", "train", f"--model={model_name}",
             f"--batch-size={batch_size}", f"--image-size={image_size}", f"--steps={steps}",
             f"--dtype={dtype}", f"--cache-dir={cache_dir}", "--format=json"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=repo,
-                          env={**os.environ, **(env or {})})
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode or not lines:
-        return {"error": (proc.stderr or proc.stdout)[-2000:]}
-    return json.loads(lines[-1])
+    return _run_json(args, timeout, cwd=repo, env={**os.environ, **(env or {})})
 
 
 def compare(model_name: str, batch_size: int, image_size: int, steps: int, rounds: int = 3,

@@ -136,11 +136,8 @@ class Checkpointer:
     try:
       stored = self.manager.item_metadata(step)[STATE]
       if stored is None:  # the manager has no handler for the item yet: read the tree directly
-        checkpointer = ocp.StandardCheckpointer()
-        try:
+        with ocp.StandardCheckpointer() as checkpointer:
           stored = checkpointer.metadata(path / STATE).item_metadata
-        finally:
-          checkpointer.close()
     except Exception as e:  # noqa: BLE001
       raise CheckpointError(f"checkpoint {path} is corrupt: {e}") from e
     if stored is not None:
@@ -189,7 +186,8 @@ def load_variables(path: str) -> dict[str, Any]:
         p = p / str(steps[-1])
       if (p / STATE).is_dir():
         p = p / STATE
-      tree = ocp.StandardCheckpointer().restore(p)
+      with ocp.StandardCheckpointer() as checkpointer:
+        tree = checkpointer.restore(p)
   except Exception as e:  # noqa: BLE001
     raise CheckpointError(f"init_from checkpoint {p} cannot be read: {e}") from e
   if "params" not in tree:

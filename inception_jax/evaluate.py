@@ -15,7 +15,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import Mesh
 
 from inception_jax import losses, parallel
@@ -63,17 +62,27 @@ class Evaluator:
     Returns {name: {"loss", "top1", "top5", "count"}} with loss and accuracies per example.
     """
     totals = {name: {} for name in members}
+    pending = []
+
+    def add(sums_by_name):
+      for name, sums in sums_by_name:
+        for k, v in parallel.fetch(sums).items():
+          totals[name][k] = totals[name].get(k, 0.0) + float(v)
+
     start = time.time()
     for i, batch in enumerate(batches):
       if 0 <= num_steps <= i:
         break
       batch = parallel.shard_batch(batch, self.mesh)
+      previous, pending = pending, []
       for name, variables_list in members.items():
         probs = sum(self._predict(v, batch["image"]) for v in variables_list)
         probs = probs / len(variables_list)
-        sums = parallel.fetch(self._sums(probs, batch["label"], batch["mask"]))
-        for k, v in sums.items():
-          totals[name][k] = totals[name].get(k, 0.0) + float(v)
+        pending.append((name, self._sums(probs, batch["label"], batch["mask"])))
+      # The previous batch's sums are fetched once this batch is queued: the device never waits
+      # for the host, and at most two batches are in flight.
+      add(previous)
+    add(pending)
     logging.info("evaluated %s in %.1fs", list(members), time.time() - start)
     results = {}
     for name, t in totals.items():
@@ -83,28 +92,40 @@ class Evaluator:
     return results
 
 
+def eval_batches(config, batch_size: int, crops: int) -> Iterable[dict]:
+  """The config's evaluation split, padded and masked so each example counts once."""
+  from inception_jax import data
+  return data.create_eval_iterator(
+      config.dataset, split=config.eval_split, data_dir=config.data_dir,
+      global_batch_size=batch_size, image_size=config.image_size, crops=crops,
+      preprocess=config.preprocess.to_dict())
+
+
+def load_workdirs(config, workdirs: Sequence[str], mesh: Mesh,
+                  use_ema: bool = True) -> tuple[nn.Module, list[Variables]]:
+  """The config's model and the latest checkpoint's variables of each workdir."""
+  from inception_jax import data, train  # train builds the model and state; it imports us.
+  info = data.get_info(config.dataset, config.data_dir)
+  model = train.create_model(config, info.num_classes)
+  return model, [train.load_eval_variables(config, w, model, mesh, info.num_classes, use_ema)
+                 for w in workdirs]
+
+
 def evaluate_workdirs(config, workdirs: Sequence[str], crops: int = 1,
                       batch_size: int | None = None, use_ema: bool = True) -> dict[str, Any]:
   """Evaluates the latest checkpoint of each workdir, and their ensemble when there are several.
 
   Prints and returns top-1 / top-5 in the shape of GoogLeNet's Table 3.
   """
-  from inception_jax import data, train  # train builds the model and state; it imports us.
+  from inception_jax import train
   mesh = parallel.make_mesh()
   batch_size = batch_size or config.eval_batch_size
   train.validate_config(config, mesh, eval_batch_size=batch_size)
-  info = data.get_info(config.dataset, config.data_dir)
-  model = train.create_model(config, info.num_classes)
-  variables = [train.load_eval_variables(config, w, model, mesh, info.num_classes, use_ema)
-               for w in workdirs]
+  model, variables = load_workdirs(config, workdirs, mesh, use_ema)
   members = {f"model_{i}": [v] for i, v in enumerate(variables)}
   if len(variables) > 1:
     members["ensemble"] = variables
-  batches = data.create_eval_iterator(
-      config.dataset, split=config.eval_split, data_dir=config.data_dir,
-      global_batch_size=batch_size, image_size=config.image_size, crops=crops,
-      preprocess=config.preprocess.to_dict())
-  results = Evaluator(model, mesh).evaluate(members, batches)
+  results = Evaluator(model, mesh).evaluate(members, eval_batches(config, batch_size, crops))
   print(format_table(results, workdirs, crops, use_ema))
   return results
 
@@ -121,7 +142,3 @@ def format_table(results: Mapping[str, Mapping[str, float]], workdirs: Sequence[
     lines.append(f"| {who} | {crops} | {params} | {100 * r['top1']:.2f}% | {100 * r['top5']:.2f}% "
                  f"| {100 * (1 - r['top5']):.2f}% | {int(r['count'])} |")
   return "\n".join(lines)
-
-
-def numpy_tree(tree: Any) -> Any:
-  return jax.tree.map(np.asarray, tree)

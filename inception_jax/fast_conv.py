@@ -38,9 +38,6 @@ from jax import lax
 
 ENV_VAR = "INCEPTION_JAX_FAST_CONV"
 MODE: str | None = None  # overrides the environment variable when set: "auto", "on" or "off"
-# Which convolutions the fast path takes (for A/B measurements; both on by default).
-ROUTE_1X1 = True  # 1x1 stride 1: one matrix product, forward and backward
-ROUTE_KXK = True  # every other kernel: standard forward and input gradient, im2col kernel gradient
 _ON, _OFF, _AUTO = ("1", "on", "true", "yes", "force"), ("0", "off", "false", "no"), ("", "auto")
 
 # NHWC input, HWIO kernel, NHWC output: what flax.linen.Conv passes for 2-D convolutions.
@@ -66,8 +63,9 @@ def enabled() -> bool:
     return m == "on" or (m == "auto" and jax.default_backend() == "cpu")
 
 
-def _dimension_numbers(dimension_numbers: Any, ndim: int) -> Any:
-    if dimension_numbers is None or ndim != 4:
+def _dimension_numbers(dimension_numbers: Any) -> Any:
+    """Any 4-D spec (None, strings or ConvDimensionNumbers) as ConvDimensionNumbers."""
+    if dimension_numbers is None:
         return dimension_numbers
     return lax.conv_dimension_numbers((1,) * 4, (1,) * 4, dimension_numbers)
 
@@ -77,7 +75,7 @@ def _routable(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_nu
     ones = lambda d: d is None or all(v == 1 for v in d)  # noqa: E731
     return (lhs.ndim == 4 and rhs.ndim == 4 and feature_group_count == 1 and batch_group_count == 1
             and ones(lhs_dilation) and ones(rhs_dilation)
-            and _dimension_numbers(dimension_numbers, 4) == _NHWC
+            and _dimension_numbers(dimension_numbers) == _NHWC
             and len(window_strides) == 2 and lhs.shape[-1] == rhs.shape[2])
 
 
@@ -90,14 +88,13 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
 
     Anything else (dilation, groups, other layouts) goes to `lax.conv_general_dilated` unchanged.
     """
-    standard = functools.partial(
-        lax.conv_general_dilated, window_strides=window_strides, padding=padding,
-        lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-        precision=precision, preferred_element_type=preferred_element_type)
     if not _routable(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers,
                      feature_group_count, batch_group_count):
-        return standard(lhs, rhs)
+        return lax.conv_general_dilated(
+            lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+            rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+            feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+            precision=precision, preferred_element_type=preferred_element_type)
     kh, kw = rhs.shape[:2]
     strides = tuple(int(s) for s in window_strides)
     if isinstance(padding, str):
@@ -106,11 +103,8 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
         pads = padding
     pads = tuple((int(lo), int(hi)) for lo, hi in pads)
     if (kh, kw) == (1, 1) and strides == (1, 1) and pads == ((0, 0), (0, 0)):
-        if ROUTE_1X1:
-            return conv1x1(lhs, rhs, precision, preferred_element_type)
-    elif ROUTE_KXK:
-        return _conv_patch_grad(lhs, rhs, strides, pads, precision, preferred_element_type)
-    return standard(lhs, rhs)
+        return conv1x1(lhs, rhs, precision, preferred_element_type)
+    return _conv_patch_grad(lhs, rhs, strides, pads, precision, preferred_element_type)
 
 
 def conv1x1(x: jax.Array, kernel: jax.Array, precision=None,

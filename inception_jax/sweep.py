@@ -265,6 +265,8 @@ class Trainer:
     train.train_and_evaluate(config, workdir)
 
   def num_steps(self, config: ml_collections.ConfigDict) -> int:
+    if config.num_train_steps > 0:  # what train.train_length returns, without listing the data
+      return int(config.num_train_steps)
     from inception_jax import data, train
     info = data.get_info(config.dataset, config.data_dir)
     return train.train_length(config, info.splits[config.train_split])[1]
@@ -274,20 +276,14 @@ class Trainer:
     """Softmax averaged over crops and over workdirs' models; top1 / top5 on the first
     `num_examples` eval examples (-1: all), with the averaged parameters."""
     _enable_compilation_cache(config)
-    from inception_jax import data, evaluate, parallel, train
+    from inception_jax import evaluate, parallel
     mesh = parallel.make_mesh()
-    info = data.get_info(config.dataset, config.data_dir)
-    model = train.create_model(config, info.num_classes)
-    variables = [train.load_eval_variables(config, w, model, mesh, info.num_classes, True)
-                 for w in workdirs]
+    model, variables = evaluate.load_workdirs(config, workdirs, mesh)
     batch_size = config.eval_batch_size
     if num_examples > 0:
       batch_size = min(batch_size, num_examples)
     num_steps = -1 if num_examples <= 0 else math.ceil(num_examples / batch_size)
-    batches = data.create_eval_iterator(
-        config.dataset, split=config.eval_split, data_dir=config.data_dir,
-        global_batch_size=batch_size, image_size=config.image_size, crops=crops,
-        preprocess=config.preprocess.to_dict())
+    batches = evaluate.eval_batches(config, batch_size, crops)
     r = evaluate.Evaluator(model, mesh).evaluate({"m": variables}, batches, num_steps)["m"]
     return {"top1": r["top1"], "top5": r["top5"], "count": r["count"]}
 
@@ -560,7 +556,8 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
         wall = sum(r["wall_s"] for r in results) if results else None
       else:
         p = workdir / v.name / "eval.json"
-        runs = json.loads(p.read_text())["runs"] if p.exists() else []
+        evaluation = json.loads(p.read_text()) if p.exists() else {}
+        runs = evaluation.get("runs", [])
         seeds = [r.get("seed", "ens") for r in runs]
         if v.ensemble and runs:
           seeds = list(sweep.seeds_of(v.ensemble[0]))
@@ -568,7 +565,7 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
         top5 = [r["top5"] for r in runs]
         raw1 = [None]
         steps = None
-        wall = json.loads(p.read_text())["wall_s"] if p.exists() else None
+        wall = evaluation.get("wall_s")
       err1, err1_std = _mean_std([100 * (1 - x) for x in top1])
       err5, err5_std = _mean_std([100 * (1 - x) for x in top5])
       raw_err1, _ = _mean_std([100 * (1 - x) for x in raw1 if x is not None])
@@ -689,11 +686,6 @@ def write_curves(workdir: str | os.PathLike) -> None:
       for m in lines:
         writer.writerow({"variant": variant, "seed": seed, **m})
   (Path(workdir) / "curves.csv").write_text(buf.getvalue())
-
-
-def read_results(workdir: str | os.PathLike) -> list[dict[str, str]]:
-  with open(Path(workdir) / "results.csv", newline="") as f:
-    return list(csv.DictReader(f))
 
 
 def learning_curves(workdir: str | os.PathLike) -> dict[str, dict[int, list[dict[str, float]]]]:

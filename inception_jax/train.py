@@ -133,16 +133,21 @@ class TrainState:
     return {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
 
 
+def _averages(params: Any, batch_stats: Any, use_ema: bool) -> dict[str, Any]:
+  """Initial averaged parameters and BN statistics: copies (distinct buffers: the state is
+  donated), or empty when averaging is off."""
+  copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731
+  return {"ema_params": copy(params) if use_ema else {},
+          "ema_batch_stats": copy(batch_stats) if use_ema else {}}
+
+
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
                        image_size: int, use_ema: bool) -> TrainState:
   variables = initial_variables(model, rng, image_size)
   params = variables["params"]
   batch_stats = variables.get("batch_stats", {})
-  copy = lambda tree: jax.tree.map(jnp.copy, tree)  # distinct buffers: the state is donated
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                    opt_state=tx.init(params),
-                    ema_params=copy(params) if use_ema else {},
-                    ema_batch_stats=copy(batch_stats) if use_ema else {})
+                    opt_state=tx.init(params), **_averages(params, batch_stats, use_ema))
 
 
 def state_initializer(config: ml_collections.ConfigDict, model: nn.Module,
@@ -165,11 +170,8 @@ def state_initializer(config: ml_collections.ConfigDict, model: nn.Module,
 def with_variables(state: TrainState, variables: dict[str, Any]) -> TrainState:
   """state with new params and batch_stats (and averages restarted from them)."""
   params, batch_stats = variables["params"], variables.get("batch_stats") or {}
-  use_ema = bool(state.ema_params)
-  copy = lambda tree: jax.tree.map(jnp.copy, tree)
   return state.replace(params=params, batch_stats=batch_stats,
-                       ema_params=copy(params) if use_ema else {},
-                       ema_batch_stats=copy(batch_stats) if use_ema else {})
+                       **_averages(params, batch_stats, bool(state.ema_params)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,10 +350,7 @@ def evaluate_state(evaluator: evaluate_lib.Evaluator, state: TrainState,
   members = {"eval": [state.variables()]}
   if state.ema_params:
     members["eval_ema"] = [state.variables(ema=True)]
-  batches = data.create_eval_iterator(
-      config.dataset, split=config.eval_split, data_dir=config.data_dir,
-      global_batch_size=config.eval_batch_size, image_size=config.image_size,
-      crops=config.eval_crops, preprocess=config.preprocess.to_dict())
+  batches = evaluate_lib.eval_batches(config, config.eval_batch_size, config.eval_crops)
   results = evaluator.evaluate(members, batches, config.num_eval_steps)
   scalars = {f"{name}/{k}": v for name, r in results.items() for k, v in r.items()
              if k != "count"}
