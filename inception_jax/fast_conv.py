@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 ENV_VAR = "INCEPTION_JAX_FAST_CONV"
@@ -118,9 +119,15 @@ def conv1x1(x: jax.Array, kernel: jax.Array, precision=None,
 
 
 def _standard(x, kernel, strides, pads, precision, preferred_element_type):
-    return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_NHWC,
-                                    precision=precision,
-                                    preferred_element_type=preferred_element_type)
+    conv = functools.partial(lax.conv_general_dilated, dimension_numbers=_NHWC,
+                             precision=precision, preferred_element_type=preferred_element_type)
+    if any(lo or hi for lo, hi in pads):
+        return conv(x, kernel, strides, pads)
+    # Unpadded ("VALID") convolutions run 1.3-4.5x slower on XLA:CPU than the same convolution
+    # with any padding (docs/PERFORMANCE.md). One zero column on the right, which no kept output
+    # reads, moves it to the fast kernel; the extra output column (if any) is cropped.
+    wo = (x.shape[2] - kernel.shape[1]) // strides[1] + 1
+    return conv(x, kernel, strides, (pads[0], (0, 1)))[:, :, :wo]
 
 
 def patches(x: jax.Array, kernel_hw: tuple[int, int], strides: tuple[int, int],
@@ -142,13 +149,32 @@ def patches(x: jax.Array, kernel_hw: tuple[int, int], strides: tuple[int, int],
 
 # Above this many bytes of im2col patches, the kernel gradient is computed one kernel row at a time.
 PATCH_BYTES_LIMIT = 256 * 2**20
+# From this many output positions per image (28x28), the kernel gradient loops over the batch.
+SCAN_MIN_POSITIONS = 28 * 28
 
 
 def kernel_grad(x: jax.Array, g: jax.Array, kernel_shape: tuple[int, int, int, int],
                 strides: tuple[int, int], pads: Sequence[tuple[int, int]],
                 precision=None) -> jax.Array:
-    """d(conv(x, k))/dk contracted with g: patches(x)^T @ g, as [kh, kw, C, F]."""
+    """d(conv(x, k))/dk contracted with g: patches(x)^T @ g, as [kh, kw, C, F] in float32.
+
+    Large images (at least SCAN_MIN_POSITIONS outputs per image): a `lax.scan` over pairs of
+    images, each adding one [C, F] product per kernel tap, so that the working set stays in cache
+    (2-6x faster than one im2col product over the batch for the stem layers: docs/PERFORMANCE.md).
+    Smaller images: one im2col product for the whole batch.
+    """
     kh, kw, c, f = kernel_shape
+    b, ho, wo = g.shape[:3]
+    if ho * wo >= SCAN_MIN_POSITIONS:
+        chunk = 2 if b % 2 == 0 else 1
+        if chunk == b:
+            return _tap_products(x, g, kernel_shape, strides, pads, precision)
+        xs = x.reshape(b // chunk, chunk, *x.shape[1:])
+        gs = g.reshape(b // chunk, chunk, *g.shape[1:])
+        dk, _ = lax.scan(
+            lambda acc, xg: (acc + _tap_products(*xg, kernel_shape, strides, pads, precision), None),
+            jnp.zeros(kernel_shape, jnp.float32), (xs, gs))
+        return dk
     g2 = g.reshape(-1, f)
     contract = (((0,), (0,)), ((), ()))
     n = g2.shape[0]
@@ -163,6 +189,21 @@ def kernel_grad(x: jax.Array, g: jax.Array, kernel_shape: tuple[int, int, int, i
         rows.append(lax.dot_general(p, g2, contract, precision=precision,
                                     preferred_element_type=jnp.float32).reshape(1, kw, c, f))
     return jnp.concatenate(rows, axis=0)
+
+
+def _tap_products(x, g, kernel_shape, strides, pads, precision):
+    """The kernel gradient as one [C, F] product per tap: shifted(x)^T @ g, stacked [kh, kw, C, F]."""
+    kh, kw, c, f = kernel_shape
+    b, ho, wo = g.shape[:3]
+    x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
+    g2 = g.reshape(-1, f)
+    taps = [lax.slice(x, (0, i, j, 0), (b, i + (ho - 1) * strides[0] + 1,
+                                        j + (wo - 1) * strides[1] + 1, c),
+                      (1, strides[0], strides[1], 1)).reshape(-1, c)
+            for i in range(kh) for j in range(kw)]
+    return jnp.stack([lax.dot_general(t, g2, (((0,), (0,)), ((), ())), precision=precision,
+                                      preferred_element_type=jnp.float32)
+                      for t in taps]).reshape(kernel_shape)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
@@ -190,20 +231,125 @@ _conv_patch_grad.defvjp(_conv_patch_grad_fwd, _conv_patch_grad_bwd)
 
 def max_pool(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
              padding: str | Sequence[tuple[int, int]]) -> jax.Array:
-    """Max pooling over [B, H, W, C] as a separable maximum of strided slices.
+    """Max pooling over [B, H, W, C]: a separable maximum of strided slices, with its own gradient.
 
-    The same values as `flax.linen.max_pool` (padding never wins: it is -inf). Its gradient is a
-    chain of elementwise selects that XLA fuses, where `reduce_window`'s gradient is a
-    select-and-scatter, slow on XLA:CPU (measured in docs/PERFORMANCE.md). Where several inputs tie
-    for the maximum, the gradient is shared between them (JAX's `max` rule) instead of going to
-    the first one: another valid subgradient, equal in sum.
+    The same values as `flax.linen.max_pool` (padding never wins: it is -inf), and the same
+    gradient: each output's gradient goes to the first input of its window that attains the
+    maximum, as `reduce_window`'s select-and-scatter does. That gradient is computed with
+    elementwise selects and slices that XLA fuses, where select-and-scatter is slow on XLA:CPU and
+    autodiff of the maxima (ties split with divisions) costs several full-size passes (measured in
+    docs/PERFORMANCE.md).
     """
+    return _max_pool(x, tuple(window), tuple(strides), _pads(x, window, strides, padding))
+
+
+def avg_pool(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
+             padding: str | Sequence[tuple[int, int]], count_include_pad: bool) -> jax.Array:
+    """Average pooling over [B, H, W, C] as a separable sum of strided slices, with its own gradient.
+
+    The same values as `flax.linen.avg_pool` to float rounding. count_include_pad=False divides by
+    the number of unpadded inputs in each window (a constant from the static shapes). The gradient
+    is the same kind of window sum over the spread cotangent, where `reduce_window` and its
+    transpose are separate, slower passes on XLA:CPU.
+    """
+    return _avg_pool(x, tuple(window), tuple(strides), _pads(x, window, strides, padding),
+                     count_include_pad)
+
+
+def _pads(x, window, strides, padding) -> tuple[tuple[int, int], ...]:
     if isinstance(padding, str):
         padding = lax.padtype_to_pads(x.shape[1:3], window, strides, padding)
-    x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)),
-                constant_values=-jnp.inf)
+    return tuple((int(lo), int(hi)) for lo, hi in padding)
+
+
+def _pad_hw(x, pads, value=0):
+    return jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=value)
+
+
+def _window_reduce(v, op, window, strides):
+    """op over each window of [B, H, W, C]: rows then columns, each a reduction of strided slices."""
     for axis, k, s in ((1, window[0], strides[0]), (2, window[1], strides[1])):
-        n = (x.shape[axis] - k) // s + 1
-        taps = [lax.slice_in_dim(x, i, i + (n - 1) * s + 1, s, axis) for i in range(k)]
-        x = functools.reduce(jnp.maximum, taps)
-    return x
+        n = (v.shape[axis] - k) // s + 1
+        if isinstance(v, np.ndarray):  # a constant (window counts): stays numpy
+            taps = [v[(slice(None),) * axis + (slice(i, i + (n - 1) * s + 1, s),)]
+                    for i in range(k)]
+        else:
+            taps = [lax.slice_in_dim(v, i, i + (n - 1) * s + 1, s, axis) for i in range(k)]
+        v = functools.reduce(op, taps)
+    return v
+
+
+def _spread(v, fill, window, strides, padded_hw):
+    """v (one entry per window) spread over the padded input: window o's entry at o * stride +
+    (kh - 1, kw - 1), `fill` between. The transpose of window tap (i, j) is then the slice at
+    offset (kh - 1 - i, kw - 1 - j): the pools' gradients are gathers over these slices."""
+    config = [(0, 0, 0)] + [(k - 1, n - (m - 1) * s - 1, s - 1)
+                            for k, n, m, s in zip(window, padded_hw, v.shape[1:3], strides)]
+    return lax.pad(v, jnp.asarray(fill, v.dtype), config + [(0, 0, 0)])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool(x, window, strides, pads):
+    return _window_reduce(_pad_hw(x, pads, -jnp.inf), jnp.maximum, window, strides)
+
+
+def _max_pool_fwd(x, window, strides, pads):
+    y = _max_pool(x, window, strides, pads)
+    return y, (x, y)
+
+
+def _max_pool_bwd(window, strides, pads, res, g):
+    x, y = res
+    xp = _pad_hw(x, pads, -jnp.inf)
+    (kh, kw), (sh, sw), (ho, wo) = window, strides, y.shape[1:3]
+    b, h, w, c = x.shape
+    taps = [(i, j) for i in range(kh) for j in range(kw)]
+    index = jnp.int8 if len(taps) < 128 else jnp.int32
+    first = jnp.full(y.shape, len(taps) - 1, index)  # the first tap attaining the maximum
+    for t in reversed(range(len(taps) - 1)):
+        i, j = taps[t]
+        tap = lax.slice(xp, (0, i, j, 0), (b, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c),
+                        (1, sh, sw, 1))
+        first = jnp.where(tap == y, t, first)
+    first = _spread(first, -1, window, strides, xp.shape[1:3])
+    g = _spread(g, 0, window, strides, xp.shape[1:3])
+    (top, _), (left, _) = pads
+    dx = 0
+    for t, (i, j) in enumerate(taps):  # one elementwise pass over the input
+        at = (0, kh - 1 - i + top, kw - 1 - j + left, 0)
+        end = (b, at[1] + h, at[2] + w, c)
+        dx = dx + jnp.where(lax.slice(first, at, end) == t, lax.slice(g, at, end), 0)
+    return (dx.astype(x.dtype),)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def _window_counts(hw, window, strides, pads, count_include_pad) -> np.ndarray:
+    """Inputs counted by each window, [1, H', W', 1] (numpy: a constant)."""
+    ones = np.pad(np.ones((1, *hw, 1), np.float32), ((0, 0), pads[0], pads[1], (0, 0)),
+                  constant_values=float(count_include_pad))
+    return _window_reduce(ones, np.add, window, strides)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _avg_pool(x, window, strides, pads, count_include_pad):
+    y = _window_reduce(_pad_hw(x, pads), jnp.add, window, strides)
+    counts = _window_counts(x.shape[1:3], window, strides, pads, count_include_pad)
+    return (y / counts.astype(y.dtype)).astype(x.dtype)
+
+
+def _avg_pool_fwd(x, window, strides, pads, count_include_pad):
+    return _avg_pool(x, window, strides, pads, count_include_pad), x.shape
+
+
+def _avg_pool_bwd(window, strides, pads, count_include_pad, shape, g):
+    counts = _window_counts(shape[1:3], window, strides, pads, count_include_pad)
+    padded_hw = (shape[1] + sum(pads[0]), shape[2] + sum(pads[1]))
+    g = _spread(g / counts.astype(g.dtype), 0, window, strides, padded_hw)
+    (top, _), (left, _) = pads
+    g = g[:, top:top + shape[1] + window[0] - 1, left:left + shape[2] + window[1] - 1]
+    return (_window_reduce(g, jnp.add, window, (1, 1)),)
+
+
+_avg_pool.defvjp(_avg_pool_fwd, _avg_pool_bwd)

@@ -134,7 +134,10 @@ def avg_pool(x: jax.Array, window: int, stride: int, padding: Padding = "VALID",
     count_include_pad=False divides by the number of valid pixels (TF/Keras 'SAME');
     True divides by the full window (torchvision's avg_pool2d default).
     """
-    return nn.avg_pool(x, (window, window), (stride, stride), padding=_pairs(padding, (window, window)),
+    pads = _pairs(padding, (window, window))
+    if fast_conv.enabled():
+        return fast_conv.avg_pool(x, (window, window), (stride, stride), pads, count_include_pad)
+    return nn.avg_pool(x, (window, window), (stride, stride), padding=pads,
                        count_include_pad=count_include_pad)
 
 

@@ -89,6 +89,23 @@ def test_kernel_gradient_by_rows_equals_standard(monkeypatch):
     _check_forward_backward((2, 10, 10, 3), (7, 7, 3, 8), (2, 2), [(3, 3), (3, 3)])
 
 
+@pytest.mark.parametrize("x_shape,k_shape,strides,padding", [
+    ((4, 9, 9, 4), (3, 3, 4, 6), (1, 1), "VALID"),               # scan over 2 pairs
+    ((3, 10, 10, 3), (7, 7, 3, 8), (2, 2), [(3, 3), (3, 3)]),    # odd batch: scan over 3 images
+    ((2, 7, 7, 6), (7, 1, 6, 5), (1, 1), [(3, 3), (0, 0)]),      # one pair: taps, no scan
+    ((4, 6, 6, 6), (1, 3, 6, 5), (2, 2), [(0, 1), (1, 0)]),
+])
+def test_kernel_gradient_by_image_pairs_equals_standard(monkeypatch, x_shape, k_shape, strides,
+                                                        padding):
+    """Large images take the per-tap kernel gradient in a scan over the batch; force it."""
+    monkeypatch.setattr(fast_conv, "SCAN_MIN_POSITIONS", 1)
+    _check_forward_backward(x_shape, k_shape, strides, padding)
+    x, k = jnp.ones(x_shape), jnp.ones(k_shape)
+    grad = jax.grad(lambda k: fast_conv.conv_general_dilated(
+        x, k, strides, padding, dimension_numbers=DN).sum())
+    assert ("scan" in str(jax.make_jaxpr(grad)(k))) == (x_shape[0] > 2)
+
+
 def test_unroutable_convolutions_fall_back_to_standard():
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 6))
     k = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))  # grouped: 6 inputs in 2 groups
@@ -204,15 +221,19 @@ def test_max_pool_equals_reduce_window(shape, window, strides, padding):
     np.testing.assert_allclose(dx_fast, dx_std, rtol=1e-6, atol=1e-6)
 
 
-def test_max_pool_ties_share_the_gradient():
-    """All-equal windows (ReLU zeros): the gradient is split, its sum is reduce_window's."""
-    x = jnp.zeros((1, 4, 4, 1))
-    std = lambda x: nn.max_pool(x, (3, 3), (1, 1), padding=[(1, 1), (1, 1)])  # noqa: E731
-    fast = lambda x: fast_conv.max_pool(x, (3, 3), (1, 1), [(1, 1), (1, 1)])  # noqa: E731
-    g = jnp.ones((1, 4, 4, 1))
-    dx_std, dx_fast = jax.vjp(std, x)[1](g)[0], jax.vjp(fast, x)[1](g)[0]
-    np.testing.assert_allclose(float(dx_fast.sum()), float(dx_std.sum()), rtol=1e-6)
-    assert float(dx_fast.min()) > 0  # shared, where reduce_window gives all to one input
+@pytest.mark.parametrize("strides,padding", [((1, 1), [(1, 1), (1, 1)]), ((2, 2), "VALID"),
+                                            ((2, 2), [(0, 1), (0, 1)])])
+def test_max_pool_ties_go_to_the_first_maximum(strides, padding):
+    """Tied windows (ReLU zeros, repeated values): the gradient goes where reduce_window sends it."""
+    x = jnp.round(jax.random.normal(jax.random.key(3), (2, 9, 9, 3)))
+    x = x.at[:, :4].set(0.0)  # whole windows of zeros
+    std = lambda x: nn.max_pool(x, (3, 3), strides, padding=padding)  # noqa: E731
+    fast = lambda x: fast_conv.max_pool(x, (3, 3), strides, padding)  # noqa: E731
+    np.testing.assert_array_equal(jax.jit(fast)(x), std(x))
+    g = jax.random.normal(jax.random.key(4), std(x).shape)
+    dx_std = jax.vjp(std, x)[1](g)[0]
+    dx_fast = jax.jit(lambda x, g: jax.vjp(fast, x)[1](g)[0])(x, g)
+    np.testing.assert_allclose(dx_fast, dx_std, rtol=1e-6, atol=1e-6)
 
 
 def test_layers_max_pool_uses_the_switch(fast_mode):
@@ -224,3 +245,35 @@ def test_layers_max_pool_uses_the_switch(fast_mode):
     fast_mode("off")
     assert "reduce_window" in str(jax.make_jaxpr(lambda x: max_pool(x, 3, 2))(x))
     np.testing.assert_array_equal(y_on, max_pool(x, 3, 2, padding=0, ceil_mode=True))
+
+
+@pytest.mark.parametrize("shape,window,strides,padding,count_include_pad", [
+    ((2, 9, 9, 4), (3, 3), (1, 1), [(1, 1), (1, 1)], False),   # v3 pool branch (tf-slim)
+    ((2, 9, 9, 4), (3, 3), (1, 1), [(1, 1), (1, 1)], True),    # v3 pool branch (torchvision)
+    ((2, 17, 17, 3), (5, 5), (3, 3), "VALID", False),           # aux heads' 5x5/3
+    ((2, 10, 11, 3), (3, 3), (2, 2), [(0, 1), (1, 0)], False),  # asymmetric, stride 2
+    ((1, 6, 5, 2), (3, 3), (2, 2), "SAME", True),
+])
+def test_avg_pool_equals_reduce_window(shape, window, strides, padding, count_include_pad):
+    x = jax.random.normal(jax.random.key(sum(shape)), shape)
+    std = lambda x: nn.avg_pool(x, window, strides, padding=padding,  # noqa: E731
+                                count_include_pad=count_include_pad)
+    fast = lambda x: fast_conv.avg_pool(x, window, strides, padding, count_include_pad)  # noqa: E731
+    y_std, y_fast = std(x), jax.jit(fast)(x)
+    assert y_fast.shape == y_std.shape and y_fast.dtype == y_std.dtype
+    np.testing.assert_allclose(y_fast, y_std, rtol=1e-6, atol=1e-6)
+    g = jax.random.normal(jax.random.key(1), y_std.shape)
+    dx_std = jax.vjp(std, x)[1](g)[0]
+    dx_fast = jax.jit(lambda x, g: jax.vjp(fast, x)[1](g)[0])(x, g)
+    np.testing.assert_allclose(dx_fast, dx_std, rtol=1e-6, atol=1e-6)
+
+
+def test_layers_avg_pool_uses_the_switch(fast_mode):
+    from inception_jax.layers import avg_pool
+    x = jax.random.normal(jax.random.key(0), (1, 9, 9, 2))
+    fast_mode("on")
+    assert "reduce_window" not in str(jax.make_jaxpr(lambda x: avg_pool(x, 3, 1, 1))(x))
+    y_on = avg_pool(x, 3, 1, padding=1)
+    fast_mode("off")
+    assert "reduce_window" in str(jax.make_jaxpr(lambda x: avg_pool(x, 3, 1, 1))(x))
+    np.testing.assert_allclose(y_on, avg_pool(x, 3, 1, padding=1), rtol=1e-6, atol=1e-6)
