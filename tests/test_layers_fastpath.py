@@ -201,6 +201,20 @@ def test_nn_conv_hook_is_the_only_change():
     jax.tree.map(np.testing.assert_array_equal, v_fast, v_std)
 
 
+def _check_pool(std, fast, x, exact=True):
+    """fast(x) against std(x) (flax.linen's reduce_window pools), values and input gradients."""
+    y_std, y_fast = std(x), jax.jit(fast)(x)
+    assert y_fast.shape == y_std.shape and y_fast.dtype == y_std.dtype
+    if exact:
+        np.testing.assert_array_equal(y_fast, y_std)
+    else:
+        np.testing.assert_allclose(y_fast, y_std, rtol=1e-6, atol=1e-6)
+    g = jax.random.normal(jax.random.key(1), y_std.shape)
+    dx_std = jax.vjp(std, x)[1](g)[0]
+    dx_fast = jax.jit(lambda x, g: jax.vjp(fast, x)[1](g)[0])(x, g)
+    np.testing.assert_allclose(dx_fast, dx_std, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("shape,window,strides,padding", [
     ((2, 9, 9, 4), (3, 3), (1, 1), [(1, 1), (1, 1)]),   # the Inception modules' pool branch
     ((2, 11, 11, 3), (3, 3), (2, 2), "VALID"),           # grid reductions, v3 stem
@@ -210,15 +224,8 @@ def test_nn_conv_hook_is_the_only_change():
 ])
 def test_max_pool_equals_reduce_window(shape, window, strides, padding):
     x = jax.random.normal(jax.random.key(sum(shape)), shape)  # continuous values: no ties
-    std = lambda x: nn.max_pool(x, window, strides, padding=padding)  # noqa: E731
-    fast = lambda x: fast_conv.max_pool(x, window, strides, padding)  # noqa: E731
-    y_std, y_fast = std(x), jax.jit(fast)(x)
-    assert y_fast.shape == y_std.shape
-    np.testing.assert_array_equal(y_fast, y_std)
-    g = jax.random.normal(jax.random.key(1), y_std.shape)
-    dx_std = jax.vjp(std, x)[1](g)[0]
-    dx_fast = jax.jit(lambda x, g: jax.vjp(fast, x)[1](g)[0])(x, g)
-    np.testing.assert_allclose(dx_fast, dx_std, rtol=1e-6, atol=1e-6)
+    _check_pool(lambda x: nn.max_pool(x, window, strides, padding=padding),
+                lambda x: fast_conv.max_pool(x, window, strides, padding), x)
 
 
 @pytest.mark.parametrize("strides,padding", [((1, 1), [(1, 1), (1, 1)]), ((2, 2), "VALID"),
@@ -227,24 +234,8 @@ def test_max_pool_ties_go_to_the_first_maximum(strides, padding):
     """Tied windows (ReLU zeros, repeated values): the gradient goes where reduce_window sends it."""
     x = jnp.round(jax.random.normal(jax.random.key(3), (2, 9, 9, 3)))
     x = x.at[:, :4].set(0.0)  # whole windows of zeros
-    std = lambda x: nn.max_pool(x, (3, 3), strides, padding=padding)  # noqa: E731
-    fast = lambda x: fast_conv.max_pool(x, (3, 3), strides, padding)  # noqa: E731
-    np.testing.assert_array_equal(jax.jit(fast)(x), std(x))
-    g = jax.random.normal(jax.random.key(4), std(x).shape)
-    dx_std = jax.vjp(std, x)[1](g)[0]
-    dx_fast = jax.jit(lambda x, g: jax.vjp(fast, x)[1](g)[0])(x, g)
-    np.testing.assert_allclose(dx_fast, dx_std, rtol=1e-6, atol=1e-6)
-
-
-def test_layers_max_pool_uses_the_switch(fast_mode):
-    from inception_jax.layers import max_pool
-    x = jax.random.normal(jax.random.key(0), (1, 9, 9, 2))
-    fast_mode("on")
-    assert "reduce_window" not in str(jax.make_jaxpr(lambda x: max_pool(x, 3, 2))(x))
-    y_on = max_pool(x, 3, 2, padding=0, ceil_mode=True)
-    fast_mode("off")
-    assert "reduce_window" in str(jax.make_jaxpr(lambda x: max_pool(x, 3, 2))(x))
-    np.testing.assert_array_equal(y_on, max_pool(x, 3, 2, padding=0, ceil_mode=True))
+    _check_pool(lambda x: nn.max_pool(x, (3, 3), strides, padding=padding),
+                lambda x: fast_conv.max_pool(x, (3, 3), strides, padding), x)
 
 
 @pytest.mark.parametrize("shape,window,strides,padding,count_include_pad", [
@@ -256,24 +247,22 @@ def test_layers_max_pool_uses_the_switch(fast_mode):
 ])
 def test_avg_pool_equals_reduce_window(shape, window, strides, padding, count_include_pad):
     x = jax.random.normal(jax.random.key(sum(shape)), shape)
-    std = lambda x: nn.avg_pool(x, window, strides, padding=padding,  # noqa: E731
-                                count_include_pad=count_include_pad)
-    fast = lambda x: fast_conv.avg_pool(x, window, strides, padding, count_include_pad)  # noqa: E731
-    y_std, y_fast = std(x), jax.jit(fast)(x)
-    assert y_fast.shape == y_std.shape and y_fast.dtype == y_std.dtype
-    np.testing.assert_allclose(y_fast, y_std, rtol=1e-6, atol=1e-6)
-    g = jax.random.normal(jax.random.key(1), y_std.shape)
-    dx_std = jax.vjp(std, x)[1](g)[0]
-    dx_fast = jax.jit(lambda x, g: jax.vjp(fast, x)[1](g)[0])(x, g)
-    np.testing.assert_allclose(dx_fast, dx_std, rtol=1e-6, atol=1e-6)
+    _check_pool(lambda x: nn.avg_pool(x, window, strides, padding=padding,
+                                      count_include_pad=count_include_pad),
+                lambda x: fast_conv.avg_pool(x, window, strides, padding, count_include_pad), x,
+                exact=False)
 
 
-def test_layers_avg_pool_uses_the_switch(fast_mode):
-    from inception_jax.layers import avg_pool
+@pytest.mark.parametrize("pool,args", [("max_pool", dict(window=3, stride=2, padding=0,
+                                                         ceil_mode=True)),
+                                       ("avg_pool", dict(window=3, stride=1, padding=1))])
+def test_layers_pools_use_the_switch(fast_mode, pool, args):
+    from inception_jax import layers
+    pool = getattr(layers, pool)
     x = jax.random.normal(jax.random.key(0), (1, 9, 9, 2))
     fast_mode("on")
-    assert "reduce_window" not in str(jax.make_jaxpr(lambda x: avg_pool(x, 3, 1, 1))(x))
-    y_on = avg_pool(x, 3, 1, padding=1)
+    assert "reduce_window" not in str(jax.make_jaxpr(lambda x: pool(x, **args))(x))
+    y_on = pool(x, **args)
     fast_mode("off")
-    assert "reduce_window" in str(jax.make_jaxpr(lambda x: avg_pool(x, 3, 1, 1))(x))
-    np.testing.assert_allclose(y_on, avg_pool(x, 3, 1, padding=1), rtol=1e-6, atol=1e-6)
+    assert "reduce_window" in str(jax.make_jaxpr(lambda x: pool(x, **args))(x))
+    np.testing.assert_allclose(y_on, pool(x, **args), rtol=1e-6, atol=1e-6)
