@@ -137,21 +137,32 @@ def _standard(x, kernel, strides, pads, precision, preferred_element_type):
     return conv(x, kernel, strides, (pads[0], (0, 1)))[:, :, :wo]
 
 
+def taps(x: jax.Array, kernel_hw: tuple[int, int], strides: tuple[int, int],
+         pads: Sequence[tuple[int, int]], rows: slice | None = None,
+         pad_value: float = 0) -> list[jax.Array]:
+    """The window taps of [B, H, W, C]: for each kernel position (i, j), row-major, the strided
+    view [B, H', W', C] of the padded input that it multiplies (or pools) at every output.
+
+    rows: only these kernel rows. pad_value: what the padding holds (-inf for max pooling).
+    """
+    kh, kw = kernel_hw
+    x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)), constant_values=pad_value)
+    ho = (x.shape[1] - kh) // strides[0] + 1
+    wo = (x.shape[2] - kw) // strides[1] + 1
+    return [lax.slice(x, (0, i, j, 0),
+                      (x.shape[0], i + (ho - 1) * strides[0] + 1, j + (wo - 1) * strides[1] + 1,
+                       x.shape[3]), (1, strides[0], strides[1], 1))
+            for i in range(kh)[rows or slice(None)] for j in range(kw)]
+
+
 def patches(x: jax.Array, kernel_hw: tuple[int, int], strides: tuple[int, int],
             pads: Sequence[tuple[int, int]], rows: slice | None = None) -> jax.Array:
     """im2col: [B, H, W, C] -> [B, H', W', kh * kw * C], taps in the kernel's (kh, kw, C) order.
 
     rows: only these kernel rows (then kh is the length of the slice).
     """
-    kh, kw = kernel_hw
-    x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
-    ho = (x.shape[1] - kh) // strides[0] + 1
-    wo = (x.shape[2] - kw) // strides[1] + 1
-    taps = [lax.slice(x, (0, i, j, 0),
-                      (x.shape[0], i + (ho - 1) * strides[0] + 1, j + (wo - 1) * strides[1] + 1,
-                       x.shape[3]), (1, strides[0], strides[1], 1))
-            for i in range(kh)[rows or slice(None)] for j in range(kw)]
-    return taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
+    views = taps(x, kernel_hw, strides, pads, rows)
+    return views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
 
 
 # Above this many bytes of im2col patches, the kernel gradient is computed one kernel row at a time.
@@ -201,16 +212,10 @@ def kernel_grad(x: jax.Array, g: jax.Array, kernel_shape: tuple[int, int, int, i
 def _tap_products(x, g, kernel_shape, strides, pads, precision):
     """The kernel gradient as one [C, F] product per tap: shifted(x)^T @ g, stacked [kh, kw, C, F]."""
     kh, kw, c, f = kernel_shape
-    b, ho, wo = g.shape[:3]
-    x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
     g2 = g.reshape(-1, f)
-    taps = [lax.slice(x, (0, i, j, 0), (b, i + (ho - 1) * strides[0] + 1,
-                                        j + (wo - 1) * strides[1] + 1, c),
-                      (1, strides[0], strides[1], 1)).reshape(-1, c)
-            for i in range(kh) for j in range(kw)]
-    return jnp.stack([lax.dot_general(t, g2, (((0,), (0,)), ((), ())), precision=precision,
-                                      preferred_element_type=jnp.float32)
-                      for t in taps]).reshape(kernel_shape)
+    return jnp.stack([lax.dot_general(t.reshape(-1, c), g2, (((0,), (0,)), ((), ())),
+                                      precision=precision, preferred_element_type=jnp.float32)
+                      for t in taps(x, (kh, kw), strides, pads)]).reshape(kernel_shape)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
@@ -278,11 +283,11 @@ def _window_reduce(v, op, window, strides):
     for axis, k, s in ((1, window[0], strides[0]), (2, window[1], strides[1])):
         n = (v.shape[axis] - k) // s + 1
         if isinstance(v, np.ndarray):  # a constant (window counts): stays numpy
-            taps = [v[(slice(None),) * axis + (slice(i, i + (n - 1) * s + 1, s),)]
-                    for i in range(k)]
+            views = [v[(slice(None),) * axis + (slice(i, i + (n - 1) * s + 1, s),)]
+                     for i in range(k)]
         else:
-            taps = [lax.slice_in_dim(v, i, i + (n - 1) * s + 1, s, axis) for i in range(k)]
-        v = functools.reduce(op, taps)
+            views = [lax.slice_in_dim(v, i, i + (n - 1) * s + 1, s, axis) for i in range(k)]
+        v = functools.reduce(op, views)
     return v
 
 
@@ -307,22 +312,18 @@ def _max_pool_fwd(x, window, strides, pads):
 
 def _max_pool_bwd(window, strides, pads, res, g):
     x, y = res
-    xp = _pad_hw(x, pads, -jnp.inf)
-    (kh, kw), (sh, sw), (ho, wo) = window, strides, y.shape[1:3]
+    views = taps(x, window, strides, pads, pad_value=-jnp.inf)
+    index = jnp.int8 if len(views) < 128 else jnp.int32
+    first = jnp.full(y.shape, len(views) - 1, index)  # the first tap attaining the maximum
+    for t in reversed(range(len(views) - 1)):
+        first = jnp.where(views[t] == y, t, first)
+    (kh, kw), ((top, _), (left, _)) = window, pads
     b, h, w, c = x.shape
-    taps = [(i, j) for i in range(kh) for j in range(kw)]
-    index = jnp.int8 if len(taps) < 128 else jnp.int32
-    first = jnp.full(y.shape, len(taps) - 1, index)  # the first tap attaining the maximum
-    for t in reversed(range(len(taps) - 1)):
-        i, j = taps[t]
-        tap = lax.slice(xp, (0, i, j, 0), (b, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c),
-                        (1, sh, sw, 1))
-        first = jnp.where(tap == y, t, first)
-    first = _spread(first, -1, window, strides, xp.shape[1:3])
-    g = _spread(g, 0, window, strides, xp.shape[1:3])
-    (top, _), (left, _) = pads
+    padded_hw = (h + sum(pads[0]), w + sum(pads[1]))
+    first = _spread(first, -1, window, strides, padded_hw)
+    g = _spread(g, 0, window, strides, padded_hw)
     dx = 0
-    for t, (i, j) in enumerate(taps):  # one elementwise pass over the input
+    for t, (i, j) in enumerate((i, j) for i in range(kh) for j in range(kw)):  # one pass over x
         at = (0, kh - 1 - i + top, kw - 1 - j + left, 0)
         end = (b, at[1] + h, at[2] + w, c)
         dx = dx + jnp.where(lax.slice(first, at, end) == t, lax.slice(g, at, end), 0)
