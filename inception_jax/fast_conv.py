@@ -87,6 +87,17 @@ def _routable(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_nu
             and len(window_strides) == 2 and lhs.shape[-1] == rhs.shape[2])
 
 
+def _pads(x, window, strides, padding) -> tuple[tuple[int, int], ...]:
+    """Padding of H and W as ((lo, hi), (lo, hi)) ints, from a string ("SAME", "VALID") or pairs."""
+    if isinstance(padding, str):
+        padding = lax.padtype_to_pads(x.shape[1:3], window, strides, padding)
+    return tuple((int(lo), int(hi)) for lo, hi in padding)
+
+
+def _pad_hw(x, pads, value=0):
+    return jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)), constant_values=value)
+
+
 def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
                          padding: str | Sequence[tuple[int, int]], lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
@@ -105,11 +116,7 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
             precision=precision, preferred_element_type=preferred_element_type)
     kh, kw = rhs.shape[:2]
     strides = tuple(int(s) for s in window_strides)
-    if isinstance(padding, str):
-        pads = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), strides, padding)
-    else:
-        pads = padding
-    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    pads = _pads(lhs, (kh, kw), strides, padding)
     if (kh, kw) == (1, 1) and strides == (1, 1) and pads == ((0, 0), (0, 0)):
         return conv1x1(lhs, rhs, precision, preferred_element_type)
     return _conv_patch_grad(lhs, rhs, strides, pads, precision, preferred_element_type)
@@ -146,7 +153,7 @@ def taps(x: jax.Array, kernel_hw: tuple[int, int], strides: tuple[int, int],
     rows: only these kernel rows. pad_value: what the padding holds (-inf for max pooling).
     """
     kh, kw = kernel_hw
-    x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)), constant_values=pad_value)
+    x = _pad_hw(x, pads, pad_value)
     ho = (x.shape[1] - kh) // strides[0] + 1
     wo = (x.shape[2] - kw) // strides[1] + 1
     return [lax.slice(x, (0, i, j, 0),
@@ -268,16 +275,6 @@ def avg_pool(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
                      count_include_pad)
 
 
-def _pads(x, window, strides, padding) -> tuple[tuple[int, int], ...]:
-    if isinstance(padding, str):
-        padding = lax.padtype_to_pads(x.shape[1:3], window, strides, padding)
-    return tuple((int(lo), int(hi)) for lo, hi in padding)
-
-
-def _pad_hw(x, pads, value=0):
-    return jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=value)
-
-
 def _window_reduce(v, op, window, strides):
     """op over each window of [B, H, W, C]: rows then columns, each a reduction of strided slices."""
     for axis, k, s in ((1, window[0], strides[0]), (2, window[1], strides[1])):
@@ -291,12 +288,14 @@ def _window_reduce(v, op, window, strides):
     return v
 
 
-def _spread(v, fill, window, strides, padded_hw):
-    """v (one entry per window) spread over the padded input: window o's entry at o * stride +
-    (kh - 1, kw - 1), `fill` between. The transpose of window tap (i, j) is then the slice at
-    offset (kh - 1 - i, kw - 1 - j): the pools' gradients are gathers over these slices."""
-    config = [(0, 0, 0)] + [(k - 1, n - (m - 1) * s - 1, s - 1)
-                            for k, n, m, s in zip(window, padded_hw, v.shape[1:3], strides)]
+def _spread(v, fill, window, strides, pads, hw):
+    """v (one entry per window) spread over the padded input of height and width hw: window o's
+    entry at o * stride + (kh - 1, kw - 1), `fill` between. The transpose of window tap (i, j) is
+    then the slice at offset (kh - 1 - i, kw - 1 - j): the pools' gradients are gathers over these
+    slices."""
+    config = [(0, 0, 0)] + [(k - 1, n + lo + hi - (m - 1) * s - 1, s - 1)
+                            for k, n, (lo, hi), m, s in zip(window, hw, pads, v.shape[1:3],
+                                                            strides)]
     return lax.pad(v, jnp.asarray(fill, v.dtype), config + [(0, 0, 0)])
 
 
@@ -319,11 +318,11 @@ def _max_pool_bwd(window, strides, pads, res, g):
         first = jnp.where(views[t] == y, t, first)
     (kh, kw), ((top, _), (left, _)) = window, pads
     b, h, w, c = x.shape
-    padded_hw = (h + sum(pads[0]), w + sum(pads[1]))
-    first = _spread(first, -1, window, strides, padded_hw)
-    g = _spread(g, 0, window, strides, padded_hw)
+    first = _spread(first, -1, window, strides, pads, (h, w))
+    g = _spread(g, 0, window, strides, pads, (h, w))
     dx = 0
-    for t, (i, j) in enumerate((i, j) for i in range(kh) for j in range(kw)):  # one pass over x
+    for t in range(kh * kw):  # one elementwise pass over x
+        i, j = divmod(t, kw)
         at = (0, kh - 1 - i + top, kw - 1 - j + left, 0)
         end = (b, at[1] + h, at[2] + w, c)
         dx = dx + jnp.where(lax.slice(first, at, end) == t, lax.slice(g, at, end), 0)
@@ -353,8 +352,7 @@ def _avg_pool_fwd(x, window, strides, pads, count_include_pad):
 
 def _avg_pool_bwd(window, strides, pads, count_include_pad, shape, g):
     counts = _window_counts(shape[1:3], window, strides, pads, count_include_pad)
-    padded_hw = (shape[1] + sum(pads[0]), shape[2] + sum(pads[1]))
-    g = _spread(g / counts.astype(g.dtype), 0, window, strides, padded_hw)
+    g = _spread(g / counts.astype(g.dtype), 0, window, strides, pads, shape[1:3])
     (top, _), (left, _) = pads
     g = g[:, top:top + shape[1] + window[0] - 1, left:left + shape[2] + window[1] - 1]
     return (_window_reduce(g, jnp.add, window, (1, 1)),)
