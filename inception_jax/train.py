@@ -28,7 +28,7 @@ from etils import epath
 from jax.sharding import Mesh, PartitionSpec as P
 
 from inception_jax import checkpoint as checkpoint_lib
-from inception_jax import data, losses, models, optim, parallel
+from inception_jax import data, fast_conv, losses, models, optim, parallel
 from inception_jax import evaluate as evaluate_lib
 
 BATCH_NORM_MODES = ("per_replica", "sync")
@@ -247,7 +247,7 @@ def compile_train_step(model, tx, learning_rate_fn, config, mesh):
                               config=config, mesh=mesh)
   return jax.jit(step_fn, in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
                  out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
-                 donate_argnums=0)
+                 donate_argnums=0, compiler_options=fast_conv.compiler_options())
 
 
 # ---------------------------------------------------------------------------------------------

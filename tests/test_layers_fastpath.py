@@ -266,3 +266,28 @@ def test_layers_pools_use_the_switch(fast_mode, pool, args):
     fast_mode("off")
     assert "reduce_window" in str(jax.make_jaxpr(lambda x: pool(x, **args))(x))
     np.testing.assert_allclose(y_on, pool(x, **args), rtol=1e-6, atol=1e-6)
+
+
+def test_train_step_compiler_options(fast_mode, monkeypatch):
+    """On the CPU fast path the train step asks XLA:CPU for its memory-optimised scheduler, an
+    option XLA honours per compilation (it reorders a program with parallel branches); off the
+    fast path there are none."""
+    from inception_jax import benchmark, models
+
+    fast_mode("on")
+    opts = fast_conv.compiler_options()
+    assert opts == {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
+
+    def branches(x):
+        return sum(jnp.sum(jnp.tanh(jnp.sin(x * i) @ x) @ x) for i in range(1, 5))
+
+    x = jnp.ones((32, 32))
+    default = jax.jit(branches).lower(x).compile().as_text()
+    assert jax.jit(branches, compiler_options=opts).lower(x).compile().as_text() != default
+
+    seen, real_jit = {}, jax.jit
+    monkeypatch.setattr(jax, "jit", lambda fn, **kwargs: seen.update(kwargs) or real_jit(fn, **kwargs))
+    benchmark.make_train_step(models.create("googlenet_bn"), "googlenet_bn")
+    assert seen["compiler_options"] == opts
+    fast_mode("off")
+    assert fast_conv.compiler_options() == {}
