@@ -246,8 +246,7 @@ def _conv_patch_grad(x, kernel, strides, pads, precision, preferred_element_type
 
 
 def _conv_patch_grad_fwd(x, kernel, strides, pads, precision, preferred_element_type):
-    y = _standard(x, kernel, strides, pads, precision, preferred_element_type)
-    return y, (x, kernel)
+    return _conv_patch_grad(x, kernel, strides, pads, precision, preferred_element_type), (x, kernel)
 
 
 def _conv_patch_grad_bwd(strides, pads, precision, preferred_element_type, res, g):
