@@ -117,7 +117,10 @@ def make_train_step(model: Any, model_name: str, learning_rate: float = 0.01,
 
 
 def make_eval_step(model: Any) -> Callable:
-    return jax.jit(lambda variables, images: model.apply(variables, images, train=False))
+    from inception_jax import fast_conv
+
+    return jax.jit(lambda variables, images: model.apply(variables, images, train=False),
+                   compiler_options=fast_conv.compiler_options())
 
 
 def _devices() -> list[str]:

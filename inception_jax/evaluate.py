@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from inception_jax import losses, parallel
+from inception_jax import fast_conv, losses, parallel
 
 Variables = Mapping[str, Any]
 
@@ -52,7 +52,8 @@ class Evaluator:
   def __init__(self, model: nn.Module, mesh: Mesh):
     self.mesh = mesh
     self._predict = jax.jit(lambda v, x: crop_averaged_probabilities(model, v, x),
-                            out_shardings=parallel.batch_sharded(mesh))
+                            out_shardings=parallel.batch_sharded(mesh),
+                            compiler_options=fast_conv.compiler_options())
     self._sums = jax.jit(metric_sums, out_shardings=parallel.replicated(mesh))
 
   def evaluate(self, members: Mapping[str, Sequence[Variables]], batches: Iterable[dict],

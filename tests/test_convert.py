@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import pytest
 
-from inception_jax import convert
+from inception_jax import benchmark, convert
 from inception_jax.blocks import InceptionV3AuxHead
 from inception_jax.layers import ConvBN
 
@@ -89,7 +89,8 @@ def randomize_torch_bn(net, size, seed=0):
 class Peer:
   def __init__(self, net, name, model, variables):
     self.net, self.name, self.model, self.variables = net, name, model, variables
-    self.apply = jax.jit(lambda v, x: model.apply(v, x, train=False))  # compiled once per size
+    # The eval step users run (with the CPU fast path's compiler options); compiled once per size.
+    self.apply = benchmark.make_eval_step(model)
 
   def torch_logits(self, x_nchw):
     torch = require("torch")
@@ -239,7 +240,7 @@ def keras_peer():
     bn.moving_variance.assign(var * np.exp(0.3 * rng.standard_normal(n)).astype(np.float32))
     bn.momentum = 0.99
   model, variables = convert.from_keras(net, "inception_v3")
-  return net, model, variables, jax.jit(lambda v, x: model.apply(v, x, train=False))
+  return net, model, variables, benchmark.make_eval_step(model)
 
 
 def test_inception_v3_matches_keras(keras_peer):
@@ -309,7 +310,7 @@ def test_command_line_round_trip(googlenet_peer, tmp_path):
   assert model == googlenet_peer.model
   jax.tree.map(np.testing.assert_array_equal, variables, googlenet_peer.variables)
   x = images(224, "NHWC", seed=3)
-  np.testing.assert_array_equal(np.asarray(jax.jit(lambda v, x: model.apply(v, x))(variables, x)),
+  np.testing.assert_array_equal(np.asarray(benchmark.make_eval_step(model)(variables, x)),
                                 np.asarray(googlenet_peer.apply(googlenet_peer.variables, x)))
 
 

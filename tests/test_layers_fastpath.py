@@ -1,6 +1,8 @@
 """The CPU convolution fast path (inception_jax/fast_conv.py) computes what the standard
 `lax.conv_general_dilated` computes, forward and backward, and leaves ConvBN's parameters as they
 are. Numbers only: nothing here is timed (docs/PERFORMANCE.md has the timings)."""
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -268,26 +270,83 @@ def test_layers_pools_use_the_switch(fast_mode, pool, args):
     np.testing.assert_allclose(y_on, pool(x, **args), rtol=1e-6, atol=1e-6)
 
 
-def test_train_step_compiler_options(fast_mode, monkeypatch):
-    """On the CPU fast path the train step asks XLA:CPU for its memory-optimised scheduler, an
-    option XLA honours per compilation (it reorders a program with parallel branches); off the
-    fast path there are none."""
-    from inception_jax import benchmark, models
+def _ynn_opcodes(compiled_text):
+    """The HLO opcodes inside the fusions that XLA:CPU handed to YNNPACK in a compiled program."""
+    bodies = dict(re.findall(r"\n(%[\w.\-]+) \([^\n]*\{\n(.*?)\n\}", compiled_text, re.S))
+    called = re.findall(r"kind=kCustom, calls=(%[\w.\-]+)[^\n]*__ynn_fusion", compiled_text)
+    return {op for c in called for op in re.findall(r"= \S+ ([a-z\-]+)\(", bodies[c])}
+
+
+def test_step_compiler_options(fast_mode, monkeypatch):
+    """On the CPU fast path the train and eval steps ask XLA:CPU for its memory-optimised scheduler
+    and for Eigen convolutions, options XLA honours per compilation: the scheduler reorders a
+    program with parallel branches, and convolutions leave YNNPACK while matrix products and
+    reductions stay there. Off the fast path there are none."""
+    from inception_jax import benchmark, evaluate, models, parallel
 
     fast_mode("on")
     opts = fast_conv.compiler_options()
-    assert opts == {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
+    assert opts == fast_conv.CPU_COMPILER_OPTIONS  # this jaxlib knows both
+    scheduler = {"xla_cpu_scheduler_type": opts["xla_cpu_scheduler_type"]}
+    libraries = {"xla_cpu_experimental_ynn_fusion_type": opts["xla_cpu_experimental_ynn_fusion_type"]}
 
     def branches(x):
         return sum(jnp.sum(jnp.tanh(jnp.sin(x * i) @ x) @ x) for i in range(1, 5))
 
     x = jnp.ones((32, 32))
     default = jax.jit(branches).lower(x).compile().as_text()
-    assert jax.jit(branches, compiler_options=opts).lower(x).compile().as_text() != default
+    assert jax.jit(branches, compiler_options=scheduler).lower(x).compile().as_text() != default
 
-    seen, real_jit = {}, jax.jit
-    monkeypatch.setattr(jax, "jit", lambda fn, **kwargs: seen.update(kwargs) or real_jit(fn, **kwargs))
-    benchmark.make_train_step(models.create("googlenet_bn"), "googlenet_bn")
-    assert seen["compiler_options"] == opts
+    def conv_dot_reduce(x, k, a):
+        y = jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=DN)
+        return y, jnp.sum(a * a, axis=0), a @ a
+
+    args = (jnp.ones((8, 35, 35, 96)), jnp.ones((3, 3, 96, 96)), jnp.ones((256, 256)))  # big enough for YNNPACK
+    lowered = jax.jit(conv_dot_reduce).lower(*args)
+    as_default = _ynn_opcodes(lowered.compile().as_text())
+    as_fast = _ynn_opcodes(lowered.compile(compiler_options=libraries).as_text())
+    assert {"convolution", "dot", "reduce"} <= as_default
+    assert "convolution" not in as_fast and {"dot", "reduce"} <= as_fast
+
+    seen, real_jit = [], jax.jit
+    monkeypatch.setattr(jax, "jit", lambda fn, **kwargs: seen.append(kwargs) or real_jit(fn, **kwargs))
+    model = models.create("googlenet_bn")
+    benchmark.make_train_step(model, "googlenet_bn")
+    benchmark.make_eval_step(model)
+    evaluate.Evaluator(model, parallel.make_mesh())
+    assert sum(kw.get("compiler_options") == opts for kw in seen) == 3
     fast_mode("off")
     assert fast_conv.compiler_options() == {}
+
+
+def test_eigen_convolutions_match_ynnpack():
+    """The convolution library the fast path picks changes only the rounding: forward and input
+    gradient of a strided and an unstrided layer agree with XLA's default to float32 precision."""
+    libraries = {"xla_cpu_experimental_ynn_fusion_type":
+                 fast_conv.CPU_COMPILER_OPTIONS["xla_cpu_experimental_ynn_fusion_type"]}
+    for stride, x_shape, k_shape in [(1, (2, 17, 17, 32), (3, 3, 32, 48)),
+                                     (2, (2, 35, 35, 24), (3, 3, 24, 40))]:
+        kx, kk, kg = jax.random.split(jax.random.key(stride), 3)
+        x, k = jax.random.normal(kx, x_shape), jax.random.normal(kk, k_shape)
+
+        def f(x, k):
+            y = _standard(x, k, (stride, stride), "SAME")
+            return y, jax.grad(lambda x: jnp.sum(_standard(x, k, (stride, stride), "SAME") ** 2))(x)
+
+        lowered = jax.jit(f).lower(x, k)
+        for a, b in zip(lowered.compile()(x, k), lowered.compile(compiler_options=libraries)(x, k)):
+            np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-5 * float(jnp.max(jnp.abs(a))))
+
+
+def test_unknown_compiler_option_is_dropped_with_a_warning(fast_mode, monkeypatch):
+    """An XLA that rejects one of the options (an older jaxlib) runs without it and says so."""
+    fast_mode("on")
+    monkeypatch.setattr(fast_conv, "CPU_COMPILER_OPTIONS",
+                        {**fast_conv.CPU_COMPILER_OPTIONS, "xla_cpu_no_such_option": "1"})
+    fast_conv._known_cpu_options.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="xla_cpu_no_such_option"):
+            opts = fast_conv.compiler_options()
+        assert "xla_cpu_no_such_option" not in opts and "xla_cpu_scheduler_type" in opts
+    finally:
+        fast_conv._known_cpu_options.cache_clear()
