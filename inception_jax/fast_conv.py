@@ -1,46 +1,36 @@
 """The XLA:CPU fast path of `ConvBN`'s convolution and of pooling (measurements: docs/PERFORMANCE.md).
 
-On XLA:CPU a convolution's kernel gradient (the transpose of `lax.conv_general_dilated` with
-respect to the kernel) runs as a "convolution" whose window is the whole image, far from the
-matrix-product speed the same machine reaches: measured here it is 3-10x slower than the forward
-pass of the same layer, and it dominated the Inception training step. A 1x1 convolution is exactly
-a matrix product over [batch * height * width, channels], and the kernel gradient of any
-convolution is a matrix product of image patches (im2col) with the output gradient. So on CPU:
-
-  - 1x1, stride 1, no padding: `dot_general` on [B*H*W, C] x [C, F]; autodiff gives matrix
-    products for both gradients.
-  - any other kernel: `jax.custom_vjp` with the standard convolution forward, the standard input
-    gradient (both run well on XLA:CPU), and the kernel gradient as patches^T @ grad: for large
-    images one [C, F] product per kernel tap in a `lax.scan` over image pairs (the working set
-    stays in cache), for small ones one im2col product over the batch.
-  - unpadded ("VALID") convolutions get one zero column on the right that no kept output reads:
-    XLA:CPU runs a convolution without any padding 1.3-4.5x slower than the same convolution with
-    some (the Inception-v3 stem is full of them).
-
-`conv_general_dilated` has the signature of `lax.conv_general_dilated`, so it plugs into
-`flax.linen.Conv(conv_general_dilated=...)`: the parameters (`kernel` [kh, kw, in, out], `bias`)
-are created by `nn.Conv` exactly as before, and only the arithmetic changes (the same products,
-summed in another order: results agree to float rounding).
-
-Pooling has the same problem: `reduce_window` and its gradient (select-and-scatter for the
-maximum) are slow on XLA:CPU. `max_pool` and `avg_pool` below are separable reductions of strided
-slices with custom gradients written as gathers over slices (the same values and gradients as
-`flax.linen`'s, ties included), and `layers.max_pool` / `layers.avg_pool` use them under the same
-switch.
-
-The train and eval steps are compiled with two XLA:CPU options (`compiler_options`):
+Most of it is two per-compilation XLA:CPU options (`compiler_options`), which the train step
+(`train.compile_train_step`) and the eval steps (`benchmark.make_eval_step`,
+`evaluate.Evaluator`) pass to `jax.jit`:
+  - convolutions as XLA:CPU's Eigen convolutions instead of YNNPACK (XLA's default set of YNNPACK
+    fusions less its convolutions; matrix products and reductions stay in YNNPACK). Eigen runs
+    every convolution shape of these networks faster here, forward, input gradient and kernel
+    gradient (under YNNPACK the kernel gradient was 3-10x slower than the forward pass);
   - the memory-optimised (depth-first) scheduler instead of the concurrency-optimised
     (breadth-first) one: on a few cores each convolution already uses every thread, so running an
     Inception module's branches side by side gains nothing, while running one branch to its end
-    keeps its activations in cache;
-  - XLA's default set of YNNPACK fusions without its convolutions (matrix products and reductions
-    stay in YNNPACK): the convolutions then run as XLA:CPU's Eigen convolutions, faster here for
-    every convolution shape of these networks, forward and input gradient alike.
+    keeps its activations in cache.
+A `jax.jit` of your own around `model.apply` on the CPU should pass
+`compiler_options=fast_conv.compiler_options()` as well; without it convolutions stay in YNNPACK.
+
+In the traced program:
+  - 1x1, stride 1, unpadded convolutions are `dot_general` on [B*H*W, C] x [C, F] (matrix
+    products in YNNPACK, for the forward pass and both gradients); every other convolution is
+    `lax.conv_general_dilated` unchanged. `conv_general_dilated` has the signature of
+    `lax.conv_general_dilated`, so it plugs into `flax.linen.Conv(conv_general_dilated=...)`: the
+    parameters (`kernel` [kh, kw, in, out], `bias`) are created by `nn.Conv` exactly as before,
+    and only the arithmetic changes (the same products, summed in another order).
+  - `reduce_window` and its gradient (select-and-scatter for the maximum) are slow on XLA:CPU.
+    `max_pool` and `avg_pool` below are separable reductions of strided slices with custom
+    gradients written as gathers over slices (the same values and gradients as `flax.linen`'s,
+    ties included), and `layers.max_pool` / `layers.avg_pool` use them under the same switch.
 
 One switch: `enabled()`. The module attribute `MODE` (None by default) or else the environment
 variable INCEPTION_JAX_FAST_CONV: "auto" (default: on when JAX's default backend is the CPU, so
-GPU and TPU keep the standard lowering), "on" (everywhere; for tests and A/B runs) or "off". It is
-read when a function is traced: after changing it, re-jit (or `jax.clear_caches()`).
+GPU and TPU keep the standard lowering and XLA's default options), "on" (everywhere; for tests and
+A/B runs) or "off". It is read when a function is traced: after changing it, re-jit (or
+`jax.clear_caches()`).
 """
 from __future__ import annotations
 
@@ -150,23 +140,18 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
                          rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
                          batch_group_count: int = 1, precision=None,
                          preferred_element_type=None) -> jax.Array:
-    """`lax.conv_general_dilated` with the CPU fast path for NHWC/HWIO 2-D convolutions.
-
-    Anything else (dilation, groups, other layouts) goes to `lax.conv_general_dilated` unchanged.
-    """
-    if not _routable(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers,
-                     feature_group_count, batch_group_count):
-        return lax.conv_general_dilated(
-            lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-            rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-            feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-            precision=precision, preferred_element_type=preferred_element_type)
-    kh, kw = rhs.shape[:2]
-    strides = tuple(int(s) for s in window_strides)
-    pads = _pads(lhs, (kh, kw), strides, padding)
-    if (kh, kw) == (1, 1) and strides == (1, 1) and pads == ((0, 0), (0, 0)):
+    """`lax.conv_general_dilated`, with NHWC/HWIO 1x1 stride-1 unpadded convolutions as matrix
+    products. Anything else goes to `lax.conv_general_dilated` unchanged."""
+    if (_routable(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers,
+                  feature_group_count, batch_group_count)
+            and rhs.shape[:2] == (1, 1) and tuple(window_strides) == (1, 1)
+            and _pads(lhs, (1, 1), (1, 1), padding) == ((0, 0), (0, 0))):
         return conv1x1(lhs, rhs, precision, preferred_element_type)
-    return _conv_patch_grad(lhs, rhs, strides, pads, precision, preferred_element_type)
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count, precision=precision,
+        preferred_element_type=preferred_element_type)
 
 
 def conv1x1(x: jax.Array, kernel: jax.Array, precision=None,
@@ -179,25 +164,12 @@ def conv1x1(x: jax.Array, kernel: jax.Array, precision=None,
     return y.reshape(b, h, w, kernel.shape[-1])
 
 
-def _standard(x, kernel, strides, pads, precision, preferred_element_type):
-    conv = functools.partial(lax.conv_general_dilated, dimension_numbers=_NHWC,
-                             precision=precision, preferred_element_type=preferred_element_type)
-    if any(lo or hi for lo, hi in pads):
-        return conv(x, kernel, strides, pads)
-    # Unpadded ("VALID") convolutions run 1.3-4.5x slower on XLA:CPU than the same convolution
-    # with any padding (docs/PERFORMANCE.md). One zero column on the right, which no kept output
-    # reads, moves it to the fast kernel; the extra output column (if any) is cropped.
-    wo = (x.shape[2] - kernel.shape[1]) // strides[1] + 1
-    return conv(x, kernel, strides, (pads[0], (0, 1)))[:, :, :wo]
-
-
 def taps(x: jax.Array, kernel_hw: tuple[int, int], strides: tuple[int, int],
-         pads: Sequence[tuple[int, int]], rows: slice | None = None,
-         pad_value: float = 0) -> list[jax.Array]:
-    """The window taps of [B, H, W, C]: for each kernel position (i, j), row-major, the strided
-    view [B, H', W', C] of the padded input that it multiplies (or pools) at every output.
+         pads: Sequence[tuple[int, int]], pad_value: float = 0) -> list[jax.Array]:
+    """The window taps of [B, H, W, C]: for each window position (i, j), row-major, the strided
+    view [B, H', W', C] of the padded input that it pools at every output.
 
-    rows: only these kernel rows. pad_value: what the padding holds (-inf for max pooling).
+    pad_value: what the padding holds (-inf for max pooling).
     """
     kh, kw = kernel_hw
     x = _pad_hw(x, pads, pad_value)
@@ -206,92 +178,7 @@ def taps(x: jax.Array, kernel_hw: tuple[int, int], strides: tuple[int, int],
     return [lax.slice(x, (0, i, j, 0),
                       (x.shape[0], i + (ho - 1) * strides[0] + 1, j + (wo - 1) * strides[1] + 1,
                        x.shape[3]), (1, strides[0], strides[1], 1))
-            for i in range(kh)[rows or slice(None)] for j in range(kw)]
-
-
-def patches(x: jax.Array, kernel_hw: tuple[int, int], strides: tuple[int, int],
-            pads: Sequence[tuple[int, int]], rows: slice | None = None) -> jax.Array:
-    """im2col: [B, H, W, C] -> [B, H', W', kh * kw * C], taps in the kernel's (kh, kw, C) order.
-
-    rows: only these kernel rows (then kh is the length of the slice).
-    """
-    views = taps(x, kernel_hw, strides, pads, rows)
-    return views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
-
-
-# Above this many bytes of im2col patches, the kernel gradient is computed one kernel row at a time.
-PATCH_BYTES_LIMIT = 256 * 2**20
-# From this many output positions per image (28x28), the kernel gradient loops over the batch.
-SCAN_MIN_POSITIONS = 28 * 28
-
-
-def kernel_grad(x: jax.Array, g: jax.Array, kernel_shape: tuple[int, int, int, int],
-                strides: tuple[int, int], pads: Sequence[tuple[int, int]],
-                precision=None) -> jax.Array:
-    """d(conv(x, k))/dk contracted with g: patches(x)^T @ g, as [kh, kw, C, F] in float32.
-
-    Large images (at least SCAN_MIN_POSITIONS outputs per image): a `lax.scan` over pairs of
-    images, each adding one [C, F] product per kernel tap, so that the working set stays in cache
-    (2-6x faster than one im2col product over the batch for the stem layers: docs/PERFORMANCE.md).
-    Smaller images: one im2col product for the whole batch.
-    """
-    kh, kw, c, f = kernel_shape
-    b, ho, wo = g.shape[:3]
-    if ho * wo >= SCAN_MIN_POSITIONS:
-        chunk = 2 if b % 2 == 0 else 1
-        if chunk == b:
-            return _tap_products(x, g, kernel_shape, strides, pads, precision)
-        xs = x.reshape(b // chunk, chunk, *x.shape[1:])
-        gs = g.reshape(b // chunk, chunk, *g.shape[1:])
-        dk, _ = lax.scan(
-            lambda acc, xg: (acc + _tap_products(*xg, kernel_shape, strides, pads, precision), None),
-            jnp.zeros(kernel_shape, jnp.float32), (xs, gs))
-        return dk
-    g2 = g.reshape(-1, f)
-    contract = (((0,), (0,)), ((), ()))
-    n = g2.shape[0]
-    if n * kh * kw * c * x.dtype.itemsize <= PATCH_BYTES_LIMIT or kh == 1:
-        p = patches(x, (kh, kw), strides, pads).reshape(n, kh * kw * c)
-        dk = lax.dot_general(p, g2, contract, precision=precision,
-                             preferred_element_type=jnp.float32)
-        return dk.reshape(kh, kw, c, f)
-    rows = []
-    for i in range(kh):
-        p = patches(x, (kh, kw), strides, pads, rows=slice(i, i + 1)).reshape(n, kw * c)
-        rows.append(lax.dot_general(p, g2, contract, precision=precision,
-                                    preferred_element_type=jnp.float32).reshape(1, kw, c, f))
-    return jnp.concatenate(rows, axis=0)
-
-
-def _tap_products(x, g, kernel_shape, strides, pads, precision):
-    """The kernel gradient as one [C, F] product per tap: shifted(x)^T @ g, stacked [kh, kw, C, F]."""
-    kh, kw, c, f = kernel_shape
-    g2 = g.reshape(-1, f)
-    return jnp.stack([lax.dot_general(t.reshape(-1, c), g2, (((0,), (0,)), ((), ())),
-                                      precision=precision, preferred_element_type=jnp.float32)
-                      for t in taps(x, (kh, kw), strides, pads)]).reshape(kernel_shape)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _conv_patch_grad(x, kernel, strides, pads, precision, preferred_element_type):
-    return _standard(x, kernel, strides, pads, precision, preferred_element_type)
-
-
-def _conv_patch_grad_fwd(x, kernel, strides, pads, precision, preferred_element_type):
-    return _conv_patch_grad(x, kernel, strides, pads, precision, preferred_element_type), (x, kernel)
-
-
-def _conv_patch_grad_bwd(strides, pads, precision, preferred_element_type, res, g):
-    x, kernel = res
-    # Input gradient: exactly what autodiff of the standard convolution computes.
-    _, vjp_x = jax.vjp(lambda x: _standard(x, kernel, strides, pads, precision,
-                                           preferred_element_type), x)
-    (dx,) = vjp_x(g)
-    dk = kernel_grad(x, g.astype(x.dtype), kernel.shape, strides, pads, precision)
-    return dx, dk.astype(kernel.dtype)
-
-
-_conv_patch_grad.defvjp(_conv_patch_grad_fwd, _conv_patch_grad_bwd)
+            for i in range(kh) for j in range(kw)]
 
 
 def max_pool(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
