@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from inception_jax import fast_conv
+
 AUX_LOSS_WEIGHT = {"googlenet": 0.3, "googlenet_bn": 0.3}  # per head, as the peers; others 0.4
 
 
@@ -117,8 +119,6 @@ def make_train_step(model: Any, model_name: str, learning_rate: float = 0.01,
 
 
 def make_eval_step(model: Any) -> Callable:
-    from inception_jax import fast_conv
-
     return jax.jit(lambda variables, images: model.apply(variables, images, train=False),
                    compiler_options=fast_conv.compiler_options())
 
@@ -142,7 +142,7 @@ def benchmark_train(model_name: str, batch_size: int, image_size: int | None = N
     cache_dir: "" leaves the persistent compilation cache as it is; otherwise it is enabled there
       (None: the default directory, see `parallel.enable_compilation_cache`).
     """
-    from inception_jax import accounting, fast_conv, models, parallel
+    from inception_jax import accounting, models, parallel
 
     if cache_dir != "":
         cache_dir = parallel.enable_compilation_cache(cache_dir)
