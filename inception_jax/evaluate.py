@@ -95,11 +95,12 @@ class Evaluator:
 
 def eval_batches(config, batch_size: int, crops: int) -> Iterable[dict]:
   """The config's evaluation split, padded and masked so each example counts once."""
-  from inception_jax import data
+  # train resolves the input convention (and imports this module).
+  from inception_jax import data, train
   return data.create_eval_iterator(
       config.dataset, split=config.eval_split, data_dir=config.data_dir,
       global_batch_size=batch_size, image_size=config.image_size, crops=crops,
-      preprocess=config.preprocess.to_dict())
+      preprocess=train.preprocess_options(config))
 
 
 def load_workdirs(config, workdirs: Sequence[str], mesh: Mesh,

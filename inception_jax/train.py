@@ -49,6 +49,49 @@ def model_overrides(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return config.model_overrides.to_dict()
 
 
+INPUT_SCALES = ("auto", *data.INPUT_SCALES)
+_SCALING_FIELDS = ("mean", "std", "input_range")
+
+
+def input_scale(config: ml_collections.ConfigDict) -> str | None:
+  """The input convention the config trains and evaluates with: "inception" or "caffe", or None
+  when preprocess sets mean / std / input_range itself.
+
+  "auto" follows the model: Caffe's scale for the paper's GoogLeNet (LRN, as BVLC trained it),
+  [-1, 1] for every network with BatchNorm. Raises ConfigError for a combination that contradicts
+  itself (an explicit scale next to explicit preprocess scaling, Caffe's scale with
+  transform_input).
+  """
+  scale = config.get("input_scale", "auto")
+  if scale not in INPUT_SCALES:
+    raise ConfigError(f"unknown input_scale {scale!r}; valid: {', '.join(INPUT_SCALES)}")
+  explicit = sorted(k for k in _SCALING_FIELDS if k in config.preprocess)
+  overrides = model_overrides(config)
+  if scale == "auto":
+    if explicit:
+      return None
+    paper = config.model == "googlenet" and overrides.get("norm", "lrn") == "lrn"
+    return "caffe" if paper and not overrides.get("transform_input") else "inception"
+  if explicit:
+    raise ConfigError(f"input_scale={scale!r} and preprocess.{', preprocess.'.join(explicit)} both "
+                      "set the input scaling; set input_scale='auto' to use the preprocess fields, "
+                      "or remove them")
+  if scale == "caffe" and overrides.get("transform_input"):
+    raise ConfigError("input_scale='caffe' feeds 0..255 pixels, but model_overrides.transform_input "
+                      "expects torchvision's normalised input; drop one of them")
+  return scale
+
+
+def preprocess_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`config.preprocess` with the input convention of `input_scale(config)` filled in: what both
+  the training and the evaluation pipelines get, so the two cannot disagree."""
+  options = config.preprocess.to_dict()
+  scale = input_scale(config)
+  if scale is not None:
+    options.update(data.INPUT_SCALES[scale])
+  return options
+
+
 def validate_config(config: ml_collections.ConfigDict, mesh: Mesh,
                     eval_batch_size: int | None = None) -> None:
   """Raises ConfigError with a clear message for a config that cannot run on this mesh."""
@@ -80,6 +123,8 @@ def validate_config(config: ml_collections.ConfigDict, mesh: Mesh,
   check(config.image_size >= min_size,
         f"image_size={config.image_size} is below the smallest input {config.model} accepts "
         f"with these overrides ({min_size})")
+  input_scale(config)
+  check(config.get("bias_lr_multiplier", 1.0) > 0, "bias_lr_multiplier must be > 0")
 
 
 def use_half_precision(config: ml_collections.ConfigDict) -> bool:
@@ -442,7 +487,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   train_iter = data.create_train_iterator(
       config.dataset, split=config.train_split, data_dir=config.data_dir,
       global_batch_size=config.batch_size, image_size=config.image_size, seed=config.seed,
-      start_step=start_step, preprocess=config.preprocess.to_dict())
+      start_step=start_step, preprocess=preprocess_options(config))
 
   # -- Compiled functions.
   p_train_step = compile_train_step(model, tx, learning_rate_fn, config, mesh)

@@ -31,7 +31,8 @@ from inception_jax.data.pipeline import (
     create_train_iterator,
     get_info,
 )
-from inception_jax.data.preprocessing import PREPROCESS_DEFAULTS, default_config, make_config
+from inception_jax.data.preprocessing import (INPUT_SCALES, PREPROCESS_DEFAULTS, default_config,
+                                              make_config)
 
 __all__ = [
     "CorruptImageError",
@@ -47,4 +48,5 @@ __all__ = [
     "get_info",
     "host_slice",
     "make_config",
+    "INPUT_SCALES",
 ]
