@@ -86,7 +86,7 @@ def test_googlenet_is_bvlc_xavier_with_bias_0_2():
     # bias 0.2 on every conv and on the aux heads' hidden fully connected layer, 0 on classifiers.
     for path, b in biases(p, lambda k: True).items():
         classifier = path == "Logits/bias" or path.endswith("fc2/bias")
-        np.testing.assert_array_equal(b, 0.0 if classifier else 0.2, err_msg=path)
+        np.testing.assert_array_equal(b, np.float32(0.0 if classifier else 0.2), err_msg=path)
     assert len(biases(p, lambda k: True)) == 57 + 2 * 3 + 1
 
 
