@@ -96,7 +96,12 @@ def main(argv: list[str] | None = None) -> None:
     add_arguments(sub)
     sub.add_argument("--format", choices=["json", "text"], default="text")
   args = parser.parse_args(argv)
-  result = SUBCOMMANDS[args.command][1](args)
+  from inception_jax import benchmark
+  try:
+    result = SUBCOMMANDS[args.command][1](args)
+  except benchmark.PeerNotFoundError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   if args.format == "json":
     print(json.dumps(result))
   else:
