@@ -83,7 +83,7 @@ def explain_config_overrides(argv: Sequence[str], flag: str = "config") -> str |
   if path is None:
     return None
   try:
-    from ml_collections import config_flags
+    from ml_collections.config_flags import config_flags  # the module: its parser class
     config = config_flags.ConfigFileFlagParser(name=flag).parse(path)
   except Exception:  # noqa: BLE001 - the config itself is broken: absl's own error says how
     return None
@@ -104,7 +104,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     if message is None:
       raise
     del e
-    print(f"FATAL Flags parsing error: {message}", file=sys.stderr)
+    print(f"error: {message}", file=sys.stderr)
     sys.exit(1)
 
 
