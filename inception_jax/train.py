@@ -378,7 +378,8 @@ class TrainMetrics:
                  scalars["train/ce_loss"], scalars["train/aux_loss"],
                  scalars["train/weight_decay"], scalars["train/top1"],
                  scalars["train/learning_rate"], scalars["train/images_per_sec"], note,
-                 format_eta((self.num_steps - step) * seconds_per_step), skipped)
+                 format_eta((self.num_steps - step) * seconds_per_step) if not note else "later",
+                 skipped)
     self.pending, self.train_seconds, self.timed_steps = [], 0.0, 0
     self.resume()
 
@@ -518,7 +519,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state, meta = restored
     if meta["step"] >= num_steps:
       ckpt.close()
-      logging.info("already finished at step %d (num_train_steps %d) in %s; nothing to do",
+      logging.info("already finished at step %d; nothing to do (num_train_steps %d, workdir %s)",
                    meta["step"], num_steps, workdir)
       return state
     logging.info("resumed from %s at step %d", ckpt.directory / str(meta["step"]), meta["step"])
