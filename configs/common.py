@@ -27,6 +27,8 @@ def base_config() -> ml_collections.ConfigDict:
   # "auto": caffe for the paper's GoogLeNet (model googlenet with LRN), inception otherwise.
   # Setting it together with preprocess.mean / std / input_range is an error.
   c.input_scale = "auto"
+  c.on_corrupt = "fail"           # unreadable training image: fail (checkpoint, then stop) | skip
+  c.allow_empty_classes = False   # folder: datasets: accept class folders without images
   c.batch_size = 1600             # global batch, over all devices and hosts
   c.eval_batch_size = 400         # global eval batch
   c.eval_crops = 1                # crops per image during training-time evaluation (1, 10, 144)

@@ -100,7 +100,8 @@ def eval_batches(config, batch_size: int, crops: int) -> Iterable[dict]:
   return data.create_eval_iterator(
       config.dataset, split=config.eval_split, data_dir=config.data_dir,
       global_batch_size=batch_size, image_size=config.image_size, crops=crops,
-      preprocess=train.preprocess_options(config))
+      preprocess=train.preprocess_options(config),
+      on_corrupt=config.get("on_corrupt", "fail"))
 
 
 def load_workdirs(config, workdirs: Sequence[str], mesh: Mesh,
@@ -123,6 +124,9 @@ def evaluate_workdirs(config, workdirs: Sequence[str], crops: int = 1,
   mesh = parallel.make_mesh()
   batch_size = batch_size or config.eval_batch_size
   train.validate_config(config, mesh, eval_batch_size=batch_size)
+  from inception_jax import data
+  data.check_dataset(config.dataset, [config.eval_split], config.data_dir,
+                     allow_empty_classes=config.get("allow_empty_classes", False))
   model, variables = load_workdirs(config, workdirs, mesh, use_ema)
   members = {f"model_{i}": [v] for i, v in enumerate(variables)}
   if len(variables) > 1:
