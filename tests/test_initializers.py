@@ -155,7 +155,8 @@ def test_flax_defaults(name):
 # ---- Defaults and errors ------------------------------------------------------------------------
 
 def test_each_network_defaults_to_its_reference():
-    defaults = {name: models.create(name).initializer for name in models.NAMES}
+    # Other test modules register a stand-in "tiny" network in this process: only the real ones.
+    defaults = {name: models.create(name).initializer for name in models.NAMES if name != "tiny"}
     assert defaults["googlenet"] == "bvlc"
     assert all(defaults[n] == "slim" for n in ("googlenet_bn", "inception_v2", "inception_v3"))
     # The default differs from Flax's: the first conv of v3 is He-scaled, not lecun.
