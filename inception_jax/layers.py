@@ -48,6 +48,8 @@ class ConvBN(nn.Module):
       bn_scale: learn a BN scale (gamma). torchvision has one; tf-slim and Keras do not (gamma = 1).
       activation: False for a linear layer (Rethinking Figure 2's "linear" factorization).
       bn_momentum: running-average decay of the BN statistics.
+      feature_group_count: groups of the convolution (the input channels for a depthwise conv).
+      use_bias: a conv bias; None (default) means exactly when there is no BatchNorm.
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -60,6 +62,8 @@ class ConvBN(nn.Module):
     activation: bool = True
     bn_momentum: float = BN_MOMENTUM
     bn_axis_name: str | None = None
+    feature_group_count: int = 1
+    use_bias: bool | None = None
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -71,8 +75,9 @@ class ConvBN(nn.Module):
         # routed through matrix products. fast_conv.MODE / INCEPTION_JAX_FAST_CONV switch it off.
         conv_fn = fast_conv.conv_general_dilated if fast_conv.enabled() else None
         x = nn.Conv(self.features, ks, strides=st, padding=_pairs(self.padding, ks),
-                    use_bias=self.norm is None, dtype=self.dtype, conv_general_dilated=conv_fn,
-                    name="conv")(x)
+                    use_bias=self.norm is None if self.use_bias is None else self.use_bias,
+                    feature_group_count=self.feature_group_count, dtype=self.dtype,
+                    conv_general_dilated=conv_fn, name="conv")(x)
         if self.norm == "bn":
             x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                              epsilon=BN_EPSILON, use_scale=self.bn_scale, dtype=self.dtype,
