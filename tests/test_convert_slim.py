@@ -251,7 +251,7 @@ def test_drop_background_is_the_kept_logits_minus_column_0(workdir):
 @pytest.mark.slow
 def test_checkpoint_directory_and_command_line(workdir, tmp_path):
   p = _peer("inception_v1", workdir)
-  model, variables = convert.from_slim(Path(p.prefix).parent, "googlenet_bn")  # the directory
+  _, variables = convert.from_slim(Path(p.prefix).parent, "googlenet_bn")  # the directory
   out = tmp_path / "converted"
   assert convert.main(["--from=slim", "--model=googlenet_bn", f"--input={p.prefix}",
                        f"--output={out}", "--drop_background"]) == 0
