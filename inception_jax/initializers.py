@@ -38,7 +38,7 @@ from flax import linen as nn
 Initializer = Callable[..., jax.Array]
 
 INITIALIZERS = ("bvlc", "slim", "torchvision", "flax")
-FAMILIES = ("googlenet", "inception_v3")
+FAMILIES = ("googlenet", "bn_inception", "inception_v3")
 
 
 def fan_in(shape: tuple[int, ...]) -> int:
@@ -99,17 +99,22 @@ class Scheme:
   conv: every convolution of the trunk (and of the aux heads unless named below);
   aux_conv: Inception-v3's aux head 5x5 ("fully connected") conv; GoogLeNet's aux 1x1 conv;
   hidden: GoogLeNet's aux head fully connected 1024; logits: the main classifier;
-  aux_logits: the aux heads' classifiers.
+  aux_logits: the aux heads' classifiers;
+  stem, reduce, proj: BN-Inception's first conv, its 1x1 reductions before 3x3 convs, and its
+  pool projections and Conv2d_2b_1x1, where slim's inception_v2.py sets them apart (None: `conv`).
   """
   conv: LayerInit
   aux_conv: LayerInit
   hidden: LayerInit
   logits: LayerInit
   aux_logits: LayerInit
+  stem: LayerInit | None = None
+  reduce: LayerInit | None = None
+  proj: LayerInit | None = None
 
 
 def scheme(name: str, family: str) -> Scheme:
-  """The initialisers `name` gives a network of `family` ("googlenet" or "inception_v3")."""
+  """The initialisers `name` gives a network of `family` (one of FAMILIES)."""
   if name not in INITIALIZERS:
     raise ValueError(f"initializer must be one of {INITIALIZERS}, got {name!r}")
   if family not in FAMILIES:
@@ -125,12 +130,22 @@ def scheme(name: str, family: str) -> Scheme:
     classifier = LayerInit(caffe_xavier(), constant(0.0))
     return Scheme(conv=body, aux_conv=body, hidden=body, logits=classifier, aux_logits=classifier)
   if name == "torchvision":
+    if family == "bn_inception":
+      raise ValueError("initializer='torchvision' does not exist for bn_inception (torchvision has "
+                       "no BN-Inception); use 'slim' or 'flax'")
     std = 0.01 if family == "googlenet" else 0.1
     base = LayerInit(torch_trunc_normal(std), torch_default_bias)
     aux_logits = LayerInit(torch_trunc_normal(0.001 if family == "inception_v3" else std),
                            torch_default_bias)
     return Scheme(conv=base, aux_conv=base, hidden=base, logits=base, aux_logits=aux_logits)
   he = LayerInit(slim_variance_scaling())
+  if family == "bn_inception":
+    # slim inception_v2.py: He by default; the separable Conv2d_1a_7x7 trunc_normal(1.0) (depthwise
+    # and pointwise); 1x1 reductions before 3x3 convs trunc_normal(0.09); pool projections and
+    # Conv2d_2b_1x1 trunc_normal(0.1); the logits conv the arg scope's He. No aux heads.
+    return Scheme(conv=he, aux_conv=he, hidden=he, logits=he, aux_logits=he,
+                  stem=LayerInit(slim_trunc_normal(1.0)), reduce=LayerInit(slim_trunc_normal(0.09)),
+                  proj=LayerInit(slim_trunc_normal(0.1)))
   if family == "googlenet":
     base = LayerInit(slim_trunc_normal(0.01))
     return Scheme(conv=base, aux_conv=base, hidden=base, logits=he, aux_logits=base)

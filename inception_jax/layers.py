@@ -50,6 +50,8 @@ class ConvBN(nn.Module):
       activation: False for a linear layer (Rethinking Figure 2's "linear" factorization).
       bn_momentum: running-average decay of the BN statistics.
       init: kernel and bias initialisers (`inception_jax.initializers`); None: Flax's defaults.
+      feature_group_count: groups of the convolution (the input channels for a depthwise conv).
+      use_bias: a conv bias; None (default) means exactly when there is no BatchNorm.
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -63,6 +65,8 @@ class ConvBN(nn.Module):
     bn_momentum: float = BN_MOMENTUM
     bn_axis_name: str | None = None
     init: LayerInit | None = None
+    feature_group_count: int = 1
+    use_bias: bool | None = None
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -74,8 +78,10 @@ class ConvBN(nn.Module):
         # routed through matrix products. fast_conv.MODE / INCEPTION_JAX_FAST_CONV switch it off.
         conv_fn = fast_conv.conv_general_dilated if fast_conv.enabled() else None
         x = nn.Conv(self.features, ks, strides=st, padding=_pairs(self.padding, ks),
-                    use_bias=self.norm is None, dtype=self.dtype, conv_general_dilated=conv_fn,
-                    name="conv", **_init_kwargs(self.init, ks[0] * ks[1] * x.shape[-1]))(x)
+                    use_bias=self.norm is None if self.use_bias is None else self.use_bias,
+                    feature_group_count=self.feature_group_count, dtype=self.dtype,
+                    conv_general_dilated=conv_fn, name="conv",
+                    **_init_kwargs(self.init, ks[0] * ks[1] * x.shape[-1] // self.feature_group_count))(x)
         if self.norm == "bn":
             x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                              epsilon=BN_EPSILON, use_scale=self.bn_scale, dtype=self.dtype,
@@ -89,6 +95,11 @@ def _init_kwargs(init: LayerInit | None, fan: int) -> dict:
     if init is None:
         return {}
     return {"kernel_init": init.kernel, "bias_init": init.bias_init(fan)}
+
+
+def init_override(init: LayerInit | None) -> dict:
+    """Keyword arguments that give one conv of a block its own initialisers (none: the partial's)."""
+    return {} if init is None else {"init": init}
 
 
 def dense(features: int, init: LayerInit | None, in_features: int, dtype: Dtype = jnp.float32,

@@ -7,7 +7,7 @@ how much.
 
 Tables (each a list of row dicts):
   - `googlenet_table1`: GoogLeNet Table 1, one row per conv/inception/linear row.
-  - `models`: the four networks' parameters and multiply-adds at their default image size.
+  - `models`: the five networks' parameters and multiply-adds at their default image size.
   - `module_cost_example`: the 28x28x128 worked example, naive 5x5 vs 1x1-reduced.
   - `factorization_savings`: Rethinking Section 3's factorizations, from actual conv layers.
   - `rethinking_table3_cost`: Rethinking Table 3's cost column beside our multiply-adds.
@@ -94,7 +94,7 @@ def googlenet_table1() -> list[dict[str, Any]]:
     return rows
 
 
-# ---- The four networks -------------------------------------------------------------------------
+# ---- The networks -------------------------------------------------------------------------
 
 # Published figures, where a published model matches ours layer for layer (torchvision's metadata).
 PUBLISHED = {
@@ -206,7 +206,8 @@ RETHINKING_TABLE3 = (
     ("GoogLeNet", "googlenet", {}, 1.5, "the paper network (Table 1 of Going Deeper)"),
     ("BN-GoogLeNet", "googlenet_bn", {}, 1.5,
      "released layout: BatchNorm, 3x3 in place of the 5x5 branch, 2x2 pool before 5a"),
-    ("BN-Inception", None, {}, 2.0, "not built (Ioffe & Szegedy 2015; slim's inception_v2.py)"),
+    ("BN-Inception", "bn_inception", {"stem": "7x7"}, 2.0,
+     "Ioffe & Szegedy 2015, Figure 5, with the paper's dense 7x7 first conv"),
     ("Inception-v2", "inception_v2", {}, 3.8,
      "released Inception-v3 body with a 7x7/2 first conv, aux head without BN"),
     ("Inception-v2 + RMSProp", "inception_v2", {}, 3.8, "same architecture as Inception-v2"),
@@ -215,6 +216,8 @@ RETHINKING_TABLE3 = (
      "factorized 3x3 stem; the aux head (not BN) is not counted"),
     ("Inception-v2 + BN-auxiliary (Inception-v3)", "inception_v3", {}, 4.8,
      "the released Inception-v3; the BN-auxiliary head is training-only and not counted"),
+    ("(not in Table 3) BN-Inception as slim released it", "bn_inception", {}, None,
+     "separable 7x7 first conv (depth multiplier 8), the layer of slim's inception_v2 checkpoint"),
     ("(not in Table 3) Inception-v3 as Rethinking Table 1 prints it", "inception_v3",
      {"layout": "paper"}, None, "for comparison: the paper's own layout is further from 4.8"),
 )

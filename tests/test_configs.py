@@ -7,7 +7,7 @@ import pytest
 from inception_jax import optim
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-RECIPES = ["v1", "v2", "v3"]
+RECIPES = ["v1", "v2", "v3", "bn_inception"]
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -49,6 +49,16 @@ def test_rethinking_recipes(name, model):
   assert (c.learning_rate, c.lr_decay_rate, c.lr_decay_epochs) == (0.045, 0.94, 2.0)
   assert (c.grad_clip_norm, c.label_smoothing, c.aux_loss_weight) == (2.0, 0.1, 0.4)
   assert c.ema_decay == 0.9999
+
+
+@pytest.mark.parametrize("preset", [None, "local"])
+def test_bn_inception_recipe(preset):
+  """Table 3's BN-Inception row: the paper's dense stem, before RMSProp and label smoothing."""
+  from configs import bn_inception
+  c = bn_inception.get_config(preset)
+  assert (c.model, c.model_overrides.stem, c.optimizer) == ("bn_inception", "7x7", "sgd")
+  assert (c.label_smoothing, c.aux_loss_weight) == (0.0, 0.0)
+  assert c.image_size == (224 if preset is None else 75)
 
 
 def test_command_line_overrides(tmp_path):

@@ -29,7 +29,7 @@ def _params(name, initializer, size):
 
 def params(name, initializer):
     # Small inputs keep every layer kind (the aux heads' pools shrink to the grid, as slim's do).
-    return _params(name, initializer, 96 if name.startswith("googlenet") else 75)
+    return _params(name, initializer, 96 if name.startswith(("googlenet", "bn_inception")) else 75)
 
 
 def kernels(p, predicate):
@@ -152,13 +152,32 @@ def test_flax_defaults(name):
     assert all((b == 0).all() for b in biases(p, lambda k: True).values())
 
 
+# ---- slim inception_v2.py: BN-Inception ------------------------------------------------------------
+
+def test_bn_inception_is_slims_inception_v2():
+    p = params("bn_inception", "slim")
+    he = lambda n: SLIM_HE * math.sqrt(2 / n)  # noqa: E731
+    reduce = lambda k: k.endswith(("branch3x3_1/conv/kernel", "branch3x3dbl_1/conv/kernel"))  # noqa: E731
+    proj = lambda k: k.endswith("branch_pool/conv/kernel") or k.startswith("Conv2d_2b_1x1")  # noqa: E731
+    stem = lambda k: k.startswith("Conv2d_1a_7x7")  # noqa: E731
+    other = lambda k: not (reduce(k) or proj(k) or stem(k))  # noqa: E731
+    assert check(p, reduce, lambda n: 0.09 * TRUNC_STD, lambda n: 0.18) == 20
+    assert check(p, proj, lambda n: 0.1 * TRUNC_STD, lambda n: 0.2) == 9
+    assert check(p, stem, lambda n: TRUNC_STD, lambda n: 2.0) == 2  # depthwise and pointwise
+    assert check(p, other, he) > 20  # the 3x3s, the 1x1 branches, Conv2d_2c_3x3, the logits
+    assert all((b == 0).all() for b in biases(p, lambda k: True).values())
+    with pytest.raises(ValueError, match="torchvision has no BN-Inception"):
+        models.create("bn_inception", initializer="torchvision")
+
+
 # ---- Defaults and errors ------------------------------------------------------------------------
 
 def test_each_network_defaults_to_its_reference():
     # Other test modules register a stand-in "tiny" network in this process: only the real ones.
     defaults = {name: models.create(name).initializer for name in models.NAMES if name != "tiny"}
     assert defaults["googlenet"] == "bvlc"
-    assert all(defaults[n] == "slim" for n in ("googlenet_bn", "inception_v2", "inception_v3"))
+    assert all(defaults[n] == "slim"
+               for n in ("googlenet_bn", "bn_inception", "inception_v2", "inception_v3"))
     # The default differs from Flax's: the first conv of v3 is He-scaled, not lecun.
     ref, flax_ = params("inception_v3", "slim"), params("inception_v3", "flax")
     k = "Conv2d_2b_3x3/conv/kernel"

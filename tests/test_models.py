@@ -41,7 +41,18 @@ END_POINTS = {
     "inception_v3": {"Conv2d_1a_3x3": (149, 149, 32), "Conv2d_2a_3x3": (147, 147, 32),
                      "Conv2d_2b_3x3": (147, 147, 64), "MaxPool_3a_3x3": (73, 73, 64), **V3_BODY},
 }
-AUX_HEADS = {"googlenet": 2, "googlenet_bn": 2, "inception_v2": 1, "inception_v3": 1}
+# BN-Inception: the shapes tf-slim's inception_v2 (tf-slim 1.1.0) prints for its end points at 224.
+BN_INCEPTION_END_POINTS = {
+    "Conv2d_1a_7x7": (112, 112, 64), "MaxPool_2a_3x3": (56, 56, 64), "Conv2d_2b_1x1": (56, 56, 64),
+    "Conv2d_2c_3x3": (56, 56, 192), "MaxPool_3a_3x3": (28, 28, 192), "Mixed_3b": (28, 28, 256),
+    "Mixed_3c": (28, 28, 320), "Mixed_4a": (14, 14, 576), "Mixed_4b": (14, 14, 576),
+    "Mixed_4c": (14, 14, 576), "Mixed_4d": (14, 14, 576), "Mixed_4e": (14, 14, 576),
+    "Mixed_5a": (7, 7, 1024), "Mixed_5b": (7, 7, 1024), "Mixed_5c": (7, 7, 1024),
+    "PreLogits": (1024,), "Logits": (1000,),
+}
+END_POINTS["bn_inception"] = BN_INCEPTION_END_POINTS
+AUX_HEADS = {"googlenet": 2, "googlenet_bn": 2, "bn_inception": 0, "inception_v2": 1,
+             "inception_v3": 1}
 
 
 class Net(NamedTuple):

@@ -4,10 +4,11 @@
 |---|---|---|
 | `googlenet` | GoogLeNet as the paper defines it (Table 1, Figure 3: LRN, 5x5 branches, aux heads) | 224 |
 | `googlenet_bn` | GoogLeNet as released (tf-slim / torchvision: BatchNorm, 3x3 "5x5" branch) | 224 |
+| `bn_inception` | BN-Inception (Ioffe & Szegedy 2015, Figure 5; slim's `inception_v2.py`), separable stem | 224 |
 | `inception_v2` | Rethinking's Inception-v2 (Table 3 baseline: 7x7/2 first conv, aux head without BN) | 299 |
 | `inception_v3` | the released Inception-v3 (factorized stem, BN-auxiliary) | 299 |
 
-Overrides are the attributes of `GoogLeNet` / `InceptionV3` (every ablation of both papers); an
+Overrides are the attributes of `GoogLeNet` / `BNInception` / `InceptionV3` (every ablation of both papers); an
 unknown name or an invalid value raises a ValueError before anything is traced. `initializer`
 selects the initial weights: each network's reference by default (`googlenet`: BVLC's Caffe
 GoogLeNet; the others: tf-slim), or "torchvision" / "flax" (`inception_jax.initializers`).
@@ -21,6 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from inception_jax import initializers
+from inception_jax.models.bn_inception import BNInception
 from inception_jax.models.googlenet import GoogLeNet
 from inception_jax.models.inception_v3 import InceptionV3
 
@@ -28,6 +30,7 @@ _PRESETS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "googlenet": (GoogLeNet, {}),
     "googlenet_bn": (GoogLeNet, dict(norm="bn", branch3_kernel=3, pool5_window=2, dropout_rate=0.2,
                                      aux_pooling="adaptive", initializer="slim")),
+    "bn_inception": (BNInception, {}),
     "inception_v2": (InceptionV3, dict(stem="7x7", aux_bn=False)),
     "inception_v3": (InceptionV3, {}),
 }
@@ -39,7 +42,10 @@ _CHOICES = {
     "pool5_window": (2, 3), "aux_pooling": ("paper", "adaptive"), "stem": ("factorized", "7x7"),
     "factorization_activation": ("relu", "linear"), "receptive_field": (299, 151, 79),
     "layout": ("released", "paper"), "initializer": initializers.INITIALIZERS,
+    "padding": ("torchvision", "same"),
 }
+# Where a model's field takes other values than the same field elsewhere.
+_MODEL_CHOICES = {"bn_inception": {"stem": ("separable", "7x7")}}
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -59,9 +65,10 @@ def create(name: str, num_classes: int = 1000, **overrides: Any) -> nn.Module:
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     kwargs = {**preset, **overrides}
+    choices = {**_CHOICES, **_MODEL_CHOICES.get(name, {})}
     for field, value in kwargs.items():
-        if field in _CHOICES and value not in _CHOICES[field]:
-            raise ValueError(f"{name}: {field} must be one of {_CHOICES[field]}, got {value!r}")
+        if field in choices and value not in choices[field]:
+            raise ValueError(f"{name}: {field} must be one of {choices[field]}, got {value!r}")
     if isinstance(kwargs.get("dtype"), str):
         if kwargs["dtype"] not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {kwargs['dtype']!r}")
@@ -80,7 +87,7 @@ def create(name: str, num_classes: int = 1000, **overrides: Any) -> nn.Module:
 def default_image_size(name: str, **overrides: Any) -> int:
     """The input size each network was designed for (Table 2's receptive field where overridden)."""
     cls, preset = _lookup(name)
-    if cls is GoogLeNet:
+    if cls in (GoogLeNet, BNInception):
         return 224
     return {**preset, **overrides}.get("receptive_field", 299)
 
@@ -96,5 +103,5 @@ def _lookup(name: str) -> tuple[type[nn.Module], dict[str, Any]]:
     return _PRESETS[name]
 
 
-__all__ = ["NAMES", "GoogLeNet", "InceptionV3", "create", "default_image_size", "min_image_size",
+__all__ = ["NAMES", "BNInception", "GoogLeNet", "InceptionV3", "create", "default_image_size", "min_image_size",
            "valid_overrides"]

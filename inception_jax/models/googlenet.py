@@ -8,7 +8,10 @@ One class builds both networks users compare:
     every conv and no LRN, a 3x3 where the paper has the 5x5 (a bug kept for checkpoint
     compatibility), 2x2/2 max pool before (5a), 20% dropout, torchvision's auxiliary heads.
 
-Max pools round up (ceil mode) as in Caffe and torchvision; conv1 pads 3 on both sides.
+Max pools round up (ceil mode) as in Caffe and torchvision; conv1 pads 3 on both sides
+(`padding="torchvision"`). `padding="same"` is tf-slim's inception_v1 instead: TF 'SAME' for conv1
+(2 before, 3 after at 224) and every stride-2 max pool (the extra pixel at the end), which
+`convert.from_slim` needs; at even grid sizes the pools agree with ceil mode, conv1 does not.
 End points carry tf-slim names; docs/NAMES.md maps them to Table 1's rows.
 """
 from __future__ import annotations
@@ -54,6 +57,7 @@ class GoogLeNet(nn.Module):
       transform_input: map torchvision's ImageNet mean/std input to [-1, 1] first, as torchvision's
         `transform_input=True` does (for converted weights).
       bn_scale: learn BN's gamma (torchvision) or not (tf-slim).
+      padding: "torchvision" (conv1 pads 3, ceil-mode pools, as Caffe) or "same" (tf-slim: TF 'SAME').
       bn_axis_name: mesh axis to synchronise BN statistics over, if any.
       width_multiplier: tf-slim's depth multiplier for every conv (minimum 16 channels).
       initializer: initial weights as "bvlc" (the paper's network as BVLC trained it: xavier, bias
@@ -74,6 +78,7 @@ class GoogLeNet(nn.Module):
     aux_dropout_rate: float = 0.7
     transform_input: bool = False
     bn_scale: bool = True
+    padding: str = "torchvision"
     bn_momentum: float = 0.9
     bn_axis_name: str | None = None
     width_multiplier: float = 1.0
@@ -90,7 +95,10 @@ class GoogLeNet(nn.Module):
         # Five stride-2 stages with ceil-mode pools (a window may overhang the input, as in Caffe and
         # torchvision): 31 -> 16 -> 8 -> 4 -> 2 -> 1 with the paper's 3x3/2 pool before 5a; the
         # released 2x2/2 pool also maps a 1x1 grid to 1x1, so 15 -> 8 -> 4 -> 2 -> 1 -> 1. One pixel
-        # less leaves an empty grid (tests/test_models.py checks both sides).
+        # less leaves an empty grid (tests/test_models.py checks both sides). TF 'SAME' maps any
+        # grid n to ceil(n / 2) >= 1.
+        if self.padding == "same":
+            return 1
         return 31 if self.pool5_window == 3 else 15
 
     @nn.compact
@@ -101,6 +109,12 @@ class GoogLeNet(nn.Module):
         if self.module not in ("reduced", "naive"):
             raise ValueError(f"module must be 'reduced' (Figure 2b) or 'naive' (Figure 2a), got {self.module!r}")
         init = self.init_scheme()
+        if self.padding not in ("torchvision", "same"):
+            raise ValueError(f"padding must be 'torchvision' or 'same' (tf-slim), got {self.padding!r}")
+        if self.padding == "same":
+            conv1_pad, pool = "SAME", functools.partial(max_pool, padding="SAME")
+        else:
+            conv1_pad, pool = 3, functools.partial(max_pool, padding=0, ceil_mode=True)
         conv = functools.partial(
             ConvBN, norm="bn" if self.norm == "bn" else None, bn_scale=self.bn_scale,
             bn_momentum=self.bn_momentum, bn_axis_name=self.bn_axis_name, init=init.conv,
@@ -111,19 +125,20 @@ class GoogLeNet(nn.Module):
 
         x = _torchvision_to_inception_range(images) if self.transform_input else images
         x = x.astype(self.dtype)
-        x = end_points["Conv2d_1a_7x7"] = conv(d(64), 7, strides=2, padding=3, name="Conv2d_1a_7x7")(x, train)
-        x = end_points["MaxPool_2a_3x3"] = lrn(max_pool(x, 3, 2, padding=0, ceil_mode=True))
+        x = end_points["Conv2d_1a_7x7"] = conv(d(64), 7, strides=2, padding=conv1_pad,
+                                                name="Conv2d_1a_7x7")(x, train)
+        x = end_points["MaxPool_2a_3x3"] = lrn(pool(x, 3, 2))
         x = end_points["Conv2d_2b_1x1"] = conv(d(64), 1, name="Conv2d_2b_1x1")(x, train)
         x = end_points["Conv2d_2c_3x3"] = lrn(conv(d(192), 3, padding=1, name="Conv2d_2c_3x3")(x, train))
-        x = end_points["MaxPool_3a_3x3"] = max_pool(x, 3, 2, padding=0, ceil_mode=True)
+        x = end_points["MaxPool_3a_3x3"] = pool(x, 3, 2)
 
         aux = []
         for name, widths in TABLE1.items():
             if name == "Mixed_4b":
-                x = end_points["MaxPool_4a_3x3"] = max_pool(x, 3, 2, padding=0, ceil_mode=True)
+                x = end_points["MaxPool_4a_3x3"] = pool(x, 3, 2)
             if name == "Mixed_5b":
                 w = self.pool5_window
-                x = end_points[f"MaxPool_5a_{w}x{w}"] = max_pool(x, w, 2, padding=0, ceil_mode=True)
+                x = end_points[f"MaxPool_5a_{w}x{w}"] = pool(x, w, 2)
             if self.module == "naive":
                 block = NaiveInceptionModule(widths[0], widths[2], widths[4], conv=conv,
                                              branch3_kernel=self.branch3_kernel,
