@@ -3,8 +3,9 @@
 `ConvBN` is the one convolution layer used everywhere: conv -> BatchNorm -> ReLU as in the released
 code (tf-slim, torchvision, Keras: no conv bias, BN epsilon 0.001), or conv(+bias) -> ReLU as in the
 GoogLeNet paper (`norm=None`). Pooling helpers cover the conventions that matter for exact parity
-with other implementations (docs/PAPERS.md, "Conventions"): ceil-mode max pooling (Caffe, torchvision
-GoogLeNet) and average pooling that does or does not count padded pixels (torchvision vs TF/Keras).
+with other implementations (docs/PAPERS.md, "Conventions"): ceil-mode max pooling (Caffe,
+torchvision GoogLeNet) and average pooling that does or does not count padded pixels (torchvision
+vs TF/Keras).
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ class ConvBN(nn.Module):
       bn_scale: learn a BN scale (gamma). torchvision has one; tf-slim and Keras do not (gamma = 1).
       activation: False for a linear layer (Rethinking Figure 2's "linear" factorization).
       bn_momentum: running-average decay of the BN statistics.
-      init: kernel and bias initialisers (`inception_jax.initializers`); None: Flax's defaults.
+      layer_init: kernel and bias initialisers (`inception_jax.initializers`); None: Flax's
+        defaults.
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -62,7 +64,7 @@ class ConvBN(nn.Module):
     activation: bool = True
     bn_momentum: float = BN_MOMENTUM
     bn_axis_name: str | None = None
-    init: LayerInit | None = None
+    layer_init: LayerInit | None = None
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -75,7 +77,7 @@ class ConvBN(nn.Module):
         conv_fn = fast_conv.conv_general_dilated if fast_conv.enabled() else None
         x = nn.Conv(self.features, ks, strides=st, padding=_pairs(self.padding, ks),
                     use_bias=self.norm is None, dtype=self.dtype, conv_general_dilated=conv_fn,
-                    name="conv", **_init_kwargs(self.init, ks[0] * ks[1] * x.shape[-1]))(x)
+                    name="conv", **_init_kwargs(self.layer_init, ks[0] * ks[1] * x.shape[-1]))(x)
         if self.norm == "bn":
             x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                              epsilon=BN_EPSILON, use_scale=self.bn_scale, dtype=self.dtype,
