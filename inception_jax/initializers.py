@@ -1,20 +1,26 @@
 """The initial weights of every network, by reference implementation: the one place they are chosen.
 
 A network's `initializer` field names a scheme; `scheme(name, family)` maps it to one `LayerInit`
-(kernel and bias initialiser) per kind of layer. The models hand `scheme.conv` to `ConvBN` through
-their conv partial and build their dense layers with `layers.dense`, so no layer picks its own.
+(kernel and bias initialiser) per kind of layer. The models hand `scheme.conv` to `ConvBN`
+(`layer_init`) through their conv partial and build their dense layers with `layers.dense`, so no layer picks its own.
 
-| scheme | what | where it comes from |
-|---|---|---|
-| `"bvlc"` | Caffe's xavier (uniform, variance 1 / fan_in) everywhere, bias 0.2 on every conv and hidden fully connected layer, 0 on the classifiers | BVLC `models/bvlc_googlenet/train_val.prototxt` (GoogLeNet only) |
-| `"slim"` | tf-slim: convs `variance_scaling_initializer()` (He: truncated normal, stddev sqrt(1.3 * 2 / fan_in), so the samples' std is sqrt(2 / fan_in)), biases 0; per network the overrides of its file (below) | `tf_slim/nets/inception_v1.py`, `inception_v3.py` |
-| `"torchvision"` | `trunc_normal_(std, a=-2, b=2)` on every conv and linear kernel (0.1 for Inception3, 0.01 for GoogLeNet; Inception3's aux `fc` 0.001), PyTorch's default bias uniform(+-1 / sqrt(fan_in)) | `torchvision/models/inception.py`, `googlenet.py` |
-| `"flax"` | Flax's defaults: lecun normal kernels, zero biases | `flax.linen.Conv`, `Dense` |
+Schemes:
+  - "bvlc": Caffe's xavier (uniform, variance 1 / fan_in) everywhere, bias 0.2 on every conv and
+    hidden fully connected layer, 0 on the classifiers. BVLC
+    `models/bvlc_googlenet/train_val.prototxt`; GoogLeNet only.
+  - "slim": tf-slim's convs get `variance_scaling_initializer()` (He: truncated normal of stddev
+    sqrt(1.3 * 2 / fan_in), whose samples have std sqrt(2 / fan_in)), biases 0; per network the
+    overrides of its file (below). `tf_slim/nets/inception_v1.py`, `inception_v3.py`.
+  - "torchvision": `trunc_normal_(std, a=-2, b=2)` on every conv and linear kernel (0.1 for
+    Inception3, 0.01 for GoogLeNet; Inception3's aux `fc` 0.001), PyTorch's default bias
+    uniform(+-1 / sqrt(fan_in)). `torchvision/models/inception.py`, `googlenet.py`.
+  - "flax": Flax's defaults, lecun normal kernels and zero biases.
 
 Per-network details (docs/FIDELITY.md has the table with every layer kind):
-  - slim `inception_v1` (our `googlenet_bn`): `inception_v1_base` wraps every conv and fully connected
-    layer in `trunc_normal(0.01)`; the logits conv sits outside that scope and gets the arg scope's
-    He initialiser. Slim has no aux heads for v1; ours take the base's trunc_normal(0.01).
+  - slim `inception_v1` (our `googlenet_bn`): `inception_v1_base` wraps every conv and fully
+    connected layer in `trunc_normal(0.01)`; the logits conv sits outside that scope and gets the
+    arg scope's He initialiser. Slim has no aux heads for v1; ours take the base's
+    trunc_normal(0.01).
   - slim `inception_v3` (our `inception_v3`, `inception_v2`): He everywhere (logits included) except
     the aux head's 5x5 conv (`trunc_normal(0.01)`) and the aux logits (`trunc_normal(0.001)`).
   - torchvision Inception3 sets `stddev = 0.01` on the aux head's `conv1` *wrapper* (BasicConv2d),
@@ -84,7 +90,8 @@ def torch_default_bias(fan: int) -> Initializer:
 
 @dataclasses.dataclass(frozen=True)
 class LayerInit:
-  """A kernel initialiser and a bias initialiser built from the layer's fan-in (PyTorch's needs it)."""
+  """A kernel initialiser, and a bias initialiser built from the layer's fan-in (PyTorch's needs
+  it)."""
   kernel: Initializer
   bias: Callable[[int], Initializer] = constant(0.0)
 

@@ -3,8 +3,9 @@
 `ConvBN` is the one convolution layer used everywhere: conv -> BatchNorm -> ReLU as in the released
 code (tf-slim, torchvision, Keras: no conv bias, BN epsilon 0.001), or conv(+bias) -> ReLU as in the
 GoogLeNet paper (`norm=None`). Pooling helpers cover the conventions that matter for exact parity
-with other implementations (docs/PAPERS.md, "Conventions"): ceil-mode max pooling (Caffe, torchvision
-GoogLeNet) and average pooling that does or does not count padded pixels (torchvision vs TF/Keras).
+with other implementations (docs/PAPERS.md, "Conventions"): ceil-mode max pooling (Caffe,
+torchvision GoogLeNet) and average pooling that does or does not count padded pixels (torchvision
+vs TF/Keras).
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ class ConvBN(nn.Module):
       bn_scale: learn a BN scale (gamma). torchvision has one; tf-slim and Keras do not (gamma = 1).
       activation: False for a linear layer (Rethinking Figure 2's "linear" factorization).
       bn_momentum: running-average decay of the BN statistics.
-      init: kernel and bias initialisers (`inception_jax.initializers`); None: Flax's defaults.
+      layer_init: kernel and bias initialisers (`inception_jax.initializers`); None: Flax's
+        defaults.
       feature_group_count: groups of the convolution (the input channels for a depthwise conv).
       use_bias: a conv bias; None (default) means exactly when there is no BatchNorm.
       dtype: compute dtype; parameters stay float32.
@@ -64,7 +66,7 @@ class ConvBN(nn.Module):
     activation: bool = True
     bn_momentum: float = BN_MOMENTUM
     bn_axis_name: str | None = None
-    init: LayerInit | None = None
+    layer_init: LayerInit | None = None
     feature_group_count: int = 1
     use_bias: bool | None = None
     dtype: Dtype = jnp.float32
@@ -81,7 +83,8 @@ class ConvBN(nn.Module):
                     use_bias=self.norm is None if self.use_bias is None else self.use_bias,
                     feature_group_count=self.feature_group_count, dtype=self.dtype,
                     conv_general_dilated=conv_fn, name="conv",
-                    **_init_kwargs(self.init, ks[0] * ks[1] * x.shape[-1] // self.feature_group_count))(x)
+                    **_init_kwargs(self.layer_init,
+                                   ks[0] * ks[1] * x.shape[-1] // self.feature_group_count))(x)
         if self.norm == "bn":
             x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                              epsilon=BN_EPSILON, use_scale=self.bn_scale, dtype=self.dtype,
@@ -99,7 +102,7 @@ def _init_kwargs(init: LayerInit | None, fan: int) -> dict:
 
 def init_override(init: LayerInit | None) -> dict:
     """Keyword arguments that give one conv of a block its own initialisers (none: the partial's)."""
-    return {} if init is None else {"init": init}
+    return {} if init is None else {"layer_init": init}
 
 
 def dense(features: int, init: LayerInit | None, in_features: int, dtype: Dtype = jnp.float32,

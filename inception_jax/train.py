@@ -78,8 +78,9 @@ def input_scale(config: ml_collections.ConfigDict) -> str | None:
                       "set the input scaling; set input_scale='auto' to use the preprocess fields, "
                       "or remove them")
   if scale == "caffe" and overrides.get("transform_input"):
-    raise ConfigError("input_scale='caffe' feeds 0..255 pixels, but model_overrides.transform_input "
-                      "expects torchvision's normalised input; drop one of them")
+    raise ConfigError("input_scale='caffe' feeds 0..255 pixels, but "
+                      "model_overrides.transform_input expects torchvision's normalised input; "
+                      "drop one of them")
   return scale
 
 

@@ -24,7 +24,8 @@ from configs import v1
 from inception_jax import layers, models, train
 from inception_jax.data import preprocessing, samples
 
-IMAGENET_TAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-sample-500.tar"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+IMAGENET_TAR = SHARED / "imagenet-sample-500.tar"
 NUM_IMAGES = 48
 
 

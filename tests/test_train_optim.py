@@ -127,6 +127,7 @@ def test_bias_lr_multiplier_is_bvlcs_lr_mult_2_on_layer_biases_only():
   np.testing.assert_allclose(updates["Conv2d_1a_7x7"]["conv"]["kernel"], -0.1)
   np.testing.assert_allclose(updates["Conv2d_1a_7x7"]["conv"]["bias"], -0.2)
   np.testing.assert_allclose(updates["Logits"]["bias"], -0.2)
-  np.testing.assert_allclose(updates["Conv2d_1a_7x7"]["bn"]["bias"], -0.1)  # BN's beta: not a layer bias
+  # BatchNorm's offset (beta) is named `bias` too, but is not a layer bias.
+  np.testing.assert_allclose(updates["Conv2d_1a_7x7"]["bn"]["bias"], -0.1)
   np.testing.assert_allclose(updates["Conv2d_1a_7x7"]["bn"]["scale"], -0.1)
   assert v3.get_config().bias_lr_multiplier == 1.0  # slim: one learning rate

@@ -28,7 +28,7 @@ class GoogLeNetAuxHead(nn.Module):
     pooling: str = "paper"  # "paper": 5x5/3 avg pool; "adaptive": torchvision's 4x4 adaptive pool.
     dropout_rate: float = 0.7
     width_multiplier: float = 1.0
-    init: Scheme | None = None  # None: Flax's defaults
+    scheme: Scheme | None = None  # initialisers per layer kind; None: Flax's defaults
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -39,8 +39,9 @@ class GoogLeNetAuxHead(nn.Module):
             x = adaptive_avg_pool(x, 4)
         else:
             raise ValueError(f"aux head pooling must be 'paper' or 'adaptive', got {self.pooling!r}")
-        kinds = self.init or Scheme(*(None,) * 5)
-        x = self.conv(depth(128, self.width_multiplier), 1, init=kinds.aux_conv, name="conv")(x, train)
+        kinds = self.scheme or Scheme(*(None,) * 5)
+        x = self.conv(depth(128, self.width_multiplier), 1, layer_init=kinds.aux_conv,
+                      name="conv")(x, train)
         x = x.reshape(x.shape[0], -1)
         x = nn.relu(dense(depth(1024, self.width_multiplier), kinds.hidden, x.shape[-1], self.dtype,
                           name="fc1")(x))

@@ -91,7 +91,8 @@ class BNInception(nn.Module):
         check_images(images, self.min_image_size, type(self).__name__)
         init = self.init_scheme()
         conv = functools.partial(ConvBN, bn_scale=self.bn_scale, bn_momentum=self.bn_momentum,
-                                 bn_axis_name=self.bn_axis_name, init=init.conv, dtype=self.dtype)
+                                 bn_axis_name=self.bn_axis_name, layer_init=init.conv,
+                                 dtype=self.dtype)
         d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
         blocks = dict(conv=conv, width_multiplier=self.width_multiplier, reduce_init=init.reduce,
                       proj_init=init.proj)
@@ -102,13 +103,13 @@ class BNInception(nn.Module):
         if self.stem == "separable":
             # slim: depthwise_multiplier = min(int(depth(64) / 3), 8), so that 3 * it <= depth(64).
             stem = SeparableConv(d(64), 7, strides=2, depth_multiplier=min(d(64) // 3, 8),
-                                 conv=functools.partial(conv, init=init.stem or init.conv),
+                                 conv=functools.partial(conv, layer_init=init.stem or init.conv),
                                  name="Conv2d_1a_7x7")
         else:
             stem = conv(d(64), 7, strides=2, padding="SAME", name="Conv2d_1a_7x7")
         x = end_points["Conv2d_1a_7x7"] = stem(x, train)
         x = end_points["MaxPool_2a_3x3"] = max_pool(x, 3, 2, padding="SAME")
-        x = end_points["Conv2d_2b_1x1"] = conv(d(64), 1, init=init.proj or init.conv,
+        x = end_points["Conv2d_2b_1x1"] = conv(d(64), 1, layer_init=init.proj or init.conv,
                                                    name="Conv2d_2b_1x1")(x, train)
         x = end_points["Conv2d_2c_3x3"] = conv(d(192), 3, padding="SAME", name="Conv2d_2c_3x3")(x, train)
         x = end_points["MaxPool_3a_3x3"] = max_pool(x, 3, 2, padding="SAME")

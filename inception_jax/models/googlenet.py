@@ -25,8 +25,8 @@ import jax.numpy as jnp
 
 from inception_jax import initializers
 from inception_jax.blocks import GoogLeNetAuxHead, InceptionModule, NaiveInceptionModule
-from inception_jax.layers import (ConvBN, LocalResponseNorm, check_images, dense, depth, global_avg_pool,
-                                  max_pool)
+from inception_jax.layers import (ConvBN, LocalResponseNorm, check_images, dense, depth,
+                                  global_avg_pool, max_pool)
 
 # Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), by tf-slim end point name.
 TABLE1 = {
@@ -117,7 +117,7 @@ class GoogLeNet(nn.Module):
             conv1_pad, pool = 3, functools.partial(max_pool, padding=0, ceil_mode=True)
         conv = functools.partial(
             ConvBN, norm="bn" if self.norm == "bn" else None, bn_scale=self.bn_scale,
-            bn_momentum=self.bn_momentum, bn_axis_name=self.bn_axis_name, init=init.conv,
+            bn_momentum=self.bn_momentum, bn_axis_name=self.bn_axis_name, layer_init=init.conv,
             dtype=self.dtype)
         d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
         lrn = LocalResponseNorm() if self.norm == "lrn" else (lambda x: x)
@@ -150,7 +150,7 @@ class GoogLeNet(nn.Module):
             if self.aux_logits and name in AUX_HEADS and (train or self.is_initializing()):
                 head = GoogLeNetAuxHead(self.num_classes, conv=conv, pooling=self.aux_pooling,
                                         dropout_rate=self.aux_dropout_rate,
-                                        width_multiplier=self.width_multiplier, init=init,
+                                        width_multiplier=self.width_multiplier, scheme=init,
                                         dtype=self.dtype, name=AUX_HEADS[name])
                 aux.append(head(x, train).astype(jnp.float32))
 

@@ -141,7 +141,8 @@ class InceptionV3(nn.Module):
         check_images(images, self.min_image_size, type(self).__name__)
         init = self.init_scheme()
         conv = functools.partial(ConvBN, bn_scale=self.bn_scale, bn_momentum=self.bn_momentum,
-                                 bn_axis_name=self.bn_axis_name, init=init.conv, dtype=self.dtype)
+                                 bn_axis_name=self.bn_axis_name, layer_init=init.conv,
+                                 dtype=self.dtype)
         d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
         factorized_act = self.factorization_activation == "relu"
         blocks = dict(conv=conv, width_multiplier=self.width_multiplier)
@@ -196,7 +197,7 @@ class InceptionV3(nn.Module):
                 c7, factorized_activation=factorized_act, name=name, **blocks, **pools)(x, train)
         aux = ()
         if self.aux_logits and (train or self.is_initializing()):
-            head = InceptionV3AuxHead(self.num_classes, bn_fc=self.aux_bn, init=init,
+            head = InceptionV3AuxHead(self.num_classes, bn_fc=self.aux_bn, scheme=init,
                                       dtype=self.dtype, name="AuxLogits", **blocks)
             aux = (head(x, train).astype(jnp.float32),)
         # ---- 17x17 -> 8x8: Figure 10 ----
