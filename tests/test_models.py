@@ -41,7 +41,9 @@ END_POINTS = {
     "inception_v3": {"Conv2d_1a_3x3": (149, 149, 32), "Conv2d_2a_3x3": (147, 147, 32),
                      "Conv2d_2b_3x3": (147, 147, 64), "MaxPool_3a_3x3": (73, 73, 64), **V3_BODY},
 }
-AUX_HEADS = {"googlenet": 2, "googlenet_bn": 2, "inception_v2": 1, "inception_v3": 1}
+END_POINTS["inception_v3_fid"] = {**END_POINTS["inception_v3"], "Logits": (1008,)}
+AUX_HEADS = {"googlenet": 2, "googlenet_bn": 2, "inception_v2": 1, "inception_v3": 1,
+             "inception_v3_fid": 0}
 
 
 class Net(NamedTuple):

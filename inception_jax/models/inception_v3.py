@@ -15,6 +15,10 @@ attribute:
   - `layout`: "released" or "paper" (Table 1 as printed: stem ending 3x3/1 80, 3x3/2 192, 3x3/1 288
     padded, a 3x3 in Figure 5's second branch, five Figure-6 modules). Widths the paper does not print
     are the released ones.
+  - `mixed_7c_pool`: "avg" or "max" in Mixed_7c's pool branch ("max": the FID network, below).
+
+`InceptionV3FID` is the network of the Frechet Inception Distance (the 2015-12-05 TensorFlow graph
+that pytorch-fid reproduces); see its docstring and `inception_jax.fid`.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from inception_jax.models.googlenet import _outputs, _torchvision_to_inception_r
 
 # Released code: Figure-6 inner widths for Mixed_6b..6e; the paper prints five such modules.
 CHANNELS_7X7 = {"released": (128, 160, 160, 192), "paper": (128, 160, 160, 160, 192)}
+MIXED_7C_POOLS = ("avg", "max")
 # (stem, receptive_field) -> smallest input: Mixed_7a's 3x3/2 needs a 3x3 grid, so Mixed_6a needs
 # 7x7, Conv2d_3b a 17x17 grid, and the stem 35x35 before MaxPool_3a (299, 151) or 17x17 (79: no pool).
 MIN_IMAGE_SIZE = {("factorized", 299): 75, ("factorized", 151): 39, ("factorized", 79): 21,
@@ -64,6 +69,7 @@ class InceptionV3(nn.Module):
     width_multiplier: float = 1.0
     dtype: Any = jnp.float32
     return_features: bool = False
+    mixed_7c_pool: str = "avg"
 
     @property
     def min_image_size(self) -> int:
@@ -71,7 +77,8 @@ class InceptionV3(nn.Module):
 
     def _validate(self) -> None:
         choices = {"stem": ("factorized", "7x7"), "factorization_activation": ("relu", "linear"),
-                   "receptive_field": (299, 151, 79), "layout": ("released", "paper")}
+                   "receptive_field": (299, 151, 79), "layout": ("released", "paper"),
+                   "mixed_7c_pool": MIXED_7C_POOLS}
         for field, valid in choices.items():
             if getattr(self, field) not in valid:
                 raise ValueError(f"{field} must be one of {valid}, got {getattr(self, field)!r}")
@@ -133,9 +140,37 @@ class InceptionV3(nn.Module):
             factorized_activation=factorized_act, name="Mixed_7a", **blocks)(x, train)
         # ---- 8x8: Figure 7 ----
         for name in ("Mixed_7b", "Mixed_7c"):
-            x = end_points[name] = ExpandedFilterBankModule(name=name, **blocks, **pools)(x, train)
+            pool = self.mixed_7c_pool if name == "Mixed_7c" else "avg"
+            x = end_points[name] = ExpandedFilterBankModule(pool=pool, name=name, **blocks,
+                                                            **pools)(x, train)
 
         x = end_points["PreLogits"] = global_avg_pool(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         logits = nn.Dense(self.num_classes, dtype=self.dtype, name="Logits")(x).astype(jnp.float32)
         return _outputs(logits, aux, end_points, train, self.return_features)
+
+
+class InceptionV3FID(InceptionV3):
+    """The FID Inception network: pytorch-fid's `fid_inception_v3` (the TensorFlow graph
+    inception-2015-12-05 that the FID and Inception Score reference code run).
+
+    The same layers and names as `InceptionV3`; its differences from torchvision's classification
+    Inception3, each one of pytorch-fid's patches:
+      - 1008 classes (`num_classes=1008`): the graph's softmax has 1008 outputs, 1000 of them
+        ImageNet classes; its `Logits/bias` exists but the Inception Score code leaves it out.
+      - Mixed_5b..5d (FIDInceptionA), Mixed_6b..6e (FIDInceptionC) and Mixed_7b (FIDInceptionE_1):
+        the 3x3/1 average pool of the pool branch divides by the valid pixels only
+        (`pool_count_include_pad=False`, TensorFlow's SAME average pool; torchvision counts the
+        zero padding).
+      - Mixed_7c (FIDInceptionE_2): a 3x3/1 max pool (padding 1) in the pool branch instead of the
+        average pool (`mixed_7c_pool="max"`); pytorch-fid notes this is likely a slip of that graph.
+      - No auxiliary head (`aux_logits=False`) and no input transform (`transform_input=False`):
+        the input is pytorch-fid's `2 * x - 1` of images in [0, 1], resized to 299x299 first
+        (`inception_jax.fid` does both).
+    Batch norm eps is 0.001 as in every InceptionV3 here. Input: [batch, 299, 299, 3] in [-1, 1].
+    """
+
+    num_classes: int = 1008
+    aux_logits: bool = False
+    pool_count_include_pad: bool = False
+    mixed_7c_pool: str = "max"
