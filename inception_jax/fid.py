@@ -25,7 +25,8 @@ What is pytorch-fid's (0.3.0), and reproduced here:
   - the statistics: mean and `np.cov(rowvar=False)` of the activations in float64;
   - the distance: scipy.linalg.sqrtm of sigma1 @ sigma2; if that is not finite, 1e-6 is added to
     both diagonals and the root taken again; an imaginary part is dropped if the diagonal's is
-    below 1e-3 (else a ValueError);
+    below 1e-3 (where pytorch-fid raises instead, the 1e-6 fallback is tried first:
+    `frechet_distance`);
   - folders: files whose names end in pytorch-fid's lower-case extensions (bmp jpg jpeg pgm png ppm
     tif tiff webp), not recursive, sorted; each read with PIL and converted to RGB (grayscale,
     palette, RGBA...), which the card counts.
@@ -51,8 +52,9 @@ import math
 import platform
 import sys
 import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -81,7 +83,8 @@ def from_pytorch_fid(source: Any) -> tuple[nn.Module, Variables]:
 
     source: pytorch-fid's `pt_inception-2015-12-05-*.pth` (a path; read with
       `torch.load(weights_only=True)`), its state_dict, or the torch module `fid_inception_v3()`
-      returns. Nothing is downloaded: fetch the file yourself (pytorch_fid.inception.FID_WEIGHTS_URL).
+      returns. Nothing is downloaded: fetch the file yourself
+      (pytorch_fid.inception.FID_WEIGHTS_URL).
     Raises convert.ConversionError (a ValueError) naming the first tensor that does not fit.
     """
     model, variables = convert.from_torchvision(source, "inception_v3_fid", transform_input=False)
@@ -208,7 +211,7 @@ class FeatureExtractor:
             raise ValueError(f"resize must be one of {RESIZES}, got {resize!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if getattr(model, "num_classes", None) is None or "Logits" not in variables.get("params", {}):
+        if "Logits" not in variables.get("params", {}):
             raise ValueError("model/variables must be the FID Inception network "
                              "(fid.from_pytorch_fid)")
         self.mesh = parallel.make_mesh() if mesh is None else mesh
@@ -320,7 +323,8 @@ def statistics(acts: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def check_statistics(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> tuple[np.ndarray, ...]:
     """float64 arrays, or a ValueError when the shapes do not belong together."""
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    mu1 = np.atleast_1d(np.asarray(mu1, np.float64))
+    mu2 = np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
     sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
     for name, mu, sigma in (("first", mu1, sigma1), ("second", mu2, sigma2)):
@@ -336,22 +340,42 @@ def check_statistics(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> tuple[np.n
 
 def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any,
                      eps: float = SINGULAR_EPS) -> float:
-    """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2)), as pytorch-fid computes it."""
+    """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2)), as pytorch-fid computes it.
+
+    scipy.linalg.sqrtm of sigma1 @ sigma2; if that is not finite, eps is added to both diagonals
+    and the root taken again (both with a warning, as pytorch-fid prints one); an imaginary part
+    whose diagonal is within 1e-3 of 0 is dropped. One addition: where the diagonal's imaginary
+    part exceeds 1e-3, pytorch-fid raises and gives no score; here the eps fallback is tried first
+    (with a warning), and only if that root is still imaginary is the ValueError raised. With
+    fewer samples than dimensions (N < 2048) the product is singular and that imaginary part is
+    rounding noise around 1e-3 that decides by chance whether pytorch-fid raises; the real part
+    and the score are stable (docs/FIDELITY.md).
+    """
     from scipy import linalg
     mu1, sigma1, mu2, sigma2 = check_statistics(mu1, sigma1, mu2, sigma2)
     diff = mu1 - mu2
+    offset = np.eye(sigma1.shape[0]) * eps
     covmean = linalg.sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         warnings.warn(f"fid calculation produces singular product; adding {eps} to diagonal of "
                       "cov estimates", RuntimeWarning, stacklevel=2)
-        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean) and not _imaginary_negligible(covmean):
+        warnings.warn(f"the matrix square root has an imaginary diagonal component "
+                      f"{np.max(np.abs(np.diagonal(covmean).imag)):.3g} > 1e-3 (pytorch-fid "
+                      f"raises here); adding {eps} to diagonal of cov estimates",
+                      RuntimeWarning, stacklevel=2)
         covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+        if not _imaginary_negligible(covmean):
             m = np.max(np.abs(covmean.imag))
             raise ValueError(f"the matrix square root has an imaginary component {m}")
         covmean = covmean.real
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def _imaginary_negligible(covmean: np.ndarray) -> bool:
+    return bool(np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3))
 
 
 def inception_score(logits_: Any, splits: int = 10) -> tuple[float, float]:
@@ -403,9 +427,10 @@ class FolderReport:
         sizes = {f"{h}x{w}": n for (h, w), n in self.sizes.most_common()}
         areas = sorted(self.sizes, key=lambda s: s[0] * s[1])
         return {
-            "image_sizes_hxw": {"distinct": len(self.sizes), "most_common": dict(list(sizes.items())[:5]),
-                                "smallest": "%dx%d" % areas[0] if areas else None,
-                                "largest": "%dx%d" % areas[-1] if areas else None},
+            "image_sizes_hxw": {"distinct": len(self.sizes),
+                                "most_common": dict(list(sizes.items())[:5]),
+                                "smallest": "{}x{}".format(*areas[0]) if areas else None,
+                                "largest": "{}x{}".format(*areas[-1]) if areas else None},
             "color_modes_read": dict(self.modes),
             "converted_to_rgb": sum(n for m, n in self.modes.items() if m != "RGB"),
             "unreadable_skipped": list(self.unreadable),
@@ -419,7 +444,7 @@ def read_image(path: Path, report: FolderReport, skip_unreadable: bool) -> np.nd
         with Image.open(path) as img:
             mode = img.mode
             rgb = np.asarray(img.convert("RGB"), np.uint8)
-    except Exception as e:  # noqa: BLE001 - any decoding failure is reported with the path
+    except Exception as e:
         if skip_unreadable:
             report.unreadable.append(str(path))
             return None
@@ -431,15 +456,26 @@ def read_image(path: Path, report: FolderReport, skip_unreadable: bool) -> np.nd
 
 
 def folder_batches(files: Sequence[Path], local_batch: int, report: FolderReport,
-                   skip_unreadable: bool = False) -> Iterator[np.ndarray]:
+                   skip_unreadable: bool = False, resize: str = "bilinear") -> Iterator[np.ndarray]:
     """float32 [<=local_batch, 299, 299, 3] in [0, 1], each image resized on the host as
-    resize('bilinear') does, so that images of any size share one compiled function."""
+    resize('bilinear') does, so that images of any size share one compiled function.
+    resize="none": the images must be 299x299 already."""
+    if resize not in ("bilinear", "none"):
+        raise ValueError(f"folders are resized on the host with pytorch-fid's bilinear resize "
+                         f"(or not at all: 'none'); resize={resize!r} is available for arrays "
+                         "(fid.activations)")
     batch: list[np.ndarray] = []
     for path in files:
         rgb = read_image(path, report, skip_unreadable)
         if rgb is None:
             continue
-        batch.append(resize_numpy(rgb.astype(np.float32) / np.float32(255.0)))
+        x = rgb.astype(np.float32) / np.float32(255.0)
+        if resize == "bilinear":
+            x = resize_numpy(x)
+        elif x.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(f"{path} is {x.shape[0]}x{x.shape[1]}; resize='none' needs "
+                             f"{IMAGE_SIZE}x{IMAGE_SIZE} images (use resize='bilinear')")
+        batch.append(x)
         if len(batch) == local_batch:
             yield np.stack(batch)
             batch = []
@@ -447,9 +483,12 @@ def folder_batches(files: Sequence[Path], local_batch: int, report: FolderReport
         yield np.stack(batch)
 
 
-def folder_features(folder: str | Path, extractor: FeatureExtractor,
-                    skip_unreadable: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Features of every image of a folder (split over the hosts) and the folder's report."""
+def folder_features(folder: str | Path, extractor: Any, skip_unreadable: bool = False,
+                    resize: str = "bilinear") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Features of every image of a folder (split over the hosts) and the folder's report.
+
+    extractor: a FeatureExtractor with resize="none" (images arrive resized), or a function
+    returning one (called once the folder is known to hold images)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder of images or an .npz of statistics")
@@ -459,22 +498,25 @@ def folder_features(folder: str | Path, extractor: FeatureExtractor,
                          f"({', '.join(IMAGE_EXTENSIONS)}, lower case)"
                          + (f"; {len(ignored)} file(s) such as {ignored[0].name} have them in "
                             "another case: rename them" if ignored else ""))
-    if extractor.resize not in ("bilinear", "none"):
-        raise ValueError(f"folders are resized on the host with pytorch-fid's bilinear resize; "
-                         f"resize={extractor.resize!r} is available for arrays (fid.activations)")
+    if not isinstance(extractor, FeatureExtractor):
+        extractor = extractor()
+    if extractor.resize != "none":
+        raise ValueError("folder images are resized on the host: pass a FeatureExtractor "
+                         "with resize='none'")
     mine = files[jax.process_index()::jax.process_count()]
     report = FolderReport()
     n_batches = _same_on_every_host(-(-len(mine) // extractor.local_batch))
-    batches = folder_batches(mine, extractor.local_batch, report, skip_unreadable)
+    batches = folder_batches(mine, extractor.local_batch, report, skip_unreadable, resize)
     empty = np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
     padded = (next(batches, empty) for _ in range(n_batches))
     try:
         out = extractor.run_batches(padded)
     except ValueError as e:
         if report.unreadable and "no images" in str(e):
-            raise ValueError(f"{folder}: every image was unreadable ({len(report.unreadable)})") from e
+            raise ValueError(f"{folder}: every image was unreadable "
+                             f"({len(report.unreadable)})") from e
         raise
-    info = {"path": str(folder), "kind": "folder", "files": len(files), "n": int(len(out["pool3"])),
+    info = {"path": str(folder), "kind": "folder", "files": len(files), "n": len(out["pool3"]),
             "ignored_other_case_extensions": [f.name for f in ignored], **report.summary()}
     return out, info
 
@@ -484,15 +526,16 @@ def load_statistics(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str,
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("mu", "sigma") if k not in f.files]
-            if missing:
-                raise ValueError(f"{path} has no {' or '.join(missing)} array (found {f.files}); "
-                                 "expected statistics written by --save_stats or pytorch-fid")
-            mu, sigma = np.asarray(f["mu"], np.float64), np.asarray(f["sigma"], np.float64)
-            card = json.loads(str(f["card"])) if "card" in f.files else None
-            n = int(f["n"]) if "n" in f.files else None
-    except (OSError, EOFError) as e:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, EOFError, ValueError, AttributeError) as e:
         raise ValueError(f"{path} cannot be read as an .npz of statistics: {e}") from e
+    missing = [k for k in ("mu", "sigma") if k not in arrays]
+    if missing:
+        raise ValueError(f"{path} has no {' or '.join(missing)} array (found {sorted(arrays)}); "
+                         "expected statistics written by --save_stats or pytorch-fid")
+    mu, sigma = np.asarray(arrays["mu"], np.float64), np.asarray(arrays["sigma"], np.float64)
+    card = json.loads(str(arrays["card"])) if "card" in arrays else None
+    n = int(arrays["n"]) if "n" in arrays else None
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} are not [D] and [D, D]")
     if mu.shape[0] != FEATURE_DIM:
@@ -590,11 +633,11 @@ def _define_flags() -> None:
     flags.DEFINE_integer("process_id", None, "This process's index (multi-process runs)")
 
 
-def _side(path: str, get_extractor, skip_unreadable: bool, splits: int):
+def _side(path: str, get_extractor, skip_unreadable: bool, splits: int, resize_method: str):
     """(mu, sigma, info) of a folder or an .npz."""
     if path.endswith(".npz"):
         return load_statistics(path)
-    out, info = folder_features(path, get_extractor(), skip_unreadable)
+    out, info = folder_features(path, get_extractor, skip_unreadable, resize_method)
     mu, sigma = statistics(out["pool3"]) if info["n"] >= 2 else (None, None)
     if mu is None:
         raise ValueError(f"{path}: statistics need at least 2 images, found {info['n']}")
@@ -630,12 +673,12 @@ def run(paths: Sequence[str], weights: str | None, *, save_stats: bool = False,
     @functools.lru_cache(maxsize=1)
     def get_extractor():
         model, variables = from_pytorch_fid(weights)
-        return FeatureExtractor(model, variables, batch_size=batch_size, resize=resize_method)
+        return FeatureExtractor(model, variables, batch_size=batch_size, resize="none")
 
     side_paths = paths[:1] if save_stats else paths
     stats, sides = [], []
     for p in side_paths:
-        mu, sigma, info = _side(p, get_extractor, skip_unreadable, splits)
+        mu, sigma, info = _side(p, get_extractor, skip_unreadable, splits, resize_method)
         info["mu_sha256"], info["sigma_sha256"] = array_sha256(mu), array_sha256(sigma)
         stats.append((mu, sigma))
         sides.append(info)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_convert import require
 
 from inception_jax import fid
-from test_convert import require
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IMAGENET_TAR = SHARED / "imagenet-sample-500.tar"

@@ -6,7 +6,7 @@
 | `googlenet_bn` | GoogLeNet as released (tf-slim / torchvision: BatchNorm, 3x3 "5x5" branch) | 224 |
 | `inception_v2` | Rethinking's Inception-v2 (Table 3 baseline: 7x7/2 first conv, aux head without BN) | 299 |
 | `inception_v3` | the released Inception-v3 (factorized stem, BN-auxiliary) | 299 |
-| `inception_v3_fid` | the FID Inception network (pytorch-fid; 1008 classes, `InceptionV3FID`) | 299 |
+| `inception_v3_fid` | the FID network (pytorch-fid's; `InceptionV3FID`, 1008 classes) | 299 |
 
 Overrides are the attributes of `GoogLeNet` / `InceptionV3` (every ablation of both papers); an
 unknown name or an invalid value raises a ValueError before anything is traced.
