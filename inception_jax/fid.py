@@ -122,10 +122,10 @@ def resize_weights(in_size: int, out_size: int = IMAGE_SIZE) -> np.ndarray:
 def resize_numpy(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     """One image [H, W, C] (any real dtype, values kept) -> float32 [size, size, C], as
     `resize(..., "bilinear")` computes it on the device."""
-    h, w = image.shape[:2]
+    h, w, c = image.shape
     x = image.astype(np.float32)
-    x = np.einsum("oh,hwc->owc", resize_weights(h, size), x)
-    return np.einsum("pw,owc->opc", resize_weights(w, size), x)
+    x = np.matmul(resize_weights(h, size), x.reshape(h, w * c)).reshape(size, w, c)  # rows
+    return np.matmul(resize_weights(w, size), x)  # columns, batched over the output rows
 
 
 def resize(images: jax.Array, method: str = "bilinear", size: int = IMAGE_SIZE) -> jax.Array:
