@@ -47,7 +47,7 @@ META_FILE = "convert_meta.json"
 STATE_DIR = "state"
 FORMAT_VERSION = 1
 SOURCES = ("torchvision", "keras", "slim")
-TORCHVISION_MODELS = ("googlenet_bn", "inception_v3")
+TORCHVISION_MODELS = ("googlenet_bn", "inception_v3", "inception_v3_fid")
 KERAS_MODELS = ("inception_v3",)
 BN_EPSILON = 1e-3
 # Overrides that the converted weights depend on: always written to convert_meta.json.
@@ -235,10 +235,12 @@ def from_torchvision(source: Any, model_name: str = "inception_v3", *,
 
     source: an `nn.Module` (torchvision.models.googlenet / inception_v3), its `state_dict()`, or a
       path to a .pth/.pt file holding one (read with `torch.load(weights_only=True)`).
-    model_name: "googlenet_bn" (torchvision googlenet) or "inception_v3".
+    model_name: "googlenet_bn" (torchvision googlenet), "inception_v3", or "inception_v3_fid"
+      (pytorch-fid's FID network: Inception3 with its FIDInception* blocks; `fid.from_pytorch_fid`).
     transform_input: whether the model maps torchvision's ImageNet mean/std input to [-1, 1] first.
       Default: the module's own attribute; for a state_dict or file, True, as torchvision's
-      builders set it for the published weights (`googlenet(weights=...)`, `inception_v3(weights=...)`).
+      builders set it for the published weights (`googlenet(weights=...)`, `inception_v3(weights=...)`),
+      except for inception_v3_fid (False: pytorch-fid scales its input itself).
     num_classes and the auxiliary heads are inferred from the tensors present.
     Raises ConversionError (a ValueError) naming the first missing, unexpected or mis-shaped tensor.
     """
@@ -246,7 +248,9 @@ def from_torchvision(source: Any, model_name: str = "inception_v3", *,
         raise ConversionError(f"torchvision conversion supports {TORCHVISION_MODELS}, got {model_name!r}")
     state_dict, module_transform = _torch_state_dict(source)
     if transform_input is None:
-        transform_input = True if module_transform is None else module_transform
+        transform_input = module_transform
+    if transform_input is None:
+        transform_input = model_name != "inception_v3_fid"
     state_dict = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
 
     fc = state_dict.get("fc.weight")
@@ -257,8 +261,9 @@ def from_torchvision(source: Any, model_name: str = "inception_v3", *,
         layers = googlenet_layers(aux)
     else:
         aux = any(k.startswith("AuxLogits.") for k in state_dict)
-        overrides = dict(transform_input=bool(transform_input), pool_count_include_pad=True,
-                         bn_scale=True, aux_logits=aux)
+        overrides = dict(transform_input=bool(transform_input), bn_scale=True, aux_logits=aux)
+        if model_name == "inception_v3":  # torchvision's pools; the FID network's are its own
+            overrides["pool_count_include_pad"] = True
         layers = inception_v3_layers(aux)
     model = models.create(model_name, num_classes=num_classes, **overrides)
     abstract = _abstract_variables(model, model_name)

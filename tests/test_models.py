@@ -52,7 +52,8 @@ BN_INCEPTION_END_POINTS = {
 }
 END_POINTS["bn_inception"] = BN_INCEPTION_END_POINTS
 AUX_HEADS = {"googlenet": 2, "googlenet_bn": 2, "bn_inception": 0, "inception_v2": 1,
-             "inception_v3": 1}
+             "inception_v3": 1, "inception_v3_fid": 0}
+END_POINTS["inception_v3_fid"] = {**END_POINTS["inception_v3"], "Logits": (1008,)}
 
 
 class Net(NamedTuple):

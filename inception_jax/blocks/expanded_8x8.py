@@ -6,6 +6,9 @@ Branches, concatenated on channels:
     3x3/1 avg pool -> 1x1 192.
 The 1x3 and 3x1 run in parallel on the same input and are concatenated, widening the output to
 promote high-dimensional representations on the coarsest grid (Section 6).
+
+`pool="max"` puts a 3x3/1 max pool (padding 1) in the pool branch instead: the 2015-12-05
+TensorFlow graph that FID uses has one in its last module (pytorch-fid's FIDInceptionE_2).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax.layers import ConvBN, avg_pool, depth
+from inception_jax.layers import ConvBN, avg_pool, depth, max_pool
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -26,6 +29,7 @@ class ExpandedFilterBankModule(nn.Module):
     conv: ModuleDef = ConvBN
     pool_count_include_pad: bool = False
     width_multiplier: float = 1.0
+    pool: str = "avg"  # "avg" or "max" (the FID network's Mixed_7c)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -40,6 +44,11 @@ class ExpandedFilterBankModule(nn.Module):
         bd = jnp.concatenate([
             self.conv(d(384), (1, 3), padding=(0, 1), name="branch3x3dbl_3a")(bd, train),
             self.conv(d(384), (3, 1), padding=(1, 0), name="branch3x3dbl_3b")(bd, train)], axis=-1)
-        bp = avg_pool(x, 3, 1, padding=1, count_include_pad=self.pool_count_include_pad)
+        if self.pool == "max":
+            bp = max_pool(x, 3, 1, padding=1)
+        elif self.pool == "avg":
+            bp = avg_pool(x, 3, 1, padding=1, count_include_pad=self.pool_count_include_pad)
+        else:
+            raise ValueError(f"pool must be 'avg' or 'max', got {self.pool!r}")
         bp = self.conv(d(192), 1, name="branch_pool")(bp, train)
         return jnp.concatenate([b1, b3, bd, bp], axis=-1)

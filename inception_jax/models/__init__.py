@@ -7,6 +7,7 @@
 | `bn_inception` | BN-Inception (Ioffe & Szegedy 2015, Figure 5; slim's `inception_v2.py`), separable stem | 224 |
 | `inception_v2` | Rethinking's Inception-v2 (Table 3 baseline: 7x7/2 first conv, aux head without BN) | 299 |
 | `inception_v3` | the released Inception-v3 (factorized stem, BN-auxiliary) | 299 |
+| `inception_v3_fid` | the FID network (pytorch-fid's; `InceptionV3FID`, 1008 classes) | 299 |
 
 Overrides are the attributes of `GoogLeNet` / `BNInception` / `InceptionV3` (every ablation of both papers); an
 unknown name or an invalid value raises a ValueError before anything is traced. `initializer`
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 from inception_jax import initializers
 from inception_jax.models.bn_inception import BNInception
 from inception_jax.models.googlenet import GoogLeNet
-from inception_jax.models.inception_v3 import InceptionV3
+from inception_jax.models.inception_v3 import InceptionV3, InceptionV3FID
 
 _PRESETS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "googlenet": (GoogLeNet, {}),
@@ -33,6 +34,7 @@ _PRESETS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "bn_inception": (BNInception, {}),
     "inception_v2": (InceptionV3, dict(stem="7x7", aux_bn=False)),
     "inception_v3": (InceptionV3, {}),
+    "inception_v3_fid": (InceptionV3FID, {}),
 }
 NAMES = tuple(_PRESETS)
 
@@ -42,7 +44,7 @@ _CHOICES = {
     "pool5_window": (2, 3), "aux_pooling": ("paper", "adaptive"), "stem": ("factorized", "7x7"),
     "factorization_activation": ("relu", "linear"), "receptive_field": (299, 151, 79),
     "layout": ("released", "paper"), "initializer": initializers.INITIALIZERS,
-    "padding": ("torchvision", "same"),
+    "padding": ("torchvision", "same"), "mixed_7c_pool": ("avg", "max"),
 }
 # Where a model's field takes other values than the same field elsewhere.
 _MODEL_CHOICES = {"bn_inception": {"stem": ("separable", "7x7")}}
@@ -55,13 +57,18 @@ def valid_overrides(name: str) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name"))
 
 
-def create(name: str, num_classes: int = 1000, **overrides: Any) -> nn.Module:
-    """Builds a network by name; see the module docstring for names and `valid_overrides(name)`."""
+def create(name: str, num_classes: int | None = None, **overrides: Any) -> nn.Module:
+    """Builds a network by name; see the module docstring for names and `valid_overrides(name)`.
+
+    num_classes: None is the network's own default (1000; 1008 for `inception_v3_fid`).
+    """
     cls, preset = _lookup(name)
     unknown = sorted(set(overrides) - set(valid_overrides(name)))
     if unknown:
         raise ValueError(f"unknown override(s) {unknown} for model {name!r}; valid overrides: "
                          f"{', '.join(sorted(valid_overrides(name)))}")
+    if num_classes is None:
+        num_classes = next(f.default for f in dataclasses.fields(cls) if f.name == "num_classes")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     kwargs = {**preset, **overrides}
@@ -103,5 +110,5 @@ def _lookup(name: str) -> tuple[type[nn.Module], dict[str, Any]]:
     return _PRESETS[name]
 
 
-__all__ = ["NAMES", "BNInception", "GoogLeNet", "InceptionV3", "create", "default_image_size", "min_image_size",
-           "valid_overrides"]
+__all__ = ["NAMES", "BNInception", "GoogLeNet", "InceptionV3", "InceptionV3FID", "create",
+           "default_image_size", "min_image_size", "valid_overrides"]

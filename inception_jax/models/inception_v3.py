@@ -26,6 +26,10 @@ attribute:
     print are the released ones.
   - `initializer`: "slim" (tf-slim inception_v3's initial weights, the default), "torchvision" or
     "flax" (`inception_jax.initializers`).
+  - `mixed_7c_pool`: "avg" or "max" in Mixed_7c's pool branch ("max": the FID network, below).
+
+`InceptionV3FID` is the network of the Frechet Inception Distance (the 2015-12-05 TensorFlow graph
+that pytorch-fid reproduces); see its docstring and `inception_jax.fid`.
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ from inception_jax.models.googlenet import _outputs, _torchvision_to_inception_r
 
 # Released code: Figure-6 inner widths for Mixed_6b..6e; the paper prints five such modules.
 CHANNELS_7X7 = {"released": (128, 160, 160, 192), "paper": (128, 160, 160, 160, 192)}
+MIXED_7C_POOLS = ("avg", "max")
 # (stem, receptive_field) -> smallest input: Mixed_7a's 3x3/2 needs a 3x3 grid, so Mixed_6a needs
 # 7x7, Conv2d_3b a 17x17 grid, and the stem 35x35 before MaxPool_3a (299, 151) or 17x17 (79: no pool).
 # The three receptive fields reach every grid from Conv2d_3b on with the same size, so these are
@@ -119,6 +124,7 @@ class InceptionV3(nn.Module):
     initializer: str = "slim"
     dtype: Any = jnp.float32
     return_features: bool = False
+    mixed_7c_pool: str = "avg"
 
     def init_scheme(self) -> initializers.Scheme:
         """The initialisers of each kind of layer; raises ValueError for an unknown name."""
@@ -130,7 +136,8 @@ class InceptionV3(nn.Module):
 
     def _validate(self) -> None:
         choices = {"stem": ("factorized", "7x7"), "factorization_activation": ("relu", "linear"),
-                   "receptive_field": (299, 151, 79), "layout": ("released", "paper")}
+                   "receptive_field": (299, 151, 79), "layout": ("released", "paper"),
+                   "mixed_7c_pool": MIXED_7C_POOLS}
         for field, valid in choices.items():
             if getattr(self, field) not in valid:
                 raise ValueError(f"{field} must be one of {valid}, got {getattr(self, field)!r}")
@@ -205,10 +212,38 @@ class InceptionV3(nn.Module):
             factorized_activation=factorized_act, name="Mixed_7a", **blocks)(x, train)
         # ---- 8x8: Figure 7 ----
         for name in ("Mixed_7b", "Mixed_7c"):
-            x = end_points[name] = ExpandedFilterBankModule(name=name, **blocks, **pools)(x, train)
+            pool = self.mixed_7c_pool if name == "Mixed_7c" else "avg"
+            x = end_points[name] = ExpandedFilterBankModule(pool=pool, name=name, **blocks,
+                                                            **pools)(x, train)
 
         x = end_points["PreLogits"] = global_avg_pool(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         logits = dense(self.num_classes, init.logits, x.shape[-1], self.dtype, name="Logits")(x)
         logits = logits.astype(jnp.float32)
         return _outputs(logits, aux, end_points, train, self.return_features)
+
+
+class InceptionV3FID(InceptionV3):
+    """The FID Inception network: pytorch-fid's `fid_inception_v3` (the TensorFlow graph
+    inception-2015-12-05 that the FID and Inception Score reference code run).
+
+    The same layers and names as `InceptionV3`; its differences from torchvision's classification
+    Inception3, each one of pytorch-fid's patches:
+      - 1008 classes (`num_classes=1008`): the graph's softmax has 1008 outputs, 1000 of them
+        ImageNet classes; its `Logits/bias` exists but the Inception Score code leaves it out.
+      - Mixed_5b..5d (FIDInceptionA), Mixed_6b..6e (FIDInceptionC) and Mixed_7b (FIDInceptionE_1):
+        the 3x3/1 average pool of the pool branch divides by the valid pixels only
+        (`pool_count_include_pad=False`, TensorFlow's SAME average pool; torchvision counts the
+        zero padding).
+      - Mixed_7c (FIDInceptionE_2): a 3x3/1 max pool (padding 1) in the pool branch instead of the
+        average pool (`mixed_7c_pool="max"`); pytorch-fid notes this is likely a slip of that graph.
+      - No auxiliary head (`aux_logits=False`) and no input transform (`transform_input=False`):
+        the input is pytorch-fid's `2 * x - 1` of images in [0, 1], resized to 299x299 first
+        (`inception_jax.fid` does both).
+    Batch norm eps is 0.001 as in every InceptionV3 here. Input: [batch, 299, 299, 3] in [-1, 1].
+    """
+
+    num_classes: int = 1008
+    aux_logits: bool = False
+    pool_count_include_pad: bool = False
+    mixed_7c_pool: str = "max"
