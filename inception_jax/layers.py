@@ -74,9 +74,11 @@ class ConvBN(nn.Module):
                     use_bias=self.norm is None, dtype=self.dtype, conv_general_dilated=conv_fn,
                     name="conv")(x)
         if self.norm == "bn":
-            x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                             epsilon=BN_EPSILON, use_scale=self.bn_scale, dtype=self.dtype,
-                             axis_name=self.bn_axis_name, name="bn")(x)
+            # use_running_average is a call argument so that transfer.frozen_batch_norm can
+            # make a frozen layer use its running averages in training.
+            x = nn.BatchNorm(momentum=self.bn_momentum, epsilon=BN_EPSILON, use_scale=self.bn_scale,
+                             dtype=self.dtype, axis_name=self.bn_axis_name,
+                             name="bn")(x, use_running_average=not train)
         elif self.norm is not None:
             raise ValueError(f"ConvBN norm must be 'bn' or None, got {self.norm!r}")
         return nn.relu(x) if self.activation else x

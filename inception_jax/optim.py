@@ -82,20 +82,38 @@ def tf_rmsprop(learning_rate: optax.ScalarOrSchedule, decay: float, epsilon: flo
                        eps_in_sqrt=True, momentum=momentum or None)
 
 
-def create_optimizer(config: ml_collections.ConfigDict,
-                     learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
-  """Optional global-norm gradient clipping followed by the configured optimizer."""
+def _base_optimizer(config: ml_collections.ConfigDict,
+                    learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
   name = config.optimizer
   if name == "sgd":
-    opt = optax.sgd(learning_rate_fn, momentum=config.momentum or None, nesterov=config.nesterov)
-  elif name == "rmsprop":
-    opt = tf_rmsprop(learning_rate_fn, config.rmsprop_decay, config.rmsprop_epsilon,
-                     config.momentum, config.rmsprop_initial_scale)
-  elif name == "adam":
-    opt = optax.adam(learning_rate_fn)
-  else:
-    raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
+    return optax.sgd(learning_rate_fn, momentum=config.momentum or None, nesterov=config.nesterov)
+  if name == "rmsprop":
+    return tf_rmsprop(learning_rate_fn, config.rmsprop_decay, config.rmsprop_epsilon,
+                      config.momentum, config.rmsprop_initial_scale)
+  if name == "adam":
+    return optax.adam(learning_rate_fn)
+  raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
+
+
+def create_optimizer(config: ml_collections.ConfigDict,
+                     learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
+  """Optional global-norm gradient clipping followed by the configured optimizer.
+
+  Fine-tuning (inception_jax/transfer.py): parameters matching config.freeze get no update
+  (optax.set_to_zero, and no optimizer state), and the new layers (the classifiers and
+  config.init_exclude) the learning rate times config.new_layers_lr_multiplier, through
+  optax.multi_transform over per-parameter labels."""
+  from inception_jax import transfer
+  opt = _base_optimizer(config, learning_rate_fn)
+  spec = transfer.spec_from_config(config)
+  if spec.active:
+    multiplier = spec.new_layers_lr_multiplier
+    transforms = {"train": opt, "frozen": optax.set_to_zero()}
+    if multiplier != 1.0:
+      transforms["new"] = _base_optimizer(config, lambda step: learning_rate_fn(step) * multiplier)
+    opt = optax.multi_transform(transforms, spec.labels)
   if config.grad_clip_norm and config.grad_clip_norm > 0:
+    # Frozen gradients are zero (stop_gradient in the step), so they do not count in the norm.
     opt = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), opt)
   return opt
 
