@@ -236,8 +236,9 @@ def plan_init(expected: Variables, found: Variables,
   missing, misshaped, unexpected = checkpoint.tree_differences(expected, found, key=_name_key)
   flat_expected, flat_found = _flat_variables(expected), _flat_variables(found)
   new_layers = (CLASSIFIERS, *init_exclude)
-  problems = [k for k in missing + misshaped + unexpected
-              if not matches(k.split("/", 1)[1], new_layers)]
+  problems = sorted((k for k in missing + misshaped + unexpected
+                     if not matches(k.split("/", 1)[1], new_layers)),
+                    key=lambda k: not k.startswith("params/"))  # parameters first, stably
   if problems:
     def describe(k):
       if k in misshaped:
