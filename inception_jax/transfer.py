@@ -230,7 +230,8 @@ def plan_init(expected: Variables, found: Variables,
   Raises ValueError listing the tensors that differ outside the classifier layers and
   init_exclude: a checkpoint of another architecture (or another width, BN layout, ...).
   """
-  from inception_jax import checkpoint  # the one tree comparison (checkpoint.tree_differences)
+  # The project's one tree comparison, checkpoint.tree_differences (imported here: it is heavy).
+  from inception_jax import checkpoint
   expected = {c: expected.get(c) or {} for c in ("params", "batch_stats")}
   found = {c: found.get(c) or {} for c in ("params", "batch_stats")}
   missing, misshaped, unexpected = checkpoint.tree_differences(expected, found, key=_name_key)
@@ -309,7 +310,7 @@ def to_network_input(images: Any, convention: str) -> jax.Array:
 def feature_extractor(checkpoint: str) -> Callable[[Any], np.ndarray]:
   """images -> PreLogits [batch, channels] for a converted checkpoint (see `features`), compiled
   once per input shape; for many batches."""
-  from inception_jax import convert, fast_conv  # convert imports nothing of ours but models
+  from inception_jax import convert, fast_conv
   model, variables = convert.load(checkpoint)
   meta = json.loads((Path(checkpoint) / convert.META_FILE).read_text())
   convention = input_convention(meta.get("source", ""))
@@ -337,6 +338,6 @@ def features(checkpoint: str, images: Any) -> np.ndarray:
   return feature_extractor(checkpoint)(images)
 
 
-__all__ = ["CLASSIFIERS", "PRESETS", "InitPlan", "TransferSpec", "apply_plan", "features",
-           "feature_extractor", "frozen_batch_norm", "input_convention", "plan_init",
-           "spec_from_config", "to_network_input"]
+__all__ = ["CLASSIFIERS", "PRESETS", "InitPlan", "TransferSpec", "apply_plan", "feature_extractor",
+           "features", "frozen_batch_norm", "input_convention", "plan_init", "spec_from_config",
+           "to_network_input"]

@@ -12,7 +12,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from flax import traverse_util
-
 from test_train_utils import TinyNet, install_tiny_model, tiny_config
 
 from inception_jax import checkpoint, losses, optim, parallel, train, transfer
@@ -256,7 +255,7 @@ def test_freeze_and_exclude_patterns_that_match_nothing_are_refused(tmp_path, no
     train.train_and_evaluate(tiny_config(freeze="Mixed_[3"), str(tmp_path / "c"))
 
 
-def test_dense_flax_module_unaffected_by_interception():
+def test_frozen_batch_norm_configured_in_its_constructor_is_an_error():
   """A BatchNorm given use_running_average in its constructor and frozen is a loud error, not a
   silently training layer."""
   class Constructed(nn.Module):
@@ -265,6 +264,21 @@ def test_dense_flax_module_unaffected_by_interception():
       return nn.BatchNorm(use_running_average=not train, name="bn")(x)
   x = jnp.ones((2, 3))
   variables = Constructed().init(jax.random.key(0), x)
-  with pytest.raises(ValueError, match="use_running_average"):
-    with transfer.frozen_batch_norm(frozenset({("bn",)})):
-      Constructed().apply(variables, x, train=True, mutable=["batch_stats"])
+  with (pytest.raises(ValueError, match="use_running_average"),
+        transfer.frozen_batch_norm(frozenset({("bn",)}))):
+    Constructed().apply(variables, x, train=True, mutable=["batch_stats"])
+
+
+def test_wrong_model_for_the_converter_is_refused(tmp_path, capsys):
+  """--model names an architecture the source does not have: an error, nothing converted."""
+  from inception_jax import convert
+  weights = tmp_path / "inception_v3.h5"
+  weights.write_bytes(b"unused")
+  code = convert.main(["--from=keras", "--model=googlenet_bn", f"--input={weights}",
+                       f"--output={tmp_path / 'out'}"])
+  assert code == 2 and "Keras conversion supports ('inception_v3',)" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as exit_info:
+    convert.main(["--from=torchvision", "--model=resnet50", f"--input={weights}",
+                  f"--output={tmp_path / 'out'}"])
+  assert exit_info.value.code == 2 and "invalid choice: 'resnet50'" in capsys.readouterr().err
+  assert not (tmp_path / "out").exists()
