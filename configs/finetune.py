@@ -19,8 +19,14 @@ linear probe). Measured on the 2-core development machine (2026-11-30), from a t
 googlenet with random weights (`torchvision.models.googlenet(weights=None, aux_logits=True,
 init_weights=True)`, `torch.manual_seed(0)`, saved as a state dict and converted as above; no
 pretrained weights are downloaded anywhere here), so the numbers measure training, not transfer:
-  :local         MEASURED_LOCAL
-  :local_probe   MEASURED_PROBE
+  :local        2 min 38 s from command start to exit (first step with compilation 15.8 s; 282
+                steps of 64 at 32x32, about 246 images/s; peak memory 2.8 GB); test top-1
+                88.9% (82.5% and 87.5% at steps 100 and 200), top-5 98.3%.
+  :local_probe  50 s; test top-1 10.1%, chance: random weights with their initial BatchNorm
+                statistics (mean 0, variance 1), frozen and so used as they are, give features
+                that carry nothing. The same probe on the features the :local run learned
+                (--config.init_from=/tmp/ft_local --config.init_exclude=^Logits/, which starts
+                the classifier afresh): 88.6% in 42 s.
 With ImageNet weights (torchvision's googlenet-1378be20.pth) the probe is the meaningful one.
 
 Full recipe: Google's Inception-v3 (tf-slim, inception_v3_2016_08_28.tar.gz from
@@ -86,7 +92,7 @@ def local_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model = "googlenet_bn"
   # The conventions of a converted torchvision googlenet (its convert_meta.json).
   c.model_overrides = ml_collections.ConfigDict(
-      {"transform_input": True, "bn_scale": True, "aux_logits": True})
+      {"width_multiplier": 1.0, "transform_input": True, "bn_scale": True, "aux_logits": True})
   c = torchvision_input(c)
   c.freeze = ""
   c.optimizer = "sgd"

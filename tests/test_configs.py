@@ -7,7 +7,7 @@ import pytest
 from inception_jax import optim
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-RECIPES = ["v1", "v2", "v3"]
+RECIPES = ["v1", "v2", "v3", "finetune"]
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -64,3 +64,15 @@ def test_command_line_overrides(tmp_path):
   c = fv.config
   assert (c.batch_size, c.half_precision, c.init_from) == (32, True, str(tmp_path))
   assert (c.model_overrides.width_multiplier, c.num_train_steps) == (0.5, 7)
+
+
+def test_finetune_presets():
+  from configs import finetune
+  full, local, probe = (finetune.get_config(p) for p in (None, "local", "local_probe"))
+  assert (full.model, full.image_size, full.freeze) == ("inception_v3", 299, "backbone")
+  assert full.model_overrides.bn_scale is False  # slim's Inception-v3 has no BN scale
+  assert (local.model, local.freeze, local.model_overrides.transform_input) == ("googlenet_bn", "",
+                                                                               True)
+  assert local.preprocess.mean == (0.485, 0.456, 0.406)  # torchvision's input convention
+  assert probe.freeze == "backbone" and probe.model_overrides.aux_logits is False
+  assert "MEASURED" not in finetune.__doc__
