@@ -74,6 +74,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3          # most recent checkpoints kept
   c.init_from = config_dict.placeholder(str)  # checkpoint (a workdir, its step folder, or converted weights) to start from
+
+  # Transfer learning (inception_jax/transfer.py). Patterns: comma-separated regexes matched
+  # (re.search) against variable names such as 'Mixed_3b/branch1/conv/kernel', 'Logits/bias',
+  # or presets: 'classifiers' (Logits and the AuxLogits heads), 'backbone' (everything else).
+  # init_from re-initialises (and logs) classifier layers whose shape differs or that it lacks.
+  c.init_exclude = ""             # variables not loaded from init_from (started afresh)
+  c.freeze = ""                   # variables not trained; their BatchNorm layers keep fixed statistics
+  c.new_layers_lr_multiplier = 1.0  # learning-rate factor of the classifiers and init_exclude
   c.compilation_cache_dir = "~/.cache/inception_jax/jax_cache"  # '' = off
   return c
 

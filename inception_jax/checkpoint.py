@@ -10,6 +10,7 @@ Checkpoints are never dropped silently: a checkpoint that cannot be read, or tha
 another model or configuration, raises CheckpointError naming it, instead of starting afresh over
 it (the run would otherwise overwrite the older, valid checkpoints as it goes).
 """
+import json
 import logging
 import os
 import signal
@@ -81,18 +82,33 @@ def _shape(x: Any) -> tuple[int, ...]:
   return tuple(getattr(x, "shape", None) or np.shape(x))
 
 
+def tree_differences(expected: Any, found: Any, key=jax.tree_util.keystr
+                     ) -> tuple[list[str], list[str], list[str]]:
+  """(missing, mis-shaped, unexpected) leaf keys of `found` against `expected`, in expected's
+  order (then found's); `key` names a leaf from its path. The one tree comparison of the
+  project: resumption checks it, and init_from (transfer.plan_init) decides what to load with it."""
+  flat_expected = {key(p): v for p, v in jax.tree_util.tree_leaves_with_path(expected)}
+  flat_found = {key(p): v for p, v in jax.tree_util.tree_leaves_with_path(found)}
+  missing = [k for k in flat_expected if k not in flat_found]
+  misshaped = [k for k, v in flat_expected.items()
+               if k in flat_found and _shape(flat_found[k]) != _shape(v)]
+  unexpected = [k for k in flat_found if k not in flat_expected]
+  return missing, misshaped, unexpected
+
+
 def _shape_mismatches(expected: Any, found: Any) -> list[str]:
   """'path: expected shape vs found shape' for every leaf that differs (or is missing)."""
+  missing, misshaped, unexpected = tree_differences(expected, found)
   flat_expected = {jax.tree_util.keystr(p): v for p, v in
                    jax.tree_util.tree_leaves_with_path(expected)}
   flat_found = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(found)}
   problems = []
   for key, value in flat_expected.items():
-    if key not in flat_found:
+    if key in missing:
       problems.append(f"{key}: missing")
-    elif _shape(flat_found[key]) != _shape(value):
+    elif key in misshaped:
       problems.append(f"{key}: expected {_shape(value)}, found {_shape(flat_found[key])}")
-  problems += [f"{key}: unexpected" for key in flat_found if key not in flat_expected]
+  problems += [f"{key}: unexpected" for key in unexpected]
   return problems
 
 
@@ -228,14 +244,30 @@ def load_variables(path: str) -> dict[str, Any]:
       with ocp.StandardCheckpointer() as checkpointer:
         tree = checkpointer.restore(p)
   except Exception as e:  # noqa: BLE001
-    raise CheckpointError(f"init_from checkpoint {p} cannot be read: {_short(e)}") from None
-  if "params" not in tree:
-    raise CheckpointError(f"init_from checkpoint {p} has no 'params' (found {sorted(tree)})")
+    raise CheckpointError(f"init_from checkpoint {p} cannot be read (truncated or corrupt? copy or "
+                          f"convert it again): {_short(e)}") from None
+  if not isinstance(tree, dict) or "params" not in tree:
+    found = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
+    raise CheckpointError(f"init_from checkpoint {p} has no 'params' (found {found}): not a "
+                          "checkpoint of variables")
   return {"params": tree["params"], "batch_stats": tree.get("batch_stats") or {}}
 
 
-def check_variables_match(path: str, expected: Any, found: Any) -> None:
-  mismatches = _shape_mismatches(expected, found)
-  if mismatches:
-    raise CheckpointError(f"init_from checkpoint {path} does not fit the model: "
-                          + "; ".join(mismatches[:5]))
+CONVERT_META = "convert_meta.json"  # inception_jax.convert.META_FILE (not imported: keep us light)
+
+
+def read_init_meta(path: str) -> dict[str, Any]:
+  """The convert_meta.json of converted weights ({"model", "num_classes", "model_overrides",
+  "source", ...}), or {} for a training run's checkpoint or bare variables."""
+  p = absolute(path)
+  meta_path = p / CONVERT_META
+  if not p.is_dir() or not meta_path.exists():
+    return {}
+  try:
+    meta = json.loads(meta_path.read_text())
+  except ValueError as e:
+    raise CheckpointError(f"init_from checkpoint {path}: {meta_path} is not valid JSON ({e}); "
+                          "convert the weights again") from e
+  if not isinstance(meta, dict):
+    raise CheckpointError(f"init_from checkpoint {path}: {meta_path} is not a JSON object")
+  return meta

@@ -93,25 +93,50 @@ class Evaluator:
     return results
 
 
-def eval_batches(config, batch_size: int, crops: int) -> Iterable[dict]:
-  """The config's evaluation split, padded and masked so each example counts once."""
+def eval_batches(config, batch_size: int, crops: int,
+                 preprocess: Mapping[str, Any] | None = None) -> Iterable[dict]:
+  """The config's evaluation split, padded and masked so each example counts once, with the
+  recipe's input convention (`preprocess` overrides single options of it)."""
   # train resolves the input convention (and imports this module).
   from inception_jax import data, train
   return data.create_eval_iterator(
       config.dataset, split=config.eval_split, data_dir=config.data_dir,
       global_batch_size=batch_size, image_size=config.image_size, crops=crops,
-      preprocess=train.preprocess_options(config),
+      preprocess={**train.preprocess_options(config), **(preprocess or {})},
       on_corrupt=config.get("on_corrupt", "fail"))
 
 
 def load_workdirs(config, workdirs: Sequence[str], mesh: Mesh,
                   use_ema: bool = True) -> tuple[nn.Module, list[Variables]]:
-  """The config's model and the latest checkpoint's variables of each workdir."""
-  from inception_jax import data, train  # train builds the model and state; it imports us.
+  """The config's model and the latest checkpoint's variables of each workdir. Converted weights
+  (a directory written by `python -m inception_jax.convert`) bring their own model, with the
+  conventions recorded in their convert_meta.json."""
+  from inception_jax import checkpoint, convert, data, train  # train imports us.
   info = data.get_info(config.dataset, config.data_dir)
+  if all(checkpoint.read_init_meta(w) for w in workdirs):
+    loaded = [convert.load(w) for w in workdirs]
+    if any(m != loaded[0][0] for m, _ in loaded):
+      raise ValueError("an ensemble of converted checkpoints must share one architecture")
+    if loaded[0][0].num_classes != info.num_classes:
+      raise ValueError(f"{workdirs[0]} has {loaded[0][0].num_classes} classes, {config.dataset} "
+                       f"{info.num_classes}: labels would be misaligned (tf-slim's 1001 include "
+                       "the background class 0; convert with it dropped for imagenet2012)")
+    return loaded[0][0], [v for _, v in loaded]
+  if any(checkpoint.read_init_meta(w) for w in workdirs):
+    raise ValueError("evaluate converted weights and training workdirs separately")
   model = train.create_model(config, info.num_classes)
   return model, [train.load_eval_variables(config, w, model, mesh, info.num_classes, use_ema)
                  for w in workdirs]
+
+
+def input_preprocess(workdirs: Sequence[str]) -> dict[str, Any]:
+  """Preprocessing overrides that give converted weights their source's input convention."""
+  from inception_jax import checkpoint, transfer
+  sources = {transfer.input_convention(str(checkpoint.read_init_meta(w).get("source", "")))
+             for w in workdirs}
+  if sources == {"torchvision"}:
+    return {"mean": transfer.TORCHVISION_MEAN, "std": transfer.TORCHVISION_STD}
+  return {}
 
 
 def evaluate_workdirs(config, workdirs: Sequence[str], crops: int = 1,
@@ -131,7 +156,8 @@ def evaluate_workdirs(config, workdirs: Sequence[str], crops: int = 1,
   members = {f"model_{i}": [v] for i, v in enumerate(variables)}
   if len(variables) > 1:
     members["ensemble"] = variables
-  results = Evaluator(model, mesh).evaluate(members, eval_batches(config, batch_size, crops))
+  batches = eval_batches(config, batch_size, crops, input_preprocess(workdirs))
+  results = Evaluator(model, mesh).evaluate(members, batches)
   print(format_table(results, workdirs, crops, use_ema))
   return results
 

@@ -86,9 +86,11 @@ class ConvBN(nn.Module):
                     **_init_kwargs(self.layer_init,
                                    ks[0] * ks[1] * x.shape[-1] // self.feature_group_count))(x)
         if self.norm == "bn":
-            x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                             epsilon=BN_EPSILON, use_scale=self.bn_scale, dtype=self.dtype,
-                             axis_name=self.bn_axis_name, name="bn")(x)
+            # use_running_average is a call argument so that transfer.frozen_batch_norm can
+            # make a frozen layer use its running averages in training.
+            x = nn.BatchNorm(momentum=self.bn_momentum, epsilon=BN_EPSILON, use_scale=self.bn_scale,
+                             dtype=self.dtype, axis_name=self.bn_axis_name,
+                             name="bn")(x, use_running_average=not train)
         elif self.norm is not None:
             raise ValueError(f"ConvBN norm must be 'bn' or None, got {self.norm!r}")
         return nn.relu(x) if self.activation else x

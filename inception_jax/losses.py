@@ -68,20 +68,26 @@ def is_decayed(path: tuple[Any, ...]) -> bool:
   return name == "kernel"
 
 
-def l2_weight_decay(params: Any, weight_decay: float) -> Array:
-  """weight_decay * sum(kernel**2) / 2 over every kernel in params."""
+def l2_weight_decay(params: Any, weight_decay: float, frozen: Any = None) -> Array:
+  """weight_decay * sum(kernel**2) / 2 over every kernel in params, except where `frozen` (a tree
+  of Python bools like params, from config.freeze) is True: frozen parameters are not decayed."""
   if not weight_decay:
     return jnp.zeros((), jnp.float32)
+  skip = set()
+  if frozen is not None:
+    skip = {jax.tree_util.keystr(p) for p, f in jax.tree_util.tree_leaves_with_path(frozen) if f}
   squares = [jnp.sum(jnp.square(leaf.astype(jnp.float32)))
-             for path, leaf in jax.tree_util.tree_leaves_with_path(params) if is_decayed(path)]
+             for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+             if is_decayed(path) and jax.tree_util.keystr(path) not in skip]
   return weight_decay * 0.5 * sum(squares, jnp.zeros((), jnp.float32))
 
 
 def training_loss(logits: Array, aux_logits: Sequence[Array], labels: Array, params: Any, *,
                   label_smoothing: float, aux_loss_weight: float | Sequence[float],
-                  weight_decay: float, example_weights: Array | None = None
-                  ) -> tuple[Array, dict[str, Array]]:
-  """Total training loss and its terms: ce_loss + aux_loss + weight_decay.
+                  weight_decay: float, example_weights: Array | None = None,
+                  frozen: Any = None) -> tuple[Array, dict[str, Array]]:
+  """Total training loss and its terms: ce_loss + aux_loss + weight_decay (of the kernels that
+  are not frozen).
 
   example_weights: optional [batch]; 0 leaves an example (e.g. a skipped image's empty slot) out
   of the cross-entropy terms, which are then means over the weights' sum.
@@ -90,7 +96,7 @@ def training_loss(logits: Array, aux_logits: Sequence[Array], labels: Array, par
       "ce_loss": cross_entropy(logits, labels, label_smoothing, example_weights),
       "aux_loss": auxiliary_loss(aux_logits, labels, aux_loss_weight, label_smoothing,
                                  example_weights),
-      "weight_decay": l2_weight_decay(params, weight_decay),
+      "weight_decay": l2_weight_decay(params, weight_decay, frozen),
   }
   loss = terms["ce_loss"] + terms["aux_loss"] + terms["weight_decay"]
   return loss, {"loss": loss, **terms}

@@ -102,11 +102,10 @@ def scale_layer_biases(multiplier: float) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
-def create_optimizer(config: ml_collections.ConfigDict,
-                     learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
-  """Optional global-norm gradient clipping, the configured optimizer, and the bias learning-rate
-  multiplier (`bias_lr_multiplier`, BVLC's lr_mult 2 for GoogLeNet; weight decay never reaches
-  biases, see losses.is_decayed)."""
+def _base_optimizer(config: ml_collections.ConfigDict,
+                    learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
+  """The configured optimizer, with the bias learning-rate multiplier (`bias_lr_multiplier`,
+  BVLC's lr_mult 2 for GoogLeNet; weight decay never reaches biases, see losses.is_decayed)."""
   name = config.optimizer
   if name == "sgd":
     opt = optax.sgd(learning_rate_fn, momentum=config.momentum or None, nesterov=config.nesterov)
@@ -120,7 +119,28 @@ def create_optimizer(config: ml_collections.ConfigDict,
   bias_multiplier = config.get("bias_lr_multiplier", 1.0)
   if bias_multiplier != 1.0:
     opt = optax.chain(opt, scale_layer_biases(bias_multiplier))
+  return opt
+
+
+def create_optimizer(config: ml_collections.ConfigDict,
+                     learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
+  """Optional global-norm gradient clipping followed by the configured optimizer.
+
+  Fine-tuning (inception_jax/transfer.py): parameters matching config.freeze get no update
+  (optax.set_to_zero, and no optimizer state), and the new layers (the classifiers and
+  config.init_exclude) the learning rate times config.new_layers_lr_multiplier, through
+  optax.multi_transform over per-parameter labels."""
+  from inception_jax import transfer
+  opt = _base_optimizer(config, learning_rate_fn)
+  spec = transfer.spec_from_config(config)
+  if spec.active:
+    multiplier = spec.new_layers_lr_multiplier
+    transforms = {"train": opt, "frozen": optax.set_to_zero()}
+    if multiplier != 1.0:
+      transforms["new"] = _base_optimizer(config, lambda step: learning_rate_fn(step) * multiplier)
+    opt = optax.multi_transform(transforms, spec.labels)
   if config.grad_clip_norm and config.grad_clip_norm > 0:
+    # Frozen gradients are zero (stop_gradient in the step), so they do not count in the norm.
     opt = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), opt)
   return opt
 

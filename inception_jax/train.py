@@ -28,7 +28,7 @@ from etils import epath
 from jax.sharding import Mesh, PartitionSpec as P
 
 from inception_jax import checkpoint as checkpoint_lib
-from inception_jax import data, fast_conv, losses, models, optim, parallel
+from inception_jax import data, fast_conv, losses, models, optim, parallel, transfer
 from inception_jax import evaluate as evaluate_lib
 
 BATCH_NORM_MODES = ("per_replica", "sync")
@@ -129,6 +129,10 @@ def validate_config(config: ml_collections.ConfigDict, mesh: Mesh,
         f"with these overrides ({min_size})")
   input_scale(config)
   check(config.get("bias_lr_multiplier", 1.0) > 0, "bias_lr_multiplier must be > 0")
+  try:
+    transfer.spec_from_config(config)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
 
 
 def check_data(config: ml_collections.ConfigDict) -> data.DatasetInfo:
@@ -237,21 +241,31 @@ def with_variables(state: TrainState, variables: dict[str, Any]) -> TrainState:
 # ---------------------------------------------------------------------------------------------
 def loss_and_grads(params, batch_stats, images, labels, weights, dropout_rng, *, model, config):
   """Gradients of the training loss, the new BN statistics and the loss terms of one batch.
-  weights: None, or [batch] example weights (0 for a skipped image's empty slot)."""
+  weights: None, or [batch] example weights (0 for a skipped image's empty slot).
+
+  Frozen parameters (config.freeze) are constants here: no gradient flows into them (so the
+  backward pass ends where the trainable layers begin), they are not weight-decayed, and the
+  BatchNorm layers whose statistics are frozen normalise with their running averages."""
+  spec = transfer.spec_from_config(config)
+  frozen = spec.frozen(params)
+  frozen_bn = spec.frozen_batch_norm_layers(batch_stats)
+
   def loss_fn(params):
-    variables = {"params": params}
-    if batch_stats:
-      variables["batch_stats"] = batch_stats
-      (logits, aux), updates = model.apply(variables, images, train=True,
-                                           mutable=["batch_stats"], rngs={"dropout": dropout_rng})
-      new_batch_stats = updates["batch_stats"]
-    else:
-      logits, aux = model.apply(variables, images, train=True, rngs={"dropout": dropout_rng})
-      new_batch_stats = batch_stats
+    variables = {"params": transfer.stop_gradient_where(frozen, params)}
+    with transfer.frozen_batch_norm(frozen_bn):
+      if batch_stats:
+        variables["batch_stats"] = batch_stats
+        (logits, aux), updates = model.apply(variables, images, train=True,
+                                             mutable=["batch_stats"],
+                                             rngs={"dropout": dropout_rng})
+        new_batch_stats = updates["batch_stats"]
+      else:
+        logits, aux = model.apply(variables, images, train=True, rngs={"dropout": dropout_rng})
+        new_batch_stats = batch_stats
     loss, terms = losses.training_loss(
         logits, aux, labels, params, label_smoothing=config.label_smoothing,
         aux_loss_weight=config.aux_loss_weight, weight_decay=config.weight_decay,
-        example_weights=weights)
+        example_weights=weights, frozen=frozen if spec.freeze else None)
     correct = losses.topk_correct(logits, labels, 1)
     terms["top1"] = (jnp.mean(correct) if weights is None
                      else jnp.sum(correct * weights) / jnp.maximum(jnp.sum(weights), 1.0))
@@ -298,6 +312,14 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
     decay = optim.ema_decay_at(step, config.ema_decay, config.ema_warmup)
     ema_params = optim.update_ema(ema_params, params, decay)
     ema_batch_stats = optim.update_ema(ema_batch_stats, batch_stats, decay)
+  spec = transfer.spec_from_config(config)
+  if spec.freeze:  # Frozen variables and their averages are carried over bit for bit.
+    params = transfer.select(spec.frozen(params), state.params, params)
+    batch_stats = transfer.select(spec.frozen(batch_stats), state.batch_stats, batch_stats)
+    if ema_params:
+      ema_params = transfer.select(spec.frozen(ema_params), state.ema_params, ema_params)
+      ema_batch_stats = transfer.select(spec.frozen(ema_batch_stats), state.ema_batch_stats,
+                                        ema_batch_stats)
   new_state = state.replace(step=step, params=params, batch_stats=batch_stats,
                             opt_state=opt_state, ema_params=ema_params,
                             ema_batch_stats=ema_batch_stats)
@@ -495,14 +517,61 @@ def warn_skipped(names: list[str], total: int) -> None:
                   len(names), len(distinct), shown or "none")
 
 
-def load_init_from(state: TrainState, path: str, mesh: Mesh) -> TrainState:
-  """Starts from the params (and BN statistics) of another checkpoint or converted weights."""
+def plan_init_from(config: ml_collections.ConfigDict, abstract: TrainState
+                   ) -> tuple[transfer.InitPlan, dict[str, Any]]:
+  """Reads config.init_from and decides, against the abstract state, what it initialises: every
+  tensor the model has with the same shape, except config.init_exclude; the classifier layers
+  when they differ (another class count) or are absent (no auxiliary heads) are re-initialised.
+  Raises CheckpointError before anything is compiled for a checkpoint that cannot be read or is
+  of another architecture."""
+  path = config.init_from
+  meta = checkpoint_lib.read_init_meta(path)
+  if meta.get("model") not in (None, config.model):
+    raise checkpoint_lib.CheckpointError(
+        f"init_from checkpoint {path} holds {meta['model']!r} weights (its convert_meta.json), "
+        f"but config.model is {config.model!r}: a checkpoint of another architecture. Use the "
+        f"recipe of {meta['model']!r} or convert weights of {config.model!r}")
   loaded = checkpoint_lib.load_variables(path)
-  expected = {"params": state.params, "batch_stats": state.batch_stats}
-  checkpoint_lib.check_variables_match(path, expected, loaded)
-  loaded = jax.device_put(loaded, parallel.replicated(mesh))
-  logging.info("initialised params from %s", path)
-  return with_variables(state, loaded)
+  expected = {"params": abstract.params, "batch_stats": abstract.batch_stats}
+  try:
+    plan = transfer.plan_init(expected, loaded, transfer.spec_from_config(config).init_exclude)
+  except ValueError as e:
+    hint = (f" (convert_meta.json records model_overrides {meta.get('model_overrides')})"
+            if meta else "")
+    raise checkpoint_lib.CheckpointError(
+        f"init_from checkpoint {path} does not fit the model ({config.model}){hint}: {e}") from None
+  _warn_about_conventions(config, meta, path)
+  return plan, loaded
+
+
+def _warn_about_conventions(config: ml_collections.ConfigDict, meta: dict, path: str) -> None:
+  """Converted weights compute their source's function only under its conventions."""
+  recorded = meta.get("model_overrides") or {}
+  ours = model_overrides(config)
+  for field in ("transform_input", "pool_count_include_pad", "bn_scale"):
+    if field in recorded and ours.get(field, _default_override(config.model, field)) != \
+        recorded[field]:
+      logging.warning("init_from %s was converted with %s=%r but config.model_overrides gives %r",
+                      path, field, recorded[field], ours.get(field))
+  if (str(meta.get("source", "")).startswith("torchvision") and recorded.get("transform_input")
+      and config.preprocess.get("mean") is None):
+    logging.warning("init_from %s holds torchvision weights with transform_input=True, which "
+                    "expect ImageNet mean/std input: set config.preprocess.mean and .std "
+                    "(configs/finetune.py does)", path)
+
+
+def _default_override(model_name: str, field: str) -> Any:
+  return getattr(models.create(model_name), field, None)
+
+
+def load_init_from(state: TrainState, plan: transfer.InitPlan, loaded: dict[str, Any],
+                   path: str, mesh: Mesh) -> TrainState:
+  """state's params and BN statistics, with the tensors `plan` loads taken from `loaded`."""
+  fresh = {"params": state.params, "batch_stats": state.batch_stats}
+  variables = jax.device_put(transfer.apply_plan(plan, fresh, loaded),
+                             parallel.replicated(mesh))
+  transfer.log_plan(plan, path)
+  return with_variables(state, variables)
 
 
 def load_eval_variables(config, workdir: str, model: nn.Module, mesh: Mesh, num_classes: int,
@@ -551,12 +620,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   model = create_model(config, info.num_classes)
   init = state_initializer(config, model, tx, mesh)
   rng = jax.random.key(config.seed)
+  abstract = jax.eval_shape(init, rng)  # traced, not compiled: every check below comes first
+  try:
+    transfer.check_config_against_variables(config, abstract.variables())
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
 
   # -- Checkpoint: resume from the workdir, or start from init_from, or from scratch.
   ckpt = checkpoint_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
   try:
-    restored = ckpt.restore(jax.eval_shape(init, rng),
-                            checkpoint_meta(config, info.num_classes, 0))
+    restored = ckpt.restore(abstract, checkpoint_meta(config, info.num_classes, 0))
   except checkpoint_lib.CheckpointError:
     ckpt.close()  # rejected: nothing written, the workdir's record left as it was
     raise
@@ -569,10 +642,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                    meta["step"], num_steps, workdir)
       return state
     logging.info("resumed from %s at step %d", ckpt.directory / str(meta["step"]), meta["step"])
+  elif config.init_from:
+    plan, loaded = plan_init_from(config, abstract)
+    state = load_init_from(init(rng), plan, loaded, config.init_from, mesh)
   else:
     state = init(rng)
-    if config.init_from:
-      state = load_init_from(state, config.init_from, mesh)
   if jax.process_count() == 1:  # Multi-host preemption notices come through JAX's coordinator.
     ckpt.install_sigterm_handler()
   start_step = int(parallel.fetch(state.step))

@@ -7,7 +7,7 @@ import pytest
 from inception_jax import optim
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-RECIPES = ["v1", "v2", "v3", "bn_inception"]
+RECIPES = ["v1", "v2", "v3", "bn_inception", "finetune"]
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -125,3 +125,15 @@ def test_evaluation_gets_the_recipes_input_scale(monkeypatch):
   monkeypatch.setattr(data, "create_eval_iterator", lambda *a, **k: seen.update(k))
   evaluate.eval_batches(v1.get_config("local"), 16, 10)
   assert seen["crops"] == 10 and seen["preprocess"]["std"] == (1 / 255,) * 3
+
+
+def test_finetune_presets():
+  from configs import finetune
+  full, local, probe = (finetune.get_config(p) for p in (None, "local", "local_probe"))
+  assert (full.model, full.image_size, full.freeze) == ("inception_v3", 299, "backbone")
+  assert full.model_overrides.bn_scale is False  # slim's Inception-v3 has no BN scale
+  assert (local.model, local.freeze, local.model_overrides.transform_input) == ("googlenet_bn", "",
+                                                                               True)
+  assert local.preprocess.mean == (0.485, 0.456, 0.406)  # torchvision's input convention
+  assert probe.freeze == "backbone" and probe.model_overrides.aux_logits is False
+  assert "MEASURED" not in finetune.__doc__

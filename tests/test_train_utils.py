@@ -21,7 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class TinyNet(nn.Module):
-  """conv-BN-ReLU x2 with an auxiliary head after the first block; [B, S, S, 3] -> [B, K]."""
+  """conv-BN-ReLU x2 with an auxiliary head after the first block; [B, S, S, 3] -> [B, K].
+  The classifiers carry the real networks' names (Logits, AuxLogits) for the transfer tests."""
   num_classes: int = 10
   norm: str = "bn"              # "bn" | "none" (like the paper GoogLeNet: no batch_stats)
   width: int = 8
@@ -34,17 +35,17 @@ class TinyNet(nn.Module):
       x = nn.Conv(features, (3, 3), strides=strides, use_bias=self.norm == "none",
                   dtype=self.dtype, name=f"{name}_conv")(x)
       if self.norm == "bn":
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
-                         dtype=self.dtype, name=f"{name}_bn")(x)
+        x = nn.BatchNorm(momentum=0.9, epsilon=1e-3, dtype=self.dtype,
+                         name=f"{name}_bn")(x, use_running_average=not train)
       return nn.relu(x)
     x = block(x.astype(self.dtype), self.width, 2, "b1")
     aux = None
     if train or self.is_initializing():
-      aux = nn.Dense(self.num_classes, dtype=self.dtype, name="aux")(jnp.mean(x, axis=(1, 2)))
+      aux = nn.Dense(self.num_classes, dtype=self.dtype, name="AuxLogits")(jnp.mean(x, axis=(1, 2)))
     x = block(x, 2 * self.width, 2, "b2")
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(x).astype(jnp.float32)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="Logits")(x).astype(jnp.float32)
     if train:
       return logits, (aux.astype(jnp.float32),)
     return logits
