@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import time
 from typing import Any
 
 import flax.serialization
@@ -54,9 +55,15 @@ quiet_orbax_false_alarms()
 def _short(error: BaseException) -> str:
   """The first line of an error, cut to a few hundred characters; the whole error goes to the
   log (TensorStore errors carry a specification of about 200 lines)."""
+  # After a failed array read, TensorStore reads still in flight finish on their threads and
+  # each prints a traceback ('Event loop is closed': Orbax's loop is gone) straight to stderr,
+  # outside Python's hooks. Letting them finish first keeps the message the last thing shown.
+  time.sleep(0.5)
   logging.error("checkpoint error detail: %s", error)
   text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-  return text if len(text) <= _DETAIL_CHARS else text[:_DETAIL_CHARS] + " ... (full error in the log)"
+  if len(text) > _DETAIL_CHARS:
+    text = text[:_DETAIL_CHARS] + " ... (full error in the log)"
+  return text
 
 
 class CheckpointError(RuntimeError):

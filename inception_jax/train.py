@@ -239,7 +239,8 @@ def with_variables(state: TrainState, variables: dict[str, Any]) -> TrainState:
 # ---------------------------------------------------------------------------------------------
 # Update step.
 # ---------------------------------------------------------------------------------------------
-def loss_and_grads(params, batch_stats, images, labels, weights, dropout_rng, *, model, config):
+def loss_and_grads(params, batch_stats, images, labels, dropout_rng, weights=None, *, model,
+                   config):
   """Gradients of the training loss, the new BN statistics and the loss terms of one batch.
   weights: None, or [batch] example weights (0 for a skipped image's empty slot).
 
@@ -277,15 +278,15 @@ def loss_and_grads(params, batch_stats, images, labels, weights, dropout_rng, *,
 def per_replica(fn, mesh: Mesh):
   """fn on each device's shard of the batch, as the papers' replicas did: BatchNorm statistics
   per replica; gradients, new BN moving averages and metrics averaged over replicas."""
-  def replica_fn(params, batch_stats, images, labels, weights, dropout_rng):
+  def replica_fn(params, batch_stats, images, labels, dropout_rng, weights):
     dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(parallel.DATA_AXIS))
     # Each replica differentiates its own copy of the parameters; without the cast, autodiff of
     # a replicated input would already sum (not average) the replicas' gradients.
     params = jax.lax.pcast(params, parallel.DATA_AXIS, to="varying")
-    out = fn(params, batch_stats, images, labels, weights, dropout_rng)
+    out = fn(params, batch_stats, images, labels, dropout_rng, weights)
     return jax.lax.pmean(out, parallel.DATA_AXIS)
   data = P(parallel.DATA_AXIS)
-  return jax.shard_map(replica_fn, mesh=mesh, in_specs=(P(), P(), data, data, data, P()),
+  return jax.shard_map(replica_fn, mesh=mesh, in_specs=(P(), P(), data, data, P(), data),
                        out_specs=P())
 
 
@@ -303,7 +304,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
   mask = batch.get("mask")
   weights = None if mask is None else mask.astype(jnp.float32)
   grads, batch_stats, terms = grad_fn(state.params, state.batch_stats, batch["image"],
-                                      batch["label"], weights, dropout_rng)
+                                      batch["label"], dropout_rng, weights)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   step = state.step + 1

@@ -109,7 +109,8 @@ def test_empty_class_folder_is_named_before_compiling(tmp_path, no_compile):
 def test_classes_must_agree_between_splits(tmp_path, no_compile):
   make_folder(tmp_path, truncated=False)
   shutil.rmtree(tmp_path / "test" / "c")
-  with pytest.raises(data.DatasetError, match=r"different class folders .*only in 'train': \['c'\]"):
+  only_train = r"different class folders .*only in 'train': \['c'\]"
+  with pytest.raises(data.DatasetError, match=only_train):
     train.train_and_evaluate(folder_config(tmp_path), str(tmp_path / "run"))
 
 
