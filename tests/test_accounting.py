@@ -205,7 +205,10 @@ def test_models_table():
 
 def test_rethinking_table3_cost():
     rows = {r["row"]: r for r in _tables()["rethinking_table3_cost"]}
-    assert rows["BN-Inception"]["model"] == "not built" and rows["BN-Inception"]["gmacs"] is None
+    bn = rows["BN-Inception"]  # the paper's dense 7x7 stem: 2.02G against Table 3's 2.0
+    assert bn["model"] == "bn_inception stem='7x7'" and bn["image_size"] == 224
+    assert (bn["gmacs"], bn["paper_gops"]) == (2.019, 2.0) and abs(bn["diff"]) < 0.01
+    assert rows["(not in Table 3) BN-Inception as slim released it"]["gmacs"] == 1.935
     assert rows["GoogLeNet"]["gmacs"] == 1.583 and rows["BN-GoogLeNet"]["gmacs"] == 1.498
     v3 = rows["Inception-v2 + BN-auxiliary (Inception-v3)"]
     assert (v3["gmacs"], v3["paper_gops"]) == (5.713, 4.8) and v3["diff"] > 0.15  # shown, not hidden
@@ -224,7 +227,7 @@ def test_output_formats():
     assert all(isinstance(rows, list) and isinstance(rows[0], dict) for rows in decoded.values())
     text = tables.to_markdown(result)
     assert "## googlenet_table1" in text and "| row | end_points | output_shape |" in text
-    assert "160,563,200" in text and "23,834,568" in text and "not built" in text
+    assert "160,563,200" in text and "23,834,568" in text and "bn_inception stem='7x7'" in text
     with pytest.raises(ValueError, match="valid tables"):
         tables.compute(["table9"])
 
