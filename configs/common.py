@@ -22,6 +22,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.train_split = "train"
   c.eval_split = "validation"
   c.preprocess = ml_collections.ConfigDict()
+  # Input convention (inception_jax.data.preprocessing.INPUT_SCALES), for training and evaluation
+  # alike: "inception" ([-1, 1]), "caffe" (0..255 minus the ImageNet mean, BVLC GoogLeNet) or
+  # "auto": caffe for the paper's GoogLeNet (model googlenet with LRN), inception otherwise.
+  # Setting it together with preprocess.mean / std / input_range is an error.
+  c.input_scale = "auto"
+  c.on_corrupt = "fail"           # unreadable training image: fail (checkpoint, then stop) | skip
+  c.allow_empty_classes = False   # folder: datasets: accept class folders without images
   c.batch_size = 1600             # global batch, over all devices and hosts
   c.eval_batch_size = 400         # global eval batch
   c.eval_crops = 1                # crops per image during training-time evaluation (1, 10, 144)
@@ -49,6 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.label_smoothing = 0.1         # on the main and the auxiliary heads
   c.aux_loss_weight = 0.4         # per auxiliary head (a float, or a tuple with one per head)
   c.weight_decay = 4e-5           # L2 on kernels: weight_decay * sum(w**2) / 2
+  c.bias_lr_multiplier = 1.0      # learning rate of conv / dense biases relative to the kernels'
 
   # Parameter averaging (Polyak / EMA), used for evaluation next to the raw parameters.
   c.ema_decay = 0.9999            # 0 = off

@@ -25,8 +25,11 @@ def rethinking_recipe(model: str) -> ml_collections.ConfigDict:
   c.model = model
   c.image_size = 299                # paper: 299x299 input
   c.dataset = "imagenet2012"
-  # Paper: "50 replicas ... batch size 32 for 100 epochs", asynchronously. Choice: one synchronous
-  # batch of 50 x 32, with BatchNorm statistics per replica as each replica computed them.
+  # Paper: "50 replicas ... batch size 32 for 100 epochs" (it does not say how replicas combined
+  # their gradients). The released distributed trainer (tensorflow/models
+  # inception_distributed_train.py) used SyncReplicasOptimizer: one synchronous step on the
+  # gradient averaged over the replicas, which is what one batch of 50 x 32 reproduces, with
+  # BatchNorm statistics per replica as each replica computed them.
   c.batch_size = 1600
   c.base_batch_size = 1600
   c.batch_norm = "per_replica"
@@ -63,8 +66,9 @@ def rethinking_recipe(model: str) -> ml_collections.ConfigDict:
 def local_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The same recipe scaled to `digits` on a CPU: narrow network, small images, a few epochs."""
   c = common.digits_on_cpu(c, image_size=75, width_multiplier=0.25)  # 75: the v3 stem's minimum
-  # Choice: 0.045 per batch of 64, i.e. the rate each of the paper's asynchronous replicas applied
-  # to its own small batch; the linear rule from 0.045 at 1600 (0.0018) is too slow for a short run.
+  # Choice: 0.045 per batch of 64, the paper's rate applied to one small batch rather than to the
+  # average over 50 replicas; the linear rule from 0.045 at 1600 (0.0018) is too slow for a short
+  # run.
   c.learning_rate = 0.045
   c.base_batch_size = 64
   c.num_epochs = 30.0

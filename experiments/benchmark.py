@@ -28,6 +28,9 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--plain", action="store_true",
                       help="decode, crop, resize, flip only: no colour distortion or random "
                            "interpolation (the comparison pipeline)")
+  parser.add_argument("--on-corrupt", choices=["fail", "skip"], default="fail",
+                      help="skip: each example decoded in its own dataset, empty slots for "
+                           "unreadable images (the pipeline of --config.on_corrupt=skip)")
   parser.add_argument("--preprocess", default="{}",
                       help="JSON dict of preprocessing overrides, e.g. '{\"color_impl\": \"tf\"}'")
 
@@ -39,7 +42,7 @@ def _run_input(args: argparse.Namespace) -> dict[str, Any]:
   return benchmark.benchmark_input(
       args.dataset, args.split, image_size=args.image_size, batches=args.batches,
       batch_size=args.batch_size, warmup=args.warmup, data_dir=args.data_dir,
-      preprocess=preprocess)
+      preprocess=preprocess, on_corrupt=args.on_corrupt)
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     add_arguments(sub)
     sub.add_argument("--format", choices=["json", "text"], default="text")
   args = parser.parse_args(argv)
-  result = SUBCOMMANDS[args.command][1](args)
+  from inception_jax import benchmark
+  try:
+    result = SUBCOMMANDS[args.command][1](args)
+  except benchmark.PeerNotFoundError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   if args.format == "json":
     print(json.dumps(result))
   else:

@@ -20,16 +20,18 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  from inception_jax import parallel
+  from inception_jax import cli, parallel
   parallel.initialize_distributed()
   import jax
   from inception_jax import evaluate
   config = _CONFIG.value
   parallel.enable_compilation_cache(config.compilation_cache_dir or "none")
   logging.info("JAX %s, %s", jax.__version__, parallel.describe())
-  evaluate.evaluate_workdirs(config, FLAGS.workdir, crops=int(FLAGS.crops),
-                             batch_size=FLAGS.batch_size, use_ema=FLAGS.ema)
+  with cli.user_errors():
+    evaluate.evaluate_workdirs(config, FLAGS.workdir, crops=int(FLAGS.crops),
+                               batch_size=FLAGS.batch_size, use_ema=FLAGS.ema)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from inception_jax import cli
+  app.run(main, flags_parser=cli.parse_flags)

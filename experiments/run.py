@@ -31,7 +31,7 @@ def main(argv):
   del argv
   logging.get_absl_handler().addFilter(_QuietLibraries())
   # Before any JAX computation: joining a cluster must come first.
-  from inception_jax import parallel
+  from inception_jax import cli, parallel
   parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   import jax
   from inception_jax import train
@@ -41,9 +41,11 @@ def main(argv):
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")
   logging.info("JAX %s", jax.__version__)  # train_and_evaluate logs the devices
-  train.train_and_evaluate(config, FLAGS.workdir)
+  with cli.user_errors():
+    train.train_and_evaluate(config, FLAGS.workdir)
 
 
 if __name__ == "__main__":
   py_logging.getLogger("jax._src.xla_bridge").setLevel(py_logging.WARNING)
-  app.run(main)
+  from inception_jax import cli
+  app.run(main, flags_parser=cli.parse_flags)

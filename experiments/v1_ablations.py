@@ -4,7 +4,7 @@
   python -m experiments.v1_ablations --scale=full       # print the commands and device-hours
   python -m experiments.run --config=experiments/v1_ablations.py:small,naive,0 --workdir=W  # one row
 
-Ablations (rows are `sweep.Variant`s; paper figures from /work/shared/PAPERS.md):
+Ablations (rows are `sweep.Variant`s; paper figures from docs/PAPERS.md):
   module:  Figure 2a (naive) vs 2b (1x1 reductions): cost, parameters, accuracy.
   aux:     auxiliary classifiers off / on at the paper's weight 0.3 / on at weight 1.0.
   norm:    LocalRespNorm (the paper) vs BatchNorm (BN-GoogLeNet, Rethinking Table 3).

@@ -213,6 +213,25 @@ def benchmark_train(model_name: str, batch_size: int, image_size: int | None = N
 PEER_DIR = os.environ.get("INCEPTION_JAX_PEER_DIR", os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "bench"))
 PEER_MODEL = {"googlenet_bn": "googlenet", "googlenet": "googlenet", "inception_v3": "inception_v3"}
+PEERS = ("torch", "keras")
+
+
+class PeerNotFoundError(FileNotFoundError):
+    """A requested peer is unknown or its script is missing; raised before anything runs."""
+
+
+def check_peers(peers: tuple[str, ...]) -> None:
+    """Every peer is known and its script exists in PEER_DIR ($INCEPTION_JAX_PEER_DIR)."""
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise PeerNotFoundError(f"unknown peer(s) {unknown}; valid peers: {', '.join(PEERS)}")
+    missing = [os.path.join(PEER_DIR, f"peer_{p}.py") for p in peers
+               if not os.path.isfile(os.path.join(PEER_DIR, f"peer_{p}.py"))]
+    if missing:
+        raise PeerNotFoundError(
+            f"peer script(s) not found: {', '.join(missing)}. The peer scripts live outside the "
+            f"repository (../shared/bench); point INCEPTION_JAX_PEER_DIR at the folder holding "
+            f"peer_<name>.py, or drop the peer from --peers. Nothing was run.")
 
 
 def _run_json(args: list[str], timeout: float, **run_kwargs: Any) -> dict[str, Any]:
@@ -261,6 +280,7 @@ def compare(model_name: str, batch_size: int, image_size: int, steps: int, round
             log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Ours (each variant: extra environment variables) and the peers, interleaved round by round
     in fresh processes on the same machine; returns every run and the median of each figure."""
+    check_peers(tuple(peers))
     variants = variants or {"ours": {}}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*variants, *peers]}
     for r in range(rounds):

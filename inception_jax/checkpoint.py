@@ -23,6 +23,40 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 STATE, META = "state", "meta"
+# Orbax warnings that every successful restore of a Composite checkpoint prints (the item is
+# restored by a second call; the metadata file is one Orbax itself does not write for it).
+ORBAX_FALSE_ALARMS = ("was found in the checkpoint, but could not be restored",
+                      "Metadata file does not exist")
+_DETAIL_CHARS = 300  # of an Orbax/TensorStore error kept in a CheckpointError's message
+
+
+class _OrbaxFalseAlarms(logging.Filter):
+  """Drops the ORBAX_FALSE_ALARMS warnings of Orbax; every other record passes."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if "orbax" not in record.pathname:
+      return True
+    message = record.getMessage()
+    return not any(alarm in message for alarm in ORBAX_FALSE_ALARMS)
+
+
+def quiet_orbax_false_alarms() -> None:
+  """Installs the filter on the logger Orbax writes through (absl's), once."""
+  for name in ("absl", "orbax"):
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, _OrbaxFalseAlarms) for f in logger.filters):
+      logger.addFilter(_OrbaxFalseAlarms())
+
+
+quiet_orbax_false_alarms()
+
+
+def _short(error: BaseException) -> str:
+  """The first line of an error, cut to a few hundred characters; the whole error goes to the
+  log (TensorStore errors carry a specification of about 200 lines)."""
+  logging.error("checkpoint error detail: %s", error)
+  text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  return text if len(text) <= _DETAIL_CHARS else text[:_DETAIL_CHARS] + " ... (full error in the log)"
 
 
 class CheckpointError(RuntimeError):
@@ -83,11 +117,12 @@ class Checkpointer:
   in `compatible_keys` must match the running configuration."""
 
   def __init__(self, workdir: str, max_to_keep: int = 3, async_save: bool = True,
-               compatible_keys: tuple[str, ...] = ("model", "model_overrides", "num_classes")):
+               compatible_keys: tuple[str, ...] = ("model", "model_overrides", "num_classes"),
+               create: bool = True):
     self.directory = absolute(workdir) / "checkpoints"
     self.compatible_keys = compatible_keys
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
+        max_to_keep=max_to_keep, create=create, enable_async_checkpointing=async_save,
         cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=(STATE, META))
@@ -138,9 +173,10 @@ class Checkpointer:
       saved_meta = self.manager.restore(step, args=ocp.args.Composite(
           **{META: ocp.args.JsonRestore()}))[META]
     except Exception as e:  # noqa: BLE001 - any failure to read is reported with the path
-      raise CheckpointError(f"checkpoint {path} is corrupt: its metadata cannot be read ({e}). "
+      raise CheckpointError(f"checkpoint {path} is corrupt: its metadata cannot be read "
+                            f"({_short(e)}). "
                             f"Steps present: {list(self.manager.all_steps())}. Move it away to "
-                            "resume from an older one; it was left untouched.") from e
+                            "resume from an older one; it was left untouched.") from None
     differences = {k: (saved_meta.get(k), meta.get(k)) for k in self.compatible_keys
                    if saved_meta.get(k) != meta.get(k)}
     if differences:
@@ -155,7 +191,9 @@ class Checkpointer:
         with ocp.StandardCheckpointer() as checkpointer:
           stored = checkpointer.metadata(path / STATE).item_metadata
     except Exception as e:  # noqa: BLE001
-      raise CheckpointError(f"checkpoint {path} is corrupt: {e}") from e
+      raise CheckpointError(f"checkpoint {path} is corrupt: {_short(e)}. Steps present: "
+                            f"{list(self.manager.all_steps())}. Move it away to resume from an "
+                            "older one; it was left untouched.") from None
     if stored is not None:
       mismatches = _shape_mismatches(template, stored)
       if mismatches:
@@ -165,9 +203,10 @@ class Checkpointer:
       restored = self.manager.restore(step, args=ocp.args.Composite(
           **{STATE: ocp.args.StandardRestore(_abstract(template))}))[STATE]
     except Exception as e:  # noqa: BLE001
-      raise CheckpointError(f"checkpoint {path} is corrupt: its arrays cannot be read ({e}). "
-                            f"Steps present: {list(self.manager.all_steps())}. Move it away to "
-                            "resume from an older one; it was left untouched.") from e
+      raise CheckpointError(f"checkpoint {path} is corrupt: its arrays cannot be read "
+                            f"({_short(e)}). Steps present: {list(self.manager.all_steps())}. "
+                            "Move it away to resume from an older one; it was left untouched.\n"
+                            "(The full error is in the log above.)") from None
     return flax.serialization.from_state_dict(state, restored), saved_meta
 
   # -- Preemption -------------------------------------------------------------------------------
@@ -206,7 +245,7 @@ def load_variables(path: str) -> dict[str, Any]:
         tree = checkpointer.restore(p)
   except Exception as e:  # noqa: BLE001
     raise CheckpointError(f"init_from checkpoint {p} cannot be read (truncated or corrupt? copy or "
-                          f"convert it again): {type(e).__name__}: {e}") from e
+                          f"convert it again): {_short(e)}") from None
   if not isinstance(tree, dict) or "params" not in tree:
     found = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
     raise CheckpointError(f"init_from checkpoint {p} has no 'params' (found {found}): not a "

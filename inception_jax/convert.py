@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from inception_jax import models
+from inception_jax import extras, models
 
 META_FILE = "convert_meta.json"
 STATE_DIR = "state"
@@ -294,7 +294,7 @@ def _torch_state_dict(source: Any) -> tuple[Mapping[str, Any], bool | None]:
         path = Path(source)
         if not path.is_file():
             raise ConversionError(f"{path} does not exist or is not a file")
-        import torch
+        torch = extras.require("torch", "parity", f"reading the PyTorch file {path}")
         try:
             source = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - report any failure to read with the path
@@ -441,14 +441,14 @@ def _load_keras(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConversionError(f"{path} does not exist or is not a file")
-    import keras
+    keras = extras.require("keras", "test", f"reading the Keras file {path}")
     name = path.name.lower()
     try:
         if name.endswith(".keras"):
             return keras.saving.load_model(path, compile=False)
         if not name.endswith((".h5", ".hdf5")):
             raise ConversionError(f"{path}: expected a .keras or .h5 file")
-        import h5py
+        h5py = extras.require("h5py", "test", f"reading the HDF5 file {path}")
         try:
             with h5py.File(path, "r") as f:
                 full_model = "model_config" in f.attrs
@@ -464,7 +464,7 @@ def _load_keras(path: str | Path) -> Any:
                                                 classifier_activation=None)
         kmodel.load_weights(path)
         return kmodel
-    except ConversionError:
+    except (ConversionError, extras.MissingDependencyError):
         raise
     except Exception as e:  # noqa: BLE001 - any failure to read is reported with the path
         raise ConversionError(f"{path} cannot be read as Keras InceptionV3 weights: {e}") from e
@@ -620,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model, variables = from_keras(args.input, args.model)
         out = save(args.output, args.model, model, variables, source=f"{args.source}:{args.input}",
                    force=args.force)
-    except (ConversionError, FileExistsError) as e:
+    except (ConversionError, FileExistsError, extras.MissingDependencyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))

@@ -96,12 +96,14 @@ class Evaluator:
 def eval_batches(config, batch_size: int, crops: int,
                  preprocess: Mapping[str, Any] | None = None) -> Iterable[dict]:
   """The config's evaluation split, padded and masked so each example counts once
-  (`preprocess` overrides config.preprocess)."""
-  from inception_jax import data
+  (`preprocess` overrides the recipe's preprocessing, e.g. converted weights' input convention)."""
+  # train resolves the input convention (and imports this module).
+  from inception_jax import data, train
   return data.create_eval_iterator(
       config.dataset, split=config.eval_split, data_dir=config.data_dir,
       global_batch_size=batch_size, image_size=config.image_size, crops=crops,
-      preprocess={**config.preprocess.to_dict(), **(preprocess or {})})
+      preprocess={**train.preprocess_options(config), **(preprocess or {})},
+      on_corrupt=config.get("on_corrupt", "fail"))
 
 
 def load_workdirs(config, workdirs: Sequence[str], mesh: Mesh,
@@ -147,6 +149,9 @@ def evaluate_workdirs(config, workdirs: Sequence[str], crops: int = 1,
   mesh = parallel.make_mesh()
   batch_size = batch_size or config.eval_batch_size
   train.validate_config(config, mesh, eval_batch_size=batch_size)
+  from inception_jax import data
+  data.check_dataset(config.dataset, [config.eval_split], config.data_dir,
+                     allow_empty_classes=config.get("allow_empty_classes", False))
   model, variables = load_workdirs(config, workdirs, mesh, use_ema)
   members = {f"model_{i}": [v] for i, v in enumerate(variables)}
   if len(variables) > 1:

@@ -3,7 +3,7 @@
 `ConvBN` is the one convolution layer used everywhere: conv -> BatchNorm -> ReLU as in the released
 code (tf-slim, torchvision, Keras: no conv bias, BN epsilon 0.001), or conv(+bias) -> ReLU as in the
 GoogLeNet paper (`norm=None`). Pooling helpers cover the conventions that matter for exact parity
-with other implementations (PAPERS.md, "Conventions"): ceil-mode max pooling (Caffe, torchvision
+with other implementations (docs/PAPERS.md, "Conventions"): ceil-mode max pooling (Caffe, torchvision
 GoogLeNet) and average pooling that does or does not count padded pixels (torchvision vs TF/Keras).
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from inception_jax import fast_conv  # the XLA:CPU fast path (docs/PERFORMANCE.md)
+from inception_jax.initializers import LayerInit
 
 Dtype = Any
 Padding = str | int | tuple[int, int] | Sequence[tuple[int, int]]
@@ -48,6 +49,7 @@ class ConvBN(nn.Module):
       bn_scale: learn a BN scale (gamma). torchvision has one; tf-slim and Keras do not (gamma = 1).
       activation: False for a linear layer (Rethinking Figure 2's "linear" factorization).
       bn_momentum: running-average decay of the BN statistics.
+      init: kernel and bias initialisers (`inception_jax.initializers`); None: Flax's defaults.
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -60,6 +62,7 @@ class ConvBN(nn.Module):
     activation: bool = True
     bn_momentum: float = BN_MOMENTUM
     bn_axis_name: str | None = None
+    init: LayerInit | None = None
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -72,7 +75,7 @@ class ConvBN(nn.Module):
         conv_fn = fast_conv.conv_general_dilated if fast_conv.enabled() else None
         x = nn.Conv(self.features, ks, strides=st, padding=_pairs(self.padding, ks),
                     use_bias=self.norm is None, dtype=self.dtype, conv_general_dilated=conv_fn,
-                    name="conv")(x)
+                    name="conv", **_init_kwargs(self.init, ks[0] * ks[1] * x.shape[-1]))(x)
         if self.norm == "bn":
             # use_running_average is a call argument so that transfer.frozen_batch_norm can
             # make a frozen layer use its running averages in training.
@@ -82,6 +85,19 @@ class ConvBN(nn.Module):
         elif self.norm is not None:
             raise ValueError(f"ConvBN norm must be 'bn' or None, got {self.norm!r}")
         return nn.relu(x) if self.activation else x
+
+
+def _init_kwargs(init: LayerInit | None, fan: int) -> dict:
+    if init is None:
+        return {}
+    return {"kernel_init": init.kernel, "bias_init": init.bias_init(fan)}
+
+
+def dense(features: int, init: LayerInit | None, in_features: int, dtype: Dtype = jnp.float32,
+          name: str | None = None) -> nn.Dense:
+    """The one fully connected layer: nn.Dense with the scheme's initialisers (fan-in given, as
+    PyTorch's bias initialiser needs it). Call inside a compact method: `dense(...)(x)`."""
+    return nn.Dense(features, dtype=dtype, name=name, **_init_kwargs(init, in_features))
 
 
 class LocalResponseNorm(nn.Module):
@@ -96,14 +112,21 @@ class LocalResponseNorm(nn.Module):
     beta: float = 0.75
     k: float = 1.0
 
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def divisor(self, x: jax.Array) -> jax.Array:
+        """(k + alpha / size * sum of squares over the channel window) ** beta, float32, x's shape.
+
+        About 1 unless the activations are large: the constants were chosen for Caffe's input
+        scale (0..255 minus the mean), docs/FIDELITY.md."""
         sq = jnp.square(x.astype(jnp.float32))
         half = self.size // 2
         # Sum of squares over a window of `size` neighbouring channels, zero-padded at the ends.
         window = jax.lax.reduce_window(sq, 0.0, jax.lax.add, (1, 1, 1, self.size), (1, 1, 1, 1),
                                        [(0, 0), (0, 0), (0, 0), (half, self.size - 1 - half)])
-        return (x / (self.k + self.alpha / self.size * window) ** self.beta).astype(x.dtype)
+        return (self.k + self.alpha / self.size * window) ** self.beta
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return (x / self.divisor(x)).astype(x.dtype)
 
 
 def max_pool(x: jax.Array, window: int, stride: int, padding: Padding = "VALID",

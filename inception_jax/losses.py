@@ -52,12 +52,12 @@ def aux_head_weights(aux_loss_weight: float | Sequence[float], num_heads: int) -
 
 def auxiliary_loss(aux_logits: Sequence[Array], labels: Array,
                    aux_loss_weight: float | Sequence[float],
-                   label_smoothing: float = 0.0) -> Array:
+                   label_smoothing: float = 0.0, example_weights: Array | None = None) -> Array:
   """sum_i w_i * cross_entropy(aux_logits[i], labels); 0 when there are no heads."""
   weights = aux_head_weights(aux_loss_weight, len(aux_logits))
   total = jnp.zeros((), jnp.float32)
   for w, logits in zip(weights, aux_logits):
-    total = total + w * cross_entropy(logits, labels, label_smoothing)
+    total = total + w * cross_entropy(logits, labels, label_smoothing, example_weights)
   return total
 
 
@@ -84,12 +84,18 @@ def l2_weight_decay(params: Any, weight_decay: float, frozen: Any = None) -> Arr
 
 def training_loss(logits: Array, aux_logits: Sequence[Array], labels: Array, params: Any, *,
                   label_smoothing: float, aux_loss_weight: float | Sequence[float],
-                  weight_decay: float, frozen: Any = None) -> tuple[Array, dict[str, Array]]:
+                  weight_decay: float, example_weights: Array | None = None,
+                  frozen: Any = None) -> tuple[Array, dict[str, Array]]:
   """Total training loss and its terms: ce_loss + aux_loss + weight_decay (of the kernels that
-  are not frozen)."""
+  are not frozen).
+
+  example_weights: optional [batch]; 0 leaves an example (e.g. a skipped image's empty slot) out
+  of the cross-entropy terms, which are then means over the weights' sum.
+  """
   terms = {
-      "ce_loss": cross_entropy(logits, labels, label_smoothing),
-      "aux_loss": auxiliary_loss(aux_logits, labels, aux_loss_weight, label_smoothing),
+      "ce_loss": cross_entropy(logits, labels, label_smoothing, example_weights),
+      "aux_loss": auxiliary_loss(aux_logits, labels, aux_loss_weight, label_smoothing,
+                                 example_weights),
       "weight_decay": l2_weight_decay(params, weight_decay, frozen),
   }
   loss = terms["ce_loss"] + terms["aux_loss"] + terms["weight_decay"]

@@ -1,7 +1,8 @@
 """The one place optimizers, learning-rate schedules and parameter averages are built from a config.
 
 Recipes (see configs/ and docs/TRAINING.md for the sources):
-- GoogLeNet: SGD with momentum 0.9, learning rate decreased by 4% every 8 epochs (staircase).
+- GoogLeNet: SGD with momentum 0.9, learning rate decreased by 4% every 8 epochs (staircase);
+  biases at twice the learning rate (BVLC's lr_mult 2).
 - Inception v2/v3: RMSProp with decay 0.9 and epsilon 1.0 in TensorFlow's semantics, learning rate
   0.045 decayed by 0.94 every 2 epochs, gradients clipped to global norm 2.0.
 
@@ -82,6 +83,25 @@ def tf_rmsprop(learning_rate: optax.ScalarOrSchedule, decay: float, epsilon: flo
                        eps_in_sqrt=True, momentum=momentum or None)
 
 
+def is_layer_bias(path: tuple[Any, ...]) -> bool:
+  """Whether a parameter is a convolution or dense bias (BatchNorm's offset, also named `bias`,
+  lives under a module named `bn` and is not one)."""
+  names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+  return bool(names) and names[-1] == "bias" and (len(names) < 2 or names[-2] != "bn")
+
+
+def scale_layer_biases(multiplier: float) -> optax.GradientTransformation:
+  """Multiplies the updates of conv / dense biases by `multiplier`: Caffe's `lr_mult` on biases
+  (BVLC GoogLeNet: 2). Every optimizer here is linear in the learning rate, so this is the bias
+  learning rate times `multiplier`."""
+  def update_fn(updates, state, params=None):
+    del params
+    scaled = jax.tree_util.tree_map_with_path(
+        lambda path, u: u * multiplier if is_layer_bias(path) else u, updates)
+    return scaled, state
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
 def _base_optimizer(config: ml_collections.ConfigDict,
                     learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
   name = config.optimizer
@@ -97,7 +117,9 @@ def _base_optimizer(config: ml_collections.ConfigDict,
 
 def create_optimizer(config: ml_collections.ConfigDict,
                      learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
-  """Optional global-norm gradient clipping followed by the configured optimizer.
+  """Optional global-norm gradient clipping, the configured optimizer, and the bias learning-rate
+  multiplier (`bias_lr_multiplier`, BVLC's lr_mult 2 for GoogLeNet; weight decay never reaches
+  biases, see losses.is_decayed).
 
   Fine-tuning (inception_jax/transfer.py): parameters matching config.freeze get no update
   (optax.set_to_zero, and no optimizer state), and the new layers (the classifiers and
@@ -112,6 +134,9 @@ def create_optimizer(config: ml_collections.ConfigDict,
     if multiplier != 1.0:
       transforms["new"] = _base_optimizer(config, lambda step: learning_rate_fn(step) * multiplier)
     opt = optax.multi_transform(transforms, spec.labels)
+  bias_multiplier = config.get("bias_lr_multiplier", 1.0)
+  if bias_multiplier != 1.0:
+    opt = optax.chain(opt, scale_layer_biases(bias_multiplier))
   if config.grad_clip_norm and config.grad_clip_norm > 0:
     # Frozen gradients are zero (stop_gradient in the step), so they do not count in the norm.
     opt = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), opt)

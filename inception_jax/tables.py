@@ -2,7 +2,7 @@
 
 Every figure in "ours" columns comes from `inception_jax.accounting` tracing the module; the paper's
 figures are the only hand-written numbers here, each next to the table it comes from
-(/work/shared/PAPERS.md has them with their sources). Where they disagree, the rows say so and by
+(docs/PAPERS.md has them with their sources). Where they disagree, the rows say so and by
 how much.
 
 Tables (each a list of row dicts):
@@ -46,7 +46,7 @@ GOOGLENET_TABLE1 = (
     ("inception_5b", ("Mixed_5c",), (7, 7, 1024), 1388, 71),
     ("linear", ("Logits",), (1000,), 1000, 1),
 )
-# Why the rows PAPERS.md lists as not recomputing disagree (the percentages are computed).
+# Why the rows docs/PAPERS.md lists as not recomputing disagree (the percentages are computed).
 TABLE1_REASONS = {
     "conv1": "the paper's 2.7K / 34M do not recompute from a dense 7x7/2 conv 3 -> 64 (9,408 weights, "
              "118M multiply-adds); both are about 0.29x the dense figures, close to what one input "

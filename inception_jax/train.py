@@ -32,6 +32,7 @@ from inception_jax import data, fast_conv, losses, models, optim, parallel, tran
 from inception_jax import evaluate as evaluate_lib
 
 BATCH_NORM_MODES = ("per_replica", "sync")
+ON_CORRUPT = ("fail", "skip")
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,49 @@ def model_overrides(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return config.model_overrides.to_dict()
 
 
+INPUT_SCALES = ("auto", *data.INPUT_SCALES)
+_SCALING_FIELDS = ("mean", "std", "input_range")
+
+
+def input_scale(config: ml_collections.ConfigDict) -> str | None:
+  """The input convention the config trains and evaluates with: "inception" or "caffe", or None
+  when preprocess sets mean / std / input_range itself.
+
+  "auto" follows the model: Caffe's scale for the paper's GoogLeNet (LRN, as BVLC trained it),
+  [-1, 1] for every network with BatchNorm. Raises ConfigError for a combination that contradicts
+  itself (an explicit scale next to explicit preprocess scaling, Caffe's scale with
+  transform_input).
+  """
+  scale = config.get("input_scale", "auto")
+  if scale not in INPUT_SCALES:
+    raise ConfigError(f"unknown input_scale {scale!r}; valid: {', '.join(INPUT_SCALES)}")
+  explicit = sorted(k for k in _SCALING_FIELDS if k in config.preprocess)
+  overrides = model_overrides(config)
+  if scale == "auto":
+    if explicit:
+      return None
+    paper = config.model == "googlenet" and overrides.get("norm", "lrn") == "lrn"
+    return "caffe" if paper and not overrides.get("transform_input") else "inception"
+  if explicit:
+    raise ConfigError(f"input_scale={scale!r} and preprocess.{', preprocess.'.join(explicit)} both "
+                      "set the input scaling; set input_scale='auto' to use the preprocess fields, "
+                      "or remove them")
+  if scale == "caffe" and overrides.get("transform_input"):
+    raise ConfigError("input_scale='caffe' feeds 0..255 pixels, but model_overrides.transform_input "
+                      "expects torchvision's normalised input; drop one of them")
+  return scale
+
+
+def preprocess_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`config.preprocess` with the input convention of `input_scale(config)` filled in: what both
+  the training and the evaluation pipelines get, so the two cannot disagree."""
+  options = config.preprocess.to_dict()
+  scale = input_scale(config)
+  if scale is not None:
+    options.update(data.INPUT_SCALES[scale])
+  return options
+
+
 def validate_config(config: ml_collections.ConfigDict, mesh: Mesh,
                     eval_batch_size: int | None = None) -> None:
   """Raises ConfigError with a clear message for a config that cannot run on this mesh."""
@@ -63,6 +107,8 @@ def validate_config(config: ml_collections.ConfigDict, mesh: Mesh,
         f"unknown lr_schedule {config.lr_schedule!r}; valid: {', '.join(optim.SCHEDULES)}")
   check(config.batch_norm in BATCH_NORM_MODES,
         f"unknown batch_norm {config.batch_norm!r}; valid: {', '.join(BATCH_NORM_MODES)}")
+  check(config.get("on_corrupt", "fail") in ON_CORRUPT,
+        f"unknown on_corrupt {config.get('on_corrupt')!r}; valid: {', '.join(ON_CORRUPT)}")
   check(config.batch_size > 0 and config.base_batch_size > 0,
         "batch_size and base_batch_size must be positive")
   check(config.num_train_steps > 0 or config.num_epochs > 0,
@@ -80,10 +126,21 @@ def validate_config(config: ml_collections.ConfigDict, mesh: Mesh,
   check(config.image_size >= min_size,
         f"image_size={config.image_size} is below the smallest input {config.model} accepts "
         f"with these overrides ({min_size})")
+  input_scale(config)
+  check(config.get("bias_lr_multiplier", 1.0) > 0, "bias_lr_multiplier must be > 0")
   try:
     transfer.spec_from_config(config)
   except ValueError as e:
     raise ConfigError(str(e)) from None
+
+
+def check_data(config: ml_collections.ConfigDict) -> data.DatasetInfo:
+  """The train and eval splits exist and (folder datasets) every class folder holds an image,
+  the same classes in both: checked in seconds, before anything is compiled. Raises
+  data.DatasetNotFoundError or data.DatasetError saying how to fix the problem."""
+  return data.check_dataset(config.dataset, [config.train_split, config.eval_split],
+                            config.data_dir,
+                            allow_empty_classes=config.get("allow_empty_classes", False))
 
 
 def use_half_precision(config: ml_collections.ConfigDict) -> bool:
@@ -181,8 +238,9 @@ def with_variables(state: TrainState, variables: dict[str, Any]) -> TrainState:
 # ---------------------------------------------------------------------------------------------
 # Update step.
 # ---------------------------------------------------------------------------------------------
-def loss_and_grads(params, batch_stats, images, labels, dropout_rng, *, model, config):
+def loss_and_grads(params, batch_stats, images, labels, weights, dropout_rng, *, model, config):
   """Gradients of the training loss, the new BN statistics and the loss terms of one batch.
+  weights: None, or [batch] example weights (0 for a skipped image's empty slot).
 
   Frozen parameters (config.freeze) are constants here: no gradient flows into them (so the
   backward pass ends where the trainable layers begin), they are not weight-decayed, and the
@@ -206,8 +264,10 @@ def loss_and_grads(params, batch_stats, images, labels, dropout_rng, *, model, c
     loss, terms = losses.training_loss(
         logits, aux, labels, params, label_smoothing=config.label_smoothing,
         aux_loss_weight=config.aux_loss_weight, weight_decay=config.weight_decay,
-        frozen=frozen if spec.freeze else None)
-    terms["top1"] = jnp.mean(losses.topk_correct(logits, labels, 1))
+        example_weights=weights, frozen=frozen if spec.freeze else None)
+    correct = losses.topk_correct(logits, labels, 1)
+    terms["top1"] = (jnp.mean(correct) if weights is None
+                     else jnp.sum(correct * weights) / jnp.maximum(jnp.sum(weights), 1.0))
     return loss, (terms, new_batch_stats)
   (_, (terms, new_batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
   return grads, new_batch_stats, terms
@@ -216,15 +276,15 @@ def loss_and_grads(params, batch_stats, images, labels, dropout_rng, *, model, c
 def per_replica(fn, mesh: Mesh):
   """fn on each device's shard of the batch, as the papers' replicas did: BatchNorm statistics
   per replica; gradients, new BN moving averages and metrics averaged over replicas."""
-  def replica_fn(params, batch_stats, images, labels, dropout_rng):
+  def replica_fn(params, batch_stats, images, labels, weights, dropout_rng):
     dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(parallel.DATA_AXIS))
     # Each replica differentiates its own copy of the parameters; without the cast, autodiff of
     # a replicated input would already sum (not average) the replicas' gradients.
     params = jax.lax.pcast(params, parallel.DATA_AXIS, to="varying")
-    out = fn(params, batch_stats, images, labels, dropout_rng)
+    out = fn(params, batch_stats, images, labels, weights, dropout_rng)
     return jax.lax.pmean(out, parallel.DATA_AXIS)
   data = P(parallel.DATA_AXIS)
-  return jax.shard_map(replica_fn, mesh=mesh, in_specs=(P(), P(), data, data, P()),
+  return jax.shard_map(replica_fn, mesh=mesh, in_specs=(P(), P(), data, data, data, P()),
                        out_specs=P())
 
 
@@ -238,8 +298,11 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
     grad_fn = per_replica(grad_fn, mesh)
   # Folded from the step, so a resumed run draws the same dropout masks.
   dropout_rng = jax.random.fold_in(jax.random.key(config.seed), state.step)
+  # With on_corrupt="skip" the batch has a mask: skipped images' slots weigh 0 in the loss.
+  mask = batch.get("mask")
+  weights = None if mask is None else mask.astype(jnp.float32)
   grads, batch_stats, terms = grad_fn(state.params, state.batch_stats, batch["image"],
-                                      batch["label"], dropout_rng)
+                                      batch["label"], weights, dropout_rng)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   step = state.step + 1
@@ -261,6 +324,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
                             ema_batch_stats=ema_batch_stats)
   metrics = {**terms, "learning_rate": learning_rate_fn(state.step),
              "grad_norm": optax.tree.norm(grads)}
+  if mask is not None:
+    metrics["skipped_images"] = jnp.sum(1.0 - weights)  # over the global batch
   return new_state, {f"train/{k}": v for k, v in metrics.items()}
 
 
@@ -315,22 +380,37 @@ def format_eta(seconds: float) -> str:
 
 class TrainMetrics:
   """Per-step metrics kept on device until a log or checkpoint point, where each step's loss is
-  checked: a NaN or infinite loss stops the run naming its step, before anything is saved."""
+  checked: a NaN or infinite loss stops the run naming its step, before anything is saved.
 
-  def __init__(self, writer: MetricWriter, batch_size: int, num_steps: int):
+  Throughput counts the steps after the first (whose time is mostly compilation); a line with
+  the first step alone reports that step's own rate, compilation included, and says so.
+  `skipped_images` (on_corrupt="skip") is the run's total, carried over on resume."""
+
+  def __init__(self, writer: MetricWriter, batch_size: int, num_steps: int,
+               skipped_images: int = 0):
     self.writer, self.batch_size, self.num_steps = writer, batch_size, num_steps
     self.pending: list[tuple[int, dict]] = []
     self.train_seconds = 0.0
+    self.timed_steps = 0          # pending steps whose time train_seconds holds
+    self.first_step_seconds: float | None = None
+    self.skipped_images = skipped_images
     self._tick = time.time()
 
-  def add(self, step: int, metrics: dict) -> None:
+  def add(self, step: int, metrics: dict, timed: bool = True) -> None:
     self.pending.append((step, metrics))
+    self.timed_steps += timed
 
   def first_step_done(self, metrics: dict) -> None:
     """Waits for the first step (compilation included) and restarts the throughput clock."""
     jax.block_until_ready(metrics)
-    logging.info("first step (compilation included) took %.1fs", time.time() - self._tick)
+    self.first_step_seconds = time.time() - self._tick
+    logging.info("first step (compilation included) took %.1fs", self.first_step_seconds)
     self.resume()
+
+  def _seconds_per_step(self) -> tuple[float, str]:
+    if self.timed_steps:
+      return self.train_seconds / self.timed_steps, ""
+    return self.first_step_seconds or self.train_seconds, " (first step, compilation included)"
 
   def pause(self) -> None:
     """Stops the throughput clock (evaluation, checkpointing)."""
@@ -352,16 +432,22 @@ class TrainMetrics:
     step = host[-1][0]
     scalars = {k: float(np.mean([m[k] for _, m in host])) for k in host[-1][1]}
     scalars["train/learning_rate"] = float(host[-1][1]["train/learning_rate"])
-    seconds_per_step = self.train_seconds / len(host)
+    skipped = ""
+    if "train/skipped_images" in scalars:  # a running total, not a mean
+      self.skipped_images += int(round(sum(float(m["train/skipped_images"]) for _, m in host)))
+      scalars["train/skipped_images"] = self.skipped_images
+      skipped = f" | skipped {self.skipped_images} unreadable" if self.skipped_images else ""
+    seconds_per_step, note = self._seconds_per_step()
     scalars["train/images_per_sec"] = self.batch_size / max(seconds_per_step, 1e-9)
     self.writer.write(step, scalars)
     logging.info("step %d/%d | loss %.4f (ce %.4f aux %.4f wd %.4f) | top1 %.3f | lr %.3g | "
-                 "%.1f img/s | ETA %s", step, self.num_steps, scalars["train/loss"],
+                 "%.1f img/s%s | ETA %s%s", step, self.num_steps, scalars["train/loss"],
                  scalars["train/ce_loss"], scalars["train/aux_loss"],
                  scalars["train/weight_decay"], scalars["train/top1"],
-                 scalars["train/learning_rate"], scalars["train/images_per_sec"],
-                 format_eta((self.num_steps - step) * seconds_per_step))
-    self.pending, self.train_seconds = [], 0.0
+                 scalars["train/learning_rate"], scalars["train/images_per_sec"], note,
+                 format_eta((self.num_steps - step) * seconds_per_step) if not note else "later",
+                 skipped)
+    self.pending, self.train_seconds, self.timed_steps = [], 0.0, 0
     self.resume()
 
 
@@ -385,12 +471,49 @@ def evaluate_state(evaluator: evaluate_lib.Evaluator, state: TrainState,
 # ---------------------------------------------------------------------------------------------
 # Checkpoint: what identifies a run, and initial weights.
 # ---------------------------------------------------------------------------------------------
-def checkpoint_meta(config: ml_collections.ConfigDict, num_classes: int, step: int) -> dict:
+def checkpoint_meta(config: ml_collections.ConfigDict, num_classes: int, step: int,
+                    skipped_images: int = 0) -> dict:
   """JSON saved next to each checkpoint; the first three keys must match to resume."""
   return json.loads(json.dumps({
       "model": config.model, "model_overrides": model_overrides(config),
       "num_classes": num_classes, "step": int(step), "data_position": int(step),
-      "dataset": config.dataset, "batch_size": config.batch_size, "seed": config.seed}))
+      "dataset": config.dataset, "batch_size": config.batch_size, "seed": config.seed,
+      "skipped_images": int(skipped_images)}))
+
+
+def write_config_record(workdir: epath.Path, config: ml_collections.ConfigDict,
+                        start_step: int) -> None:
+  """WORKDIR/config.json (the latest run's config) and config.<start_step>.json (the config of
+  the run that started or resumed at that step), written only once the checkpoint check has
+  passed: a rejected run leaves the record of the runs that made the checkpoints untouched."""
+  text = config.to_json_best_effort(indent=2)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / f"config.{start_step}.json").write_text(text)
+  (workdir / "config.json").write_text(text)
+
+
+def corrupt_image_stop(error: data.CorruptImageError, config: ml_collections.ConfigDict,
+                       step: int, saved: str) -> data.CorruptImageError:
+  """The error that stops a run at an unreadable image (on_corrupt="fail"): the file, what was
+  saved, how to go on."""
+  return data.CorruptImageError(
+      f"cannot read or decode image {error.name} (needed after step {step}). {saved} To skip "
+      f"unreadable images (each is counted in metrics.jsonl and named at the end), rerun the same "
+      f"command with --config.on_corrupt=skip; or replace the file and rerun. "
+      f"`python -m inception_jax.data.check {config.dataset}` lists every unreadable image.",
+      error.name)
+
+
+def warn_skipped(names: list[str], total: int) -> None:
+  """The final warning of a run that skipped unreadable images (on_corrupt="skip")."""
+  if not names and not total:
+    return
+  distinct = sorted(set(names))
+  shown = ", ".join(distinct[:20]) + (f" (and {len(distinct) - 20} more)" if len(distinct) > 20
+                                      else "")
+  logging.warning("skipped %d unreadable training images in all (train/skipped_images in "
+                  "metrics.jsonl); in this run %d draws of %d distinct files: %s", total,
+                  len(names), len(distinct), shown or "none")
 
 
 def plan_init_from(config: ml_collections.ConfigDict, abstract: TrainState
@@ -452,9 +575,15 @@ def load_init_from(state: TrainState, plan: transfer.InitPlan, loaded: dict[str,
 
 def load_eval_variables(config, workdir: str, model: nn.Module, mesh: Mesh, num_classes: int,
                         use_ema: bool = True) -> dict[str, Any]:
-  """The variables of a workdir's latest checkpoint (averaged ones if kept and asked for)."""
+  """The variables of a workdir's latest checkpoint (averaged ones if kept and asked for).
+  Creates nothing: a mistyped workdir is an error naming it."""
+  directory = checkpoint_lib.absolute(workdir) / "checkpoints"
+  if not directory.is_dir():
+    raise checkpoint_lib.CheckpointError(
+        f"no checkpoints in {workdir}: {directory} does not exist. Check --workdir (the "
+        f"training run's workdir, the folder holding checkpoints/ and config.json).")
   init = state_initializer(config, model, optim.create_optimizer(config, lambda step: 0.0), mesh)
-  ckpt = checkpoint_lib.Checkpointer(workdir, async_save=False)
+  ckpt = checkpoint_lib.Checkpointer(workdir, async_save=False, create=False)
   restored = ckpt.restore(jax.eval_shape(init, jax.random.key(config.seed)),
                           checkpoint_meta(config, num_classes, 0))
   ckpt.close()
@@ -474,14 +603,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   logging.info("%s", parallel.describe())
   mesh = parallel.make_mesh()
   validate_config(config, mesh)
+  info = check_data(config)
   workdir_path = epath.Path(workdir)
   is_main = jax.process_index() == 0
-  if is_main:
-    workdir_path.mkdir(parents=True, exist_ok=True)
-    (workdir_path / "config.json").write_text(config.to_json_best_effort(indent=2))
 
   # -- Input sizes and schedule.
-  info = data.get_info(config.dataset, config.data_dir)
   steps_per_epoch, num_steps = train_length(config, info.splits[config.train_split])
   learning_rate_fn = optim.create_learning_rate_fn(config, steps_per_epoch, num_steps)
   tx = optim.create_optimizer(config, learning_rate_fn)
@@ -501,35 +627,54 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   # -- Checkpoint: resume from the workdir, or start from init_from, or from scratch.
   ckpt = checkpoint_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-  restored = ckpt.restore(abstract, checkpoint_meta(config, info.num_classes, 0))
+  try:
+    restored = ckpt.restore(abstract, checkpoint_meta(config, info.num_classes, 0))
+  except checkpoint_lib.CheckpointError:
+    ckpt.close()  # rejected: nothing written, the workdir's record left as it was
+    raise
+  meta = {}
   if restored is not None:
     state, meta = restored
+    if meta["step"] >= num_steps:
+      ckpt.close()
+      logging.info("already finished at step %d; nothing to do (num_train_steps %d, workdir %s)",
+                   meta["step"], num_steps, workdir)
+      return state
     logging.info("resumed from %s at step %d", ckpt.directory / str(meta["step"]), meta["step"])
   elif config.init_from:
-    plan, loaded = plan_init_from(config, abstract)
+    try:
+      plan, loaded = plan_init_from(config, abstract)
+    except checkpoint_lib.CheckpointError:
+      ckpt.close()  # rejected before anything was written or compiled
+      raise
     state = load_init_from(init(rng), plan, loaded, config.init_from, mesh)
   else:
     state = init(rng)
   if jax.process_count() == 1:  # Multi-host preemption notices come through JAX's coordinator.
     ckpt.install_sigterm_handler()
   start_step = int(parallel.fetch(state.step))
+  if is_main:
+    write_config_record(workdir_path, config, start_step)
 
   # -- Input: the data position is the step.
   train_iter = data.create_train_iterator(
       config.dataset, split=config.train_split, data_dir=config.data_dir,
       global_batch_size=config.batch_size, image_size=config.image_size, seed=config.seed,
-      start_step=start_step, preprocess=config.preprocess.to_dict())
+      start_step=start_step, preprocess=preprocess_options(config),
+      on_corrupt=config.get("on_corrupt", "fail"))
 
   # -- Compiled functions.
   p_train_step = compile_train_step(model, tx, learning_rate_fn, config, mesh)
   evaluator = evaluate_lib.Evaluator(model, mesh)
   writer = MetricWriter(workdir, enabled=is_main)
-  metrics = TrainMetrics(writer, config.batch_size, num_steps)
+  metrics = TrainMetrics(writer, config.batch_size, num_steps,
+                         skipped_images=meta.get("skipped_images", 0))
 
   def save(step):
     metrics.flush()  # Raises on a non-finite loss: a diverged state is never saved.
     metrics.pause()
-    ckpt.save(step, state, checkpoint_meta(config, info.num_classes, step))
+    ckpt.save(step, state, checkpoint_meta(config, info.num_classes, step,
+                                           metrics.skipped_images))
     metrics.resume()
 
   def run_eval(step):
@@ -545,29 +690,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       batch = parallel.shard_batch(next(train_iter), mesh)
       state, step_metrics = p_train_step(state, batch)
       step += 1
-      metrics.add(step, step_metrics)
+      metrics.add(step, step_metrics, timed=step > start_step + 1)
       if step == start_step + 1:
         metrics.first_step_done(step_metrics)
       if step % config.log_every_steps == 0 or step == num_steps:
         metrics.flush()
       if config.eval_every_steps > 0 and step % config.eval_every_steps == 0 and step < num_steps:
         run_eval(step)
-      if step % config.checkpoint_every_steps == 0:
-        save(step)
+      if step % config.checkpoint_every_steps == 0 and step < num_steps:
+        save(step)  # (the last step's checkpoint comes after the final evaluation)
       if ckpt.should_stop(step):
         save(step)
         ckpt.wait()
         logging.warning("stopped at step %d on request; rerun the same command to resume", step)
         return state
-    save(step)
+    # The final evaluation comes before the final checkpoint, which marks the run as finished.
     run_eval(step)
+    save(step)
     ckpt.wait()
     logging.info("finished at step %d in %s", step, workdir)
   except NonFiniteLossError:
     ckpt.wait()
     logging.error("the last good checkpoint (step %s) was kept", ckpt.manager.latest_step())
     raise
+  except data.CorruptImageError as e:  # on_corrupt="fail": keep every completed step first.
+    if step > start_step:
+      save(step)
+      ckpt.wait()
+      saved = f"Saved a checkpoint at step {step}, the last completed step, in {ckpt.directory}."
+    else:
+      saved = f"No step was completed in this run (it started at step {start_step})."
+    raise corrupt_image_stop(e, config, step, saved) from None
   finally:
+    warn_skipped(train_iter.skipped, metrics.skipped_images)
     ckpt.close()
     writer.close()
   return state

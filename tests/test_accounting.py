@@ -128,14 +128,17 @@ def test_naive_module_cost():
     assert naive_total > 5 * accounting.total_macs("googlenet")
 
 
-def test_receptive_field_variants_cost_about_the_same():
-    # Rethinking Table 2: 299 (stride 2 + pool), 151 (stride 1 + pool), 79 (stride 1, no pool).
+def test_receptive_field_variants_cost_the_same():
+    # Rethinking Table 2: 299 (stride 2 + pool), 151 (stride 1 + pool), 79 (stride 1, no pool,
+    # wider stem). tests/test_models.py checks the grids and the reduced scales.
     base = accounting.total_macs("inception_v3")
     for rf in (151, 79):
         model = models.create("inception_v3", receptive_field=rf)
         macs = accounting.total_macs(model, rf)
-        assert abs(macs / base - 1) < 0.07, (rf, macs / base)  # 151: 0%, 79: -6.2%
-        assert accounting.model_params(model, rf, exclude_aux=True) == 23_834_568
+        assert abs(macs / base - 1) < 0.01, (rf, macs / base)  # 151: 0%, 79: +0.03%
+        params = accounting.model_params(model, rf, exclude_aux=True)
+        # 151: the same layers; 79: the wider stem adds parameters (cost, not size, is held).
+        assert (params == 23_834_568) == (rf == 151) and params >= 23_834_568
 
 
 # ---- The tables --------------------------------------------------------------------------------

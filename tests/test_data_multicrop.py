@@ -92,3 +92,29 @@ def test_multicrop_is_deterministic_and_scaled():
     assert a.min() >= -1 and a.max() <= 1
     one = multicrop.eval_crops(encoded, 32, 1, config).numpy()
     np.testing.assert_array_equal(one[0], preprocessing.eval_image(encoded, 32, config).numpy())
+
+
+def test_krizhevsky_and_caffe_ten_crops():
+    # Krizhevsky et al. / Caffe's oversample: the whole image resized to 256x256 (aspect not kept),
+    # then 4 corners + centre of 224 and their mirrors. Ours keeps the aspect ratio.
+    image = coordinates(120, 200)
+    caffe = preprocessing.make_config({"input_range": (0.0, 255.0), "ten_crop": "caffe"})
+    got = multicrop.eval_crops(png(image), 56, 10, caffe).numpy()  # 64x64 square, 56x56 crops
+    square = tf.image.resize(tf.cast(image, tf.float32), [64, 64], method="bilinear").numpy()
+    np.testing.assert_allclose(got[0], square[:56, :56], atol=1e-3)   # top-left
+    np.testing.assert_allclose(got[3], square[8:, 8:], atol=1e-3)     # bottom-right
+    np.testing.assert_allclose(got[4], square[4:60, 4:60], atol=1e-3)  # centre
+    np.testing.assert_allclose(got[5], got[0][:, ::-1], atol=1e-6)    # mirrors
+    ours = multicrop.eval_crops(png(image), 56, 10, RAW).numpy()
+    assert not np.allclose(ours[1], got[1], atol=1.0)  # the right-hand corners differ
+    # Krizhevsky et al.: shorter side to 64 (64x106), its central 64x64 square, then the crops.
+    kriz = preprocessing.make_config({"input_range": (0.0, 255.0), "ten_crop": "krizhevsky"})
+    got = multicrop.eval_crops(png(image), 56, 10, kriz).numpy()
+    resized = multicrop.resize_shorter_side(tf.constant(image), 64).numpy()
+    assert resized.shape == (64, 106, 3)
+    square = resized[:, 21:85]
+    np.testing.assert_allclose(got[0], square[:56, :56], atol=1e-3)
+    np.testing.assert_allclose(got[1], square[:56, 8:], atol=1e-3)
+    np.testing.assert_allclose(got[4], ours[4], atol=1e-3)  # the centre crop is the same
+    with pytest.raises(ValueError, match="ten_crop"):
+        preprocessing.make_config({"ten_crop": "alexnet"})

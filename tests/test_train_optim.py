@@ -1,4 +1,5 @@
 """Learning-rate schedules give the papers' values at the epoch boundaries; optimizers as defined."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -111,3 +112,21 @@ def test_ema_decay_and_update():
   np.testing.assert_allclose(optim.ema_decay_at(5, 0.9999, warmup=False), 0.9999, rtol=1e-7)
   ema = optim.update_ema({"w": jnp.zeros(2)}, {"w": jnp.ones(2)}, jnp.float32(0.75))
   np.testing.assert_allclose(ema["w"], [0.25, 0.25])
+
+
+def test_bias_lr_multiplier_is_bvlcs_lr_mult_2_on_layer_biases_only():
+  c = v1.get_config()
+  assert c.bias_lr_multiplier == 2.0  # BVLC train_val: lr_mult 2, decay_mult 0 on every bias
+  c.momentum, c.grad_clip_norm = 0.0, 0.0
+  tx = optim.create_optimizer(c, lambda step: 0.1)
+  params = {"Conv2d_1a_7x7": {"conv": {"kernel": jnp.ones(3), "bias": jnp.ones(2)},
+                              "bn": {"bias": jnp.ones(2), "scale": jnp.ones(2)}},
+            "Logits": {"kernel": jnp.ones(3), "bias": jnp.ones(2)}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["Conv2d_1a_7x7"]["conv"]["kernel"], -0.1)
+  np.testing.assert_allclose(updates["Conv2d_1a_7x7"]["conv"]["bias"], -0.2)
+  np.testing.assert_allclose(updates["Logits"]["bias"], -0.2)
+  np.testing.assert_allclose(updates["Conv2d_1a_7x7"]["bn"]["bias"], -0.1)  # BN's beta: not a layer bias
+  np.testing.assert_allclose(updates["Conv2d_1a_7x7"]["bn"]["scale"], -0.1)
+  assert v3.get_config().bias_lr_multiplier == 1.0  # slim: one learning rate

@@ -14,7 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax.layers import ConvBN, adaptive_avg_pool, avg_pool, depth
+from inception_jax.initializers import Scheme
+from inception_jax.layers import ConvBN, adaptive_avg_pool, avg_pool, dense, depth
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -27,6 +28,7 @@ class GoogLeNetAuxHead(nn.Module):
     pooling: str = "paper"  # "paper": 5x5/3 avg pool; "adaptive": torchvision's 4x4 adaptive pool.
     dropout_rate: float = 0.7
     width_multiplier: float = 1.0
+    init: Scheme | None = None  # None: Flax's defaults
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -37,8 +39,10 @@ class GoogLeNetAuxHead(nn.Module):
             x = adaptive_avg_pool(x, 4)
         else:
             raise ValueError(f"aux head pooling must be 'paper' or 'adaptive', got {self.pooling!r}")
-        x = self.conv(depth(128, self.width_multiplier), 1, name="conv")(x, train)
+        kinds = self.init or Scheme(*(None,) * 5)
+        x = self.conv(depth(128, self.width_multiplier), 1, init=kinds.aux_conv, name="conv")(x, train)
         x = x.reshape(x.shape[0], -1)
-        x = nn.relu(nn.Dense(depth(1024, self.width_multiplier), dtype=self.dtype, name="fc1")(x))
+        x = nn.relu(dense(depth(1024, self.width_multiplier), kinds.hidden, x.shape[-1], self.dtype,
+                          name="fc1")(x))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="fc2")(x)
+        return dense(self.num_classes, kinds.aux_logits, x.shape[-1], self.dtype, name="fc2")(x)

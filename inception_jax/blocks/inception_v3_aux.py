@@ -15,7 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax.layers import ConvBN, avg_pool, depth
+from inception_jax.initializers import Scheme
+from inception_jax.layers import ConvBN, avg_pool, dense, depth
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -27,6 +28,7 @@ class InceptionV3AuxHead(nn.Module):
     conv: ModuleDef = ConvBN
     bn_fc: bool = True
     width_multiplier: float = 1.0
+    init: Scheme | None = None  # None: Flax's defaults (`conv` carries the trunk's initialiser)
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -34,7 +36,9 @@ class InceptionV3AuxHead(nn.Module):
         x = avg_pool(x, min(5, *x.shape[1:3]), 3)
         x = self.conv(depth(128, self.width_multiplier), 1, name="conv0")(x, train)
         k = min(5, *x.shape[1:3])
+        kinds = self.init or Scheme(*(None,) * 5)
         fc_norm = {} if self.bn_fc else {"norm": None}
-        x = self.conv(depth(768, self.width_multiplier), k, name="conv1", **fc_norm)(x, train)
+        x = self.conv(depth(768, self.width_multiplier), k, init=kinds.aux_conv, name="conv1",
+                      **fc_norm)(x, train)
         x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
+        return dense(self.num_classes, kinds.aux_logits, x.shape[-1], self.dtype, name="fc")(x)

@@ -18,28 +18,35 @@ the embedded `digits` (scikit-learn's digits, built offline into
 
 Unreadable images: with `on_corrupt="fail"` (default) the iterator raises CorruptImageError naming
 the file; with `on_corrupt="skip"` it skips it, and `it.num_skipped` (a count) and `it.skipped` (the
-names) report what was skipped so far. Labels outside [0, num_classes) raise ValueError.
+names) report what was skipped so far; training batches then carry a "mask" (False: a skipped
+image's empty slot, so the other examples keep their positions). Labels outside [0, num_classes)
+raise ValueError. `check_dataset(name, splits)` checks splits and class folders without decoding
+anything; `python -m inception_jax.data.check DATASET` lists the unreadable images.
 """
 
-from inception_jax.data.datasets import DatasetInfo, DatasetNotFoundError, host_slice
+from inception_jax.data.datasets import DatasetError, DatasetInfo, DatasetNotFoundError, host_slice
 from inception_jax.data.multicrop import crop_names
 from inception_jax.data.pipeline import (
     CorruptImageError,
     EvalIterator,
     TrainIterator,
+    check_dataset,
     create_eval_iterator,
     create_train_iterator,
     get_info,
 )
-from inception_jax.data.preprocessing import PREPROCESS_DEFAULTS, default_config, make_config
+from inception_jax.data.preprocessing import (INPUT_SCALES, PREPROCESS_DEFAULTS, default_config,
+                                              make_config)
 
 __all__ = [
     "CorruptImageError",
+    "DatasetError",
     "DatasetInfo",
     "DatasetNotFoundError",
     "EvalIterator",
     "PREPROCESS_DEFAULTS",
     "TrainIterator",
+    "check_dataset",
     "create_eval_iterator",
     "create_train_iterator",
     "crop_names",
@@ -47,4 +54,5 @@ __all__ = [
     "get_info",
     "host_slice",
     "make_config",
+    "INPUT_SCALES",
 ]

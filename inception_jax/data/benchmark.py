@@ -28,11 +28,11 @@ def _cpu_seconds() -> float:
 def benchmark_input(dataset: str, split: str = "train", *, image_size: int = 224,
                     batches: int = 20, batch_size: int = 64, warmup: int = 5,
                     data_dir: str | None = None, preprocess: Mapping[str, Any] | None = None,
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, on_corrupt: str = "fail") -> dict[str, Any]:
     """Times the training pipeline; returns images_per_sec, images, cpus, dataset and more."""
     it = pipeline.create_train_iterator(
         dataset, split, data_dir, global_batch_size=batch_size, image_size=image_size, seed=seed,
-        preprocess=preprocess, process_index=0, process_count=1)
+        preprocess=preprocess, process_index=0, process_count=1, on_corrupt=on_corrupt)
     for _ in range(warmup):
         next(it)
     cpu, start = _cpu_seconds(), time.perf_counter()
@@ -53,4 +53,5 @@ def benchmark_input(dataset: str, split: str = "train", *, image_size: int = 224
         "seconds": round(wall, 3),
         "cpu_ms_per_image": round(1000 * cpu / images, 3),
         "preprocess": dict(preprocess or {}),
+        "on_corrupt": on_corrupt,
     }

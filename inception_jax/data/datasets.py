@@ -36,6 +36,11 @@ class DatasetNotFoundError(FileNotFoundError):
     """The dataset is not where it was looked for; the message says what to put where."""
 
 
+class DatasetError(ValueError):
+    """The dataset exists but cannot be used as asked (a missing split, empty or mismatched
+    classes); the message says how to fix it."""
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
     """What the model and the trainer need to know about a dataset."""
@@ -97,9 +102,14 @@ class Source:
 
     def check_split(self, split: str) -> int:
         if split not in self.info.splits:
-            raise ValueError(f"dataset {self.info.name!r} has no split {split!r}; "
-                             f"its splits are {sorted(self.info.splits)}")
+            raise DatasetError(f"dataset {self.info.name!r} has no split {split!r}; its splits "
+                               f"are {sorted(self.info.splits)}{self._missing_split_hint(split)}")
         return self.info.splits[split]
+
+    def _missing_split_hint(self, split: str) -> str:
+        del split
+        return (". Name one of them (in experiments.run: --config.train_split=NAME or "
+                "--config.eval_split=NAME)")
 
     def table(self, split: str, start: int, stop: int) -> ExampleTable | None:
         """Random access to examples [start, stop) of `split`, or None where only streaming works."""
@@ -136,15 +146,20 @@ class FolderSource(Source):
             raise DatasetNotFoundError(f"folder dataset {str(self.root)!r} has no class folders: {layout}")
         label_of = {name: i for i, name in enumerate(class_names)}
         self._files: dict[str, tuple[list[str], np.ndarray]] = {}
+        # split -> {class folder name: number of images}, for the checks of `check_splits`.
+        self.class_counts: dict[str, dict[str, int]] = {}
         for split_dir in split_dirs:
             paths, labels = [], []
+            counts = self.class_counts.setdefault(split_dir.name, {})
             for class_dir in sorted(c for c in split_dir.iterdir() if c.is_dir()):
                 if class_dir.name.startswith("."):
                     continue
+                counts[class_dir.name] = 0
                 for f in sorted(class_dir.iterdir()):
                     if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("."):
                         paths.append(str(f))
                         labels.append(label_of[class_dir.name])
+                        counts[class_dir.name] += 1
             if paths:
                 self._files[split_dir.name] = (paths, np.asarray(labels, np.int64))
         if not self._files:
@@ -152,6 +167,38 @@ class FolderSource(Source):
         self.info = DatasetInfo(
             name=FOLDER_PREFIX + str(self.root), num_classes=len(class_names),
             splits={s: len(p) for s, (p, _) in self._files.items()}, class_names=tuple(class_names))
+
+    def _missing_split_hint(self, split: str) -> str:
+        where = self.root / split
+        found = (f"{where} exists but holds no images" if where.is_dir()
+                 else f"there is no folder {where}")
+        return (f" ({found}). Put its images in {where}/<class name>/, or name an existing split "
+                f"(in experiments.run: --config.train_split=NAME or --config.eval_split=NAME)")
+
+    def check_classes(self, splits: list[str], allow_empty_classes: bool = False) -> None:
+        """Every class folder of each split holds an image, and the splits have the same class
+        folders; raises DatasetError naming the folders otherwise (unless allow_empty_classes)."""
+        if allow_empty_classes:
+            return
+        override = "set --config.allow_empty_classes=True (allow_empty_classes=True)"
+        empty = [str(self.root / s / c) for s in splits
+                 for c, n in self.class_counts.get(s, {}).items() if n == 0]
+        if empty:
+            raise DatasetError(
+                f"{len(empty)} class folder(s) hold no images ({', '.join(IMAGE_EXTENSIONS)}): "
+                f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}. Put images in "
+                f"them or remove them; to keep them as classes without examples, {override}.")
+        names = {s: set(self.class_counts.get(s, {})) for s in splits}
+        for a, b in zip(splits, splits[1:]):
+            if names[a] != names[b]:
+                only = {x: sorted(names[x] - names[y]) for x, y in ((a, b), (b, a))}
+                raise DatasetError(
+                    f"the {a!r} and {b!r} splits of {self.root} have different class folders "
+                    f"({len(names[a])} vs {len(names[b])} classes): only in {a!r}: "
+                    f"{only[a][:10]}, only in {b!r}: {only[b][:10]}. Labels are indices into "
+                    f"the sorted union of the class names, so the splits must list the same "
+                    f"classes: add the missing folders (with images) or, if a split really "
+                    f"lacks some classes, {override}.")
 
     def table(self, split: str, start: int, stop: int) -> ExampleTable:
         self.check_split(split)
@@ -176,7 +223,9 @@ def _manual_download_message(builder: tfds.core.DatasetBuilder, data_dir: str) -
     return (f"TFDS dataset {name!r} is not prepared in {data_dir}. It needs a manual download: put "
             f"{what} into {manual_dir}/ and run\n  tfds build {name} --data_dir={data_dir}\n"
             f"(or call tfds.builder({name!r}, data_dir={data_dir!r}).download_and_prepare()); "
-            f"preparing it writes {data_dir}/{name}/<version>/.")
+            f"preparing it writes {data_dir}/{name}/<version>/. If it is prepared elsewhere, "
+            f"pass that folder (the one holding {name}/): --config.data_dir=DIR in "
+            f"experiments.run and experiments.evaluate (data_dir= in the data API).")
 
 
 class TfdsSource(Source):
@@ -203,8 +252,9 @@ class TfdsSource(Source):
                 raise DatasetNotFoundError(
                     f"TFDS dataset {builder.name!r} is not prepared in {data_dir} (looked for "
                     f"{builder.data_dir}). Run\n  tfds build {builder.name} --data_dir={data_dir}\n"
-                    f"on a machine with internet access (or pass download=True), or point data_dir "
-                    f"at the folder that holds {builder.name}/.")
+                    f"on a machine with internet access (or pass download=True), or point "
+                    f"--config.data_dir=DIR (data_dir= in the data API) at the folder that holds "
+                    f"{builder.name}/.")
             builder.download_and_prepare()
         features = builder.info.features
         self.image_key, self.label_key = self._supervised_keys(builder)

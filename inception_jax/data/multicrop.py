@@ -8,6 +8,16 @@ first half mirrored (flipped left-right, crop by crop): crop `i + crops // 2` is
 - 10 crops: shorter side resized to round(S / 0.875) (256 for S = 224), then S x S crops at the
   top-left, top-right, bottom-left, bottom-right corners and the centre; then the same 5 mirrored.
   Index = mirror * 5 + position, positions in the order (tl, tr, bl, br, centre).
+  `ten_crop` (preprocess option) chooses the image the 5 positions are taken from, of side
+  round(S / 0.875) (256 for S = 224):
+    "shorter_side" (default): the whole aspect-preserving resize, e.g. 256x341;
+    "krizhevsky": its central 256x256 square, as Krizhevsky et al. 2012 ("rescaled the image such
+      that the shorter side was of length 256, and then cropped out the central 256x256 patch"):
+      the scheme GoogLeNet Section 7 compares its 144 crops with, which configs/v1.py uses for
+      Table 3's 10-crop row;
+    "caffe": the whole image squashed to 256x256 (the aspect ratio not kept), as BVLC's
+      GoogLeNet saw it (Caffe's ImageNet LMDB is resized to 256x256; `oversample` then takes the
+      corners and centre).
 - 144 crops (GoogLeNet paper, Section 7): shorter side resized to each of 4 scales, 256, 288, 320,
   352 for S = 224 (`multicrop_scales`, scaled by S / 224 for other S); from each, 3 squares of side
   = shorter side (left, centre, right for landscape images, top, centre, bottom for portrait ones);
@@ -67,7 +77,15 @@ def _corner_and_center_crops(image: tf.Tensor, crop: int) -> list[tf.Tensor]:
 
 def ten_crops(image: tf.Tensor, image_size: int, config) -> tf.Tensor:
     """uint8 [h, w, 3] -> float32 [10, S, S, 3] in [0, 255]; see the module docstring."""
-    resized = resize_shorter_side(image, int(round(image_size / config.eval_crop_fraction)))
+    side = int(round(image_size / config.eval_crop_fraction))
+    if config.ten_crop == "caffe":
+        resized = tf.image.resize(tf.cast(image, tf.float32), [side, side], method="bilinear")
+    else:
+        resized = resize_shorter_side(image, side)
+        if config.ten_crop == "krizhevsky":
+            shape = tf.shape(resized)
+            resized = tf.image.crop_to_bounding_box(resized, (shape[0] - side) // 2,
+                                                    (shape[1] - side) // 2, side, side)
     crops = tf.stack(_corner_and_center_crops(resized, image_size))
     return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
 

@@ -9,18 +9,21 @@ stream at position `k * B_local` without touching an image before it. Splits too
 (streamed TFDS splits) are shuffled with a buffer seeded by (seed, epoch, p) instead, and resuming
 skips encoded records of the current epoch (no decoding).
 
-Unreadable images. Decoding errors drop the example (`ignore_errors`); the Python iterator notices
-the missing stream position, names the file, and either raises `CorruptImageError`
-(`on_corrupt="fail"`, the default) or counts it (`on_corrupt="skip"`: `it.num_skipped`,
-`it.skipped` lists the names). With "skip", a training stream that skipped images is shifted by
-as many examples, so resuming it reproduces the batches only up to that shift.
+Unreadable images. With `on_corrupt="fail"` (the default), decoding errors drop the example
+(`ignore_errors`); the Python iterator notices the missing stream position and raises
+`CorruptImageError` naming the file. With `on_corrupt="skip"`, each training example is decoded
+in its own small dataset (an `interleave`), and one that fails is replaced by an empty slot at
+the same position (zero image, label 0, `mask` False): the batches keep every other example at
+its position, so a resumed run sees exactly the batches of an uninterrupted one. The iterator
+names and counts the skipped images (`it.num_skipped`, `it.skipped`). Evaluation batches are
+padded and masked anyway, so there a skipped image only leaves the count short.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -32,7 +35,11 @@ DEFAULT_SHUFFLE_BUFFER = 16384
 
 
 class CorruptImageError(ValueError):
-    """An image could not be read or decoded; the message names it."""
+    """An image could not be read or decoded; the message names it (and `.name` holds it)."""
+
+    def __init__(self, message: str, name: str | None = None):
+        super().__init__(message)
+        self.name = name
 
 
 def _process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
@@ -100,8 +107,9 @@ class _Iterator:
         name = self._describe(pos)
         if self.on_corrupt == "fail":
             raise CorruptImageError(
-                f"cannot read or decode image {name} (pass on_corrupt='skip' to skip and count "
-                f"unreadable images)")
+                f"cannot read or decode image {name} (on_corrupt='skip' skips and counts "
+                f"unreadable images; `python -m inception_jax.data.check DATASET` lists them all)",
+                name)
         logging.warning("skipping unreadable image %s", name)
         self.skipped.append(name)
 
@@ -116,6 +124,9 @@ class TrainIterator(_Iterator):
     """Infinite iterator of {"image": float32 [B_local, S, S, 3], "label": int32 [B_local]}.
 
     `step` is the index of the next batch; `num_skipped` / `skipped` report unreadable images.
+    With on_corrupt="skip", batches also hold "mask" (bool [B_local]): an unreadable image keeps
+    its slot, with mask False, a zero image and label 0, so every other example stays at its
+    position (and a resumed run sees the same batches).
     """
 
     def __init__(self, ds, *, start_step: int, batch_size: int, **kwargs):
@@ -125,7 +136,11 @@ class TrainIterator(_Iterator):
 
     def __next__(self) -> dict[str, np.ndarray]:
         batch = self._next_raw()
-        self._account(batch.pop("position"))
+        positions = batch.pop("position")
+        self._account(positions)
+        if "mask" in batch:
+            for pos in positions[~batch["mask"]]:
+                self._bad_image(int(pos))
         self._check_labels(batch["label"])
         self.step += 1
         return batch
@@ -202,6 +217,25 @@ def _positions_to_examples(table: datasets.ExampleTable, seed: int, process_inde
     return example_index
 
 
+def _with_empty_slots(ds: tf.data.Dataset, preprocess_example, image_shape: tuple[int, ...],
+                      position_index: int) -> tf.data.Dataset:
+    """Each element preprocessed, or, where that fails, an empty slot at the same position:
+    {"image": zeros, "label": 0, "position", "mask": False}; good examples get mask True."""
+    def good(*args):
+        return {**preprocess_example(*args), "mask": tf.constant(True)}
+
+    def empty(*args):
+        return {"image": tf.zeros(image_shape, tf.float32), "label": tf.constant(0, tf.int32),
+                "position": tf.cast(args[position_index], tf.int64), "mask": tf.constant(False)}
+
+    def one(*args):
+        single = tf.data.Dataset.from_tensors(args)
+        return single.map(good).ignore_errors().concatenate(single.map(empty)).take(1)
+
+    return ds.interleave(one, cycle_length=tf.data.AUTOTUNE, block_length=1,
+                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def create_train_iterator(
     dataset: str,
     split: str = "train",
@@ -273,9 +307,13 @@ def create_train_iterator(
         image = preprocessing.train_image(encoded, seed_, image_size, config)
         return {"image": image, "label": tf.cast(label, tf.int32), "position": position}
 
-    ds = (ds.map(preprocess_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-          .ignore_errors()
-          .batch(batch_size, drop_remainder=True)
+    if on_corrupt == "skip":
+        ds = _with_empty_slots(ds, preprocess_example, (image_size, image_size, 3),
+                               position_index=0 if load is not None else 2)
+    else:  # A dropped example is noticed by the iterator, which raises naming it.
+        ds = (ds.map(preprocess_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+              .ignore_errors())
+    ds = (ds.batch(batch_size, drop_remainder=True)
           .prefetch(tf.data.AUTOTUNE)
           .with_options(_options()))
     return TrainIterator(ds, start_step=start_step, batch_size=batch_size, describe=describe,
@@ -338,6 +376,24 @@ def create_eval_iterator(
     return EvalIterator(ds, num_examples=n, num_batches=num_batches, batch_size=batch_size,
                         image_shape=(crops, image_size, image_size, 3), describe=describe,
                         num_classes=source.info.num_classes, on_corrupt=on_corrupt)
+
+
+def check_dataset(dataset: str, splits: Sequence[str], data_dir: str | None = None, *,
+                  allow_empty_classes: bool = False, download: bool = False
+                  ) -> datasets.DatasetInfo:
+    """Checks, without decoding an image, that `splits` exist and (folders) that every class
+    folder holds an image and the splits have the same classes; returns the DatasetInfo.
+
+    Raises DatasetNotFoundError or DatasetError (a ValueError) saying how to fix the problem.
+    """
+    source = datasets.get_source(dataset, data_dir, download=download,
+                                 in_memory_max_bytes=datasets.DEFAULT_IN_MEMORY_MAX_BYTES)
+    splits = list(dict.fromkeys(splits))
+    for split in splits:
+        source.check_split(split)
+    if isinstance(source, datasets.FolderSource):
+        source.check_classes(splits, allow_empty_classes)
+    return source.info
 
 
 def get_info(dataset: str, data_dir: str | None = None, *, download: bool = False

@@ -26,7 +26,10 @@ Evaluation (slim `preprocess_for_eval`): central crop of `eval_crop_fraction` (0
 
 Input scaling: pixels in [0, 1] are mapped linearly to `input_range` ([-1, 1]: slim, Keras); when
 `mean` and `std` are set (per channel, in [0, 1] units, e.g. torchvision's ImageNet statistics),
-`(x - mean) / std` instead.
+`(x - mean) / std` instead. `INPUT_SCALES` names the two conventions the recipes use: "inception"
+([-1, 1], every released Inception) and "caffe" (BVLC GoogLeNet: pixels 0..255 minus the ImageNet
+mean per channel, no division; `CAFFE_MEAN_RGB`). A recipe picks one with its `input_scale` field
+(`train.preprocess_options`), so training and evaluation cannot disagree.
 
 Grayscale, CMYK, paletted and RGBA images all become 3-channel RGB.
 """
@@ -54,6 +57,15 @@ COLOR_ORDERINGS = (
     ("hue", "saturation", "contrast", "brightness"),
 )
 
+# BVLC models/bvlc_googlenet/train_val.prototxt: mean_value 104, 117, 123 in Caffe's BGR channel
+# order (OpenCV decoding); the same means in our RGB order.
+CAFFE_MEAN_RGB = (123.0, 117.0, 104.0)
+INPUT_SCALES: dict[str, dict[str, Any]] = {
+    "inception": dict(input_range=(-1.0, 1.0), mean=None, std=None),
+    "caffe": dict(mean=tuple(m / 255.0 for m in CAFFE_MEAN_RGB), std=(1.0 / 255.0,) * 3),
+}
+TEN_CROPS = ("shorter_side", "krizhevsky", "caffe")
+
 PREPROCESS_DEFAULTS: dict[str, Any] = dict(
     # training crop (paper: 8%-100% of the area, aspect 3/4..4/3; slim: 5%, min_object_covered 0.1)
     area_range=(0.08, 1.0),
@@ -77,6 +89,10 @@ PREPROCESS_DEFAULTS: dict[str, Any] = dict(
     # evaluation
     eval_crop_fraction=0.875,
     multicrop_scales=(256, 288, 320, 352),  # shorter sides for 144 crops at image_size 224
+    # where 10 crops come from (data/multicrop.py): the whole aspect-preserving resize
+    # ("shorter_side"), its central square (Krizhevsky et al. 2012), or the image squashed to a
+    # square (Caffe's 256x256 LMDB and `oversample`, "caffe")
+    ten_crop="shorter_side",
     # input scaling
     input_range=(-1.0, 1.0),
     mean=None,  # e.g. (0.485, 0.456, 0.406) with std (0.229, 0.224, 0.225) for torchvision
@@ -121,6 +137,8 @@ def _validate(c: dict[str, Any]) -> None:
         raise ValueError("color_orderings must be 1, 2 or 4")
     if not 0 < c["eval_crop_fraction"] <= 1:
         raise ValueError("eval_crop_fraction must be in (0, 1]")
+    if c["ten_crop"] not in TEN_CROPS:
+        raise ValueError(f"ten_crop must be one of {TEN_CROPS}, not {c['ten_crop']!r}")
     if (c["mean"] is None) != (c["std"] is None):
         raise ValueError("set both mean and std, or neither")
 

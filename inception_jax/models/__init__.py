@@ -8,7 +8,9 @@
 | `inception_v3` | the released Inception-v3 (factorized stem, BN-auxiliary) | 299 |
 
 Overrides are the attributes of `GoogLeNet` / `InceptionV3` (every ablation of both papers); an
-unknown name or an invalid value raises a ValueError before anything is traced.
+unknown name or an invalid value raises a ValueError before anything is traced. `initializer`
+selects the initial weights: each network's reference by default (`googlenet`: BVLC's Caffe
+GoogLeNet; the others: tf-slim), or "torchvision" / "flax" (`inception_jax.initializers`).
 """
 from __future__ import annotations
 
@@ -18,13 +20,14 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from inception_jax import initializers
 from inception_jax.models.googlenet import GoogLeNet
 from inception_jax.models.inception_v3 import InceptionV3
 
 _PRESETS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "googlenet": (GoogLeNet, {}),
     "googlenet_bn": (GoogLeNet, dict(norm="bn", branch3_kernel=3, pool5_window=2, dropout_rate=0.2,
-                                     aux_pooling="adaptive")),
+                                     aux_pooling="adaptive", initializer="slim")),
     "inception_v2": (InceptionV3, dict(stem="7x7", aux_bn=False)),
     "inception_v3": (InceptionV3, {}),
 }
@@ -35,7 +38,7 @@ _CHOICES = {
     "norm": ("lrn", "bn"), "module": ("reduced", "naive"), "branch3_kernel": (3, 5),
     "pool5_window": (2, 3), "aux_pooling": ("paper", "adaptive"), "stem": ("factorized", "7x7"),
     "factorization_activation": ("relu", "linear"), "receptive_field": (299, 151, 79),
-    "layout": ("released", "paper"),
+    "layout": ("released", "paper"), "initializer": initializers.INITIALIZERS,
 }
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -69,7 +72,9 @@ def create(name: str, num_classes: int = 1000, **overrides: Any) -> nn.Module:
     for field in ("dropout_rate", "aux_dropout_rate"):
         if field in kwargs and not 0.0 <= kwargs[field] < 1.0:
             raise ValueError(f"{field} must be in [0, 1), got {kwargs[field]!r}")
-    return cls(num_classes=num_classes, **kwargs)
+    model = cls(num_classes=num_classes, **kwargs)
+    model.init_scheme()  # e.g. initializer="bvlc" on a network BVLC never trained
+    return model
 
 
 def default_image_size(name: str, **overrides: Any) -> int:

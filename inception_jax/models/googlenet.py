@@ -20,8 +20,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from inception_jax import initializers
 from inception_jax.blocks import GoogLeNetAuxHead, InceptionModule, NaiveInceptionModule
-from inception_jax.layers import ConvBN, LocalResponseNorm, check_images, depth, global_avg_pool, max_pool
+from inception_jax.layers import (ConvBN, LocalResponseNorm, check_images, dense, depth, global_avg_pool,
+                                  max_pool)
 
 # Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), by tf-slim end point name.
 TABLE1 = {
@@ -54,6 +56,9 @@ class GoogLeNet(nn.Module):
       bn_scale: learn BN's gamma (torchvision) or not (tf-slim).
       bn_axis_name: mesh axis to synchronise BN statistics over, if any.
       width_multiplier: tf-slim's depth multiplier for every conv (minimum 16 channels).
+      initializer: initial weights as "bvlc" (the paper's network as BVLC trained it: xavier, bias
+        0.2), "slim" (tf-slim inception_v1, the `googlenet_bn` default), "torchvision" or "flax"
+        (`inception_jax.initializers`, docs/FIDELITY.md).
       dtype: compute dtype (parameters stay float32, logits are returned in float32).
       return_features: return a dict of end points instead of logits.
     """
@@ -72,8 +77,13 @@ class GoogLeNet(nn.Module):
     bn_momentum: float = 0.9
     bn_axis_name: str | None = None
     width_multiplier: float = 1.0
+    initializer: str = "bvlc"
     dtype: Any = jnp.float32
     return_features: bool = False
+
+    def init_scheme(self) -> initializers.Scheme:
+        """The initialisers of each kind of layer; raises ValueError for an unknown name."""
+        return initializers.scheme(self.initializer, "googlenet")
 
     @property
     def min_image_size(self) -> int:
@@ -90,9 +100,11 @@ class GoogLeNet(nn.Module):
             raise ValueError(f"norm must be 'lrn' (paper) or 'bn' (released), got {self.norm!r}")
         if self.module not in ("reduced", "naive"):
             raise ValueError(f"module must be 'reduced' (Figure 2b) or 'naive' (Figure 2a), got {self.module!r}")
+        init = self.init_scheme()
         conv = functools.partial(
             ConvBN, norm="bn" if self.norm == "bn" else None, bn_scale=self.bn_scale,
-            bn_momentum=self.bn_momentum, bn_axis_name=self.bn_axis_name, dtype=self.dtype)
+            bn_momentum=self.bn_momentum, bn_axis_name=self.bn_axis_name, init=init.conv,
+            dtype=self.dtype)
         d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
         lrn = LocalResponseNorm() if self.norm == "lrn" else (lambda x: x)
         end_points: dict[str, Any] = {}
@@ -123,13 +135,14 @@ class GoogLeNet(nn.Module):
             if self.aux_logits and name in AUX_HEADS and (train or self.is_initializing()):
                 head = GoogLeNetAuxHead(self.num_classes, conv=conv, pooling=self.aux_pooling,
                                         dropout_rate=self.aux_dropout_rate,
-                                        width_multiplier=self.width_multiplier, dtype=self.dtype,
-                                        name=AUX_HEADS[name])
+                                        width_multiplier=self.width_multiplier, init=init,
+                                        dtype=self.dtype, name=AUX_HEADS[name])
                 aux.append(head(x, train).astype(jnp.float32))
 
         x = end_points["PreLogits"] = global_avg_pool(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="Logits")(x).astype(jnp.float32)
+        logits = dense(self.num_classes, init.logits, x.shape[-1], self.dtype, name="Logits")(x)
+        logits = logits.astype(jnp.float32)
         return _outputs(logits, tuple(aux), end_points, train, self.return_features)
 
 
