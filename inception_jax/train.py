@@ -644,7 +644,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       return state
     logging.info("resumed from %s at step %d", ckpt.directory / str(meta["step"]), meta["step"])
   elif config.init_from:
-    plan, loaded = plan_init_from(config, abstract)
+    try:
+      plan, loaded = plan_init_from(config, abstract)
+    except checkpoint_lib.CheckpointError:
+      ckpt.close()  # rejected before anything was written or compiled
+      raise
     state = load_init_from(init(rng), plan, loaded, config.init_from, mesh)
   else:
     state = init(rng)

@@ -160,7 +160,7 @@ def test_frozen_parameters_and_batch_norm_statistics_are_bit_identical(tmp_path)
 def test_frozen_batch_norm_uses_running_averages_in_training():
   layer = ConvBN(4, 3, padding=1, bn_momentum=0.5)
   x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
-  variables = layer.init(jax.random.key(1), x)
+  variables = nn.Module.init(layer, jax.random.key(1), x)  # ConvBN's `init` field is its initialiser
   stats = jax.tree.map(lambda s: s + 0.5, variables["batch_stats"])  # not the batch's
   variables = {"params": variables["params"], "batch_stats": stats}
   eval_out = layer.apply(variables, x, train=False)
