@@ -9,7 +9,13 @@ part of the checkpointed state.
 
 Sections follow the data flow: config validation, model, train state, update step, metrics
 output, evaluation, checkpoint, loop.
+
+Importing this module needs neither TensorFlow nor ml_collections (the GPU benchmark,
+experiments/gpu_benchmark.py, runs the train step on machines that have neither): the input
+pipeline is imported where the loop builds it, and configs are only annotated as ConfigDicts.
 """
+from __future__ import annotations
+
 import functools
 import json
 import logging
@@ -21,15 +27,19 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from etils import epath
+from typing import TYPE_CHECKING
+
 from jax.sharding import Mesh, PartitionSpec as P
 
 from inception_jax import checkpoint as checkpoint_lib
-from inception_jax import data, fast_conv, losses, models, optim, parallel
+from inception_jax import fast_conv, losses, models, optim, parallel
 from inception_jax import evaluate as evaluate_lib
+
+if TYPE_CHECKING:
+  import ml_collections
 
 BATCH_NORM_MODES = ("per_replica", "sync")
 
@@ -411,6 +421,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     (workdir_path / "config.json").write_text(config.to_json_best_effort(indent=2))
 
   # -- Input sizes and schedule.
+  from inception_jax import data  # TensorFlow (tf.data); see the module docstring
   info = data.get_info(config.dataset, config.data_dir)
   steps_per_epoch, num_steps = train_length(config, info.splits[config.train_split])
   learning_rate_fn = optim.create_learning_rate_fn(config, steps_per_epoch, num_steps)
