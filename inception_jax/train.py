@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax
 import flax.linen as nn
@@ -30,13 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from etils import epath
-from typing import TYPE_CHECKING
-
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from inception_jax import checkpoint as checkpoint_lib
-from inception_jax import fast_conv, losses, models, optim, parallel
 from inception_jax import evaluate as evaluate_lib
+from inception_jax import fast_conv, losses, models, optim, parallel
 
 if TYPE_CHECKING:
   import ml_collections
