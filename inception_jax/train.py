@@ -371,12 +371,27 @@ def evaluate_state(evaluator: evaluate_lib.Evaluator, state: TrainState,
 # ---------------------------------------------------------------------------------------------
 # Checkpoint: what identifies a run, and initial weights.
 # ---------------------------------------------------------------------------------------------
-def checkpoint_meta(config: ml_collections.ConfigDict, num_classes: int, step: int) -> dict:
-  """JSON saved next to each checkpoint; the first three keys must match to resume."""
+def checkpoint_meta(config: ml_collections.ConfigDict, num_classes: int, step: int,
+                    data_order: str = "global") -> dict:
+  """JSON saved next to each checkpoint; the first three keys must match to resume. The data
+  position is the step: with data_order "global" the batches depend on (seed, step, batch_size)
+  only, so any number of processes resumes them; "per_host" (streamed splits) needs the same
+  process_count."""
   return json.loads(json.dumps({
       "model": config.model, "model_overrides": model_overrides(config),
       "num_classes": num_classes, "step": int(step), "data_position": int(step),
-      "dataset": config.dataset, "batch_size": config.batch_size, "seed": config.seed}))
+      "dataset": config.dataset, "batch_size": config.batch_size, "seed": config.seed,
+      "data_order": data_order, "process_count": jax.process_count(),
+      "device_count": jax.device_count()}))
+
+
+def check_resume_order(meta: dict, data_order: str) -> None:
+  """Warns where a resumed run will not see the batches the interrupted one would have."""
+  if meta.get("data_order") == "per_host" or data_order == "per_host":
+    if meta.get("process_count", jax.process_count()) != jax.process_count():
+      logging.warning("resuming a run saved on %s processes on %d: this split is streamed per "
+                      "host, so the training order differs from the interrupted run's",
+                      meta.get("process_count"), jax.process_count())
 
 
 def load_init_from(state: TrainState, path: str, mesh: Mesh) -> TrainState:
@@ -395,7 +410,8 @@ def load_eval_variables(config, workdir: str, model: nn.Module, mesh: Mesh, num_
   init = state_initializer(config, model, optim.create_optimizer(config, lambda step: 0.0), mesh)
   ckpt = checkpoint_lib.Checkpointer(workdir, async_save=False)
   restored = ckpt.restore(jax.eval_shape(init, jax.random.key(config.seed)),
-                          checkpoint_meta(config, num_classes, 0))
+                          checkpoint_meta(config, num_classes, 0),
+                          sharding=parallel.replicated(mesh))
   ckpt.close()
   if restored is None:
     raise checkpoint_lib.CheckpointError(f"no checkpoint in {workdir}/checkpoints")
@@ -436,10 +452,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   # -- Checkpoint: resume from the workdir, or start from init_from, or from scratch.
   ckpt = checkpoint_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-  restored = ckpt.restore(jax.eval_shape(init, rng), checkpoint_meta(config, info.num_classes, 0))
+  restored = ckpt.restore(jax.eval_shape(init, rng), checkpoint_meta(config, info.num_classes, 0),
+                          sharding=parallel.replicated(mesh))
   if restored is not None:
     state, meta = restored
-    logging.info("resumed from %s at step %d", ckpt.directory / str(meta["step"]), meta["step"])
+    logging.info("resumed from %s at step %d (saved on %s processes, %s devices)",
+                 ckpt.directory / str(meta["step"]), meta["step"], meta.get("process_count"),
+                 meta.get("device_count"))
   else:
     state = init(rng)
     if config.init_from:
@@ -453,6 +472,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       config.dataset, split=config.train_split, data_dir=config.data_dir,
       global_batch_size=config.batch_size, image_size=config.image_size, seed=config.seed,
       start_step=start_step, preprocess=config.preprocess.to_dict())
+  if restored is not None:
+    check_resume_order(restored[1], train_iter.order)
 
   # -- Compiled functions.
   p_train_step = compile_train_step(model, tx, learning_rate_fn, config, mesh)
@@ -463,7 +484,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   def save(step):
     metrics.flush()  # Raises on a non-finite loss: a diverged state is never saved.
     metrics.pause()
-    ckpt.save(step, state, checkpoint_meta(config, info.num_classes, step))
+    ckpt.save(step, state, checkpoint_meta(config, info.num_classes, step, train_iter.order))
     metrics.resume()
 
   def run_eval(step):
