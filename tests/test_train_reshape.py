@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from test_train_distributed import SCRIPT, free_port
 from test_train_utils import subprocess_env
 
@@ -22,7 +21,7 @@ def train(workdir, processes, devices, log, stop_at=0):
   env["TINY_BATCH_LOG"] = str(log)
   if stop_at:
     env["TINY_STOP_AT"] = str(stop_at)
-  extra = lambda i: ([f"--coordinator_address=localhost:{port}",  # noqa: E731
+  extra = lambda i: ([f"--coordinator_address=localhost:{port}",
                       f"--num_processes={processes}", f"--process_id={i}"]
                      if processes > 1 else [])
   procs = [subprocess.Popen([sys.executable, SCRIPT, str(workdir), *extra(i), *ARGS], env=env,

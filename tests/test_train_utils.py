@@ -105,6 +105,7 @@ def _log_batches(path: str) -> None:
   per row, the label and a hash of the image's bytes."""
   import hashlib
   import json
+
   from inception_jax import data
   create = data.create_train_iterator
 
