@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+import types
 from typing import Any, Callable
 
 import jax
@@ -94,11 +95,10 @@ def measure_peak_flops(dtype: Any = jnp.float32, size: int | None = None, steps:
 # The steps.
 # ---------------------------------------------------------------------------------------------
 def _train_config(model_name: str) -> Any:
-    import ml_collections
-
-    return ml_collections.ConfigDict(dict(
+    """The config fields `train.train_step` reads (a namespace: no ml_collections needed)."""
+    return types.SimpleNamespace(
         seed=0, batch_norm="sync", label_smoothing=0.0, weight_decay=0.0,
-        aux_loss_weight=AUX_LOSS_WEIGHT.get(model_name, 0.4), ema_decay=0.0, ema_warmup=False))
+        aux_loss_weight=AUX_LOSS_WEIGHT.get(model_name, 0.4), ema_decay=0.0, ema_warmup=False)
 
 
 def make_train_step(model: Any, model_name: str, learning_rate: float = 0.01,
@@ -130,7 +130,8 @@ def _devices() -> list[str]:
 def benchmark_train(model_name: str, batch_size: int, image_size: int | None = None,
                     steps: int = 5, dtype: str = "float32", warmup: int = 1,
                     eval_steps: int | None = None, peak: bool = True, seed: int = 0,
-                    cache_dir: str | None = None) -> dict[str, Any]:
+                    cache_dir: str | None = None,
+                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Compiles and times one training step and one eval step; returns one dict of figures.
 
     Throughputs are medians over `steps` timed calls after `warmup` calls. compile_seconds is the
@@ -141,13 +142,14 @@ def benchmark_train(model_name: str, batch_size: int, image_size: int | None = N
     pass without them. utilization = achieved / peak (a float32 or bfloat16 matrix product).
     cache_dir: "" leaves the persistent compilation cache as it is; otherwise it is enabled there
       (None: the default directory, see `parallel.enable_compilation_cache`).
+    overrides: extra `models.create` overrides (e.g. width_multiplier for tests at tiny sizes).
     """
     from inception_jax import accounting, models, parallel
 
     if cache_dir != "":
         cache_dir = parallel.enable_compilation_cache(cache_dir)
     image_size = image_size or models.default_image_size(model_name)
-    model = models.create(model_name, dtype=dtype)
+    model = models.create(model_name, dtype=dtype, **(overrides or {}))
     init_state, train_step = make_train_step(model, model_name)
     eval_step = make_eval_step(model)
 
@@ -203,7 +205,7 @@ def benchmark_train(model_name: str, batch_size: int, image_size: int | None = N
         "peak_flops_per_sec": round(peak_flops, 1),
         "utilization": round(achieved / peak_flops, 4),
         "eval_utilization": round(eval_achieved / peak_flops, 4),
-        "steps": steps, "loss": round(loss, 4),
+        "steps": steps, "loss": round(loss, 4), "overrides": dict(overrides or {}),
     }
 
 

@@ -77,12 +77,38 @@ def absolute(path: str | epath.PathLike) -> epath.Path:
   return p if "://" in str(path) else epath.Path(os.path.abspath(os.path.expanduser(str(path))))
 
 
-def _abstract(tree: Any) -> Any:
-  """ShapeDtypeStructs (with sharding) to restore into, from arrays of the same layout."""
+def _abstract(tree: Any, sharding: jax.sharding.Sharding | None = None) -> Any:
+  """ShapeDtypeStructs to restore into, from arrays (or abstract arrays) of the same layout.
+
+  Every leaf carries a sharding on the current devices: its own, or `sharding` (default: replicated
+  over all devices) where it has none. Orbax would otherwise take the sharding stored in the
+  checkpoint, i.e. the devices of the run that saved it, and fail on any other cluster shape.
+  """
+  if sharding is None:
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
   def leaf(x):
-    sharding = getattr(x, "sharding", None)
-    return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding)
+    own = getattr(x, "sharding", None)
+    return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=own or sharding)
   return jax.tree.map(leaf, tree)
+
+
+# Words of Orbax / JAX errors about devices and shardings rather than about the bytes on disk.
+_TOPOLOGY_WORDS = ("topology", "sharding", "mesh")
+
+
+def _unreadable(path: epath.Path, e: Exception, steps: list[int]) -> CheckpointError:
+  """CheckpointError for a failed restore: "corrupt" only when the failure is not about devices."""
+  if any(word in str(e).lower() for word in _TOPOLOGY_WORDS):
+    return CheckpointError(
+        f"checkpoint {path} could not be placed on this run's devices ({_short(e)}). The "
+        "checkpoint is "
+        "not known to be damaged; it was left untouched. Pass abstract arrays sharded on the "
+        "current mesh to restore() (the trainer does).")
+  return CheckpointError(f"checkpoint {path} is corrupt: its arrays cannot be read "
+                         f"({_short(e)}). Steps present: {steps}. Move it away to resume from an "
+                         "older one; it was left untouched.\n(The full error is in the log above.)")
 
 
 def _shape(x: Any) -> tuple[int, ...]:
@@ -169,9 +195,13 @@ class Checkpointer:
         raise CheckpointError(f"checkpoint folder {child} is not a valid Orbax checkpoint; "
                               "move it away (or repair it) before rerunning in this workdir")
 
-  def restore(self, state: Any, meta: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+  def restore(self, state: Any, meta: dict[str, Any],
+              sharding: jax.sharding.Sharding | None = None) -> tuple[Any, dict[str, Any]] | None:
     """The latest checkpoint restored into `state`'s structure and sharding, or None if the
-    workdir has none. Raises CheckpointError for a checkpoint that is corrupt or incompatible."""
+    workdir has none. Leaves of `state` without a sharding get `sharding` (default: replicated
+    over all current devices), so a checkpoint saved on any number of processes and devices
+    restores onto the current ones. Raises CheckpointError for a checkpoint that is corrupt or
+    incompatible."""
     step = self.latest_step()
     if step is None:
       return None
@@ -208,12 +238,9 @@ class Checkpointer:
                               + "; ".join(mismatches[:5]) + ". It was left untouched.")
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(
-          **{STATE: ocp.args.StandardRestore(_abstract(template))}))[STATE]
+          **{STATE: ocp.args.StandardRestore(_abstract(template, sharding))}))[STATE]
     except Exception as e:  # noqa: BLE001
-      raise CheckpointError(f"checkpoint {path} is corrupt: its arrays cannot be read "
-                            f"({_short(e)}). Steps present: {list(self.manager.all_steps())}. "
-                            "Move it away to resume from an older one; it was left untouched.\n"
-                            "(The full error is in the log above.)") from None
+      raise _unreadable(path, e, list(self.manager.all_steps())) from None
     return flax.serialization.from_state_dict(state, restored), saved_meta
 
   # -- Preemption -------------------------------------------------------------------------------

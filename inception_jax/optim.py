@@ -11,12 +11,16 @@ papers' values hold at the epoch boundaries whatever the batch size. The base le
 for `config.base_batch_size` and follows the linear scaling rule (Goyal et al. 2017) when
 `config.batch_size` differs, with an optional linear warmup.
 """
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
+
+if TYPE_CHECKING:
+  import ml_collections
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
 SCHEDULES = ("exponential", "cosine", "constant")

@@ -9,27 +9,37 @@ part of the checkpointed state.
 
 Sections follow the data flow: config validation, model, train state, update step, metrics
 output, evaluation, checkpoint, loop.
+
+Importing this module needs neither TensorFlow nor ml_collections (the GPU benchmark,
+experiments/gpu_benchmark.py, runs the train step on machines that have neither): the input
+pipeline (`inception_jax.data`) loads TensorFlow on first use, and configs are only annotated as
+ConfigDicts.
 """
+from __future__ import annotations
+
 import functools
 import json
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from etils import epath
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from inception_jax import checkpoint as checkpoint_lib
-from inception_jax import data, fast_conv, losses, models, optim, parallel, transfer
 from inception_jax import evaluate as evaluate_lib
+from inception_jax import data, fast_conv, losses, models, optim, parallel, transfer
+
+if TYPE_CHECKING:
+  import ml_collections
 
 BATCH_NORM_MODES = ("per_replica", "sync")
 ON_CORRUPT = ("fail", "skip")
@@ -474,13 +484,26 @@ def evaluate_state(evaluator: evaluate_lib.Evaluator, state: TrainState,
 # Checkpoint: what identifies a run, and initial weights.
 # ---------------------------------------------------------------------------------------------
 def checkpoint_meta(config: ml_collections.ConfigDict, num_classes: int, step: int,
-                    skipped_images: int = 0) -> dict:
-  """JSON saved next to each checkpoint; the first three keys must match to resume."""
+                    skipped_images: int = 0, data_order: str = "global") -> dict:
+  """JSON saved next to each checkpoint; the first three keys must match to resume. The data
+  position is the step: with data_order "global" the batches depend on (seed, step, batch_size)
+  only, so any number of processes resumes them; "per_host" (streamed splits) needs the same
+  process_count."""
   return json.loads(json.dumps({
       "model": config.model, "model_overrides": model_overrides(config),
       "num_classes": num_classes, "step": int(step), "data_position": int(step),
       "dataset": config.dataset, "batch_size": config.batch_size, "seed": config.seed,
-      "skipped_images": int(skipped_images)}))
+      "skipped_images": int(skipped_images), "data_order": data_order, "process_count": jax.process_count(),
+      "device_count": jax.device_count()}))
+
+
+def check_resume_order(meta: dict, data_order: str) -> None:
+  """Warns where a resumed run will not see the batches the interrupted one would have."""
+  if meta.get("data_order") == "per_host" or data_order == "per_host":
+    if meta.get("process_count", jax.process_count()) != jax.process_count():
+      logging.warning("resuming a run saved on %s processes on %d: this split is streamed per "
+                      "host, so the training order differs from the interrupted run's",
+                      meta.get("process_count"), jax.process_count())
 
 
 def write_config_record(workdir: epath.Path, config: ml_collections.ConfigDict,
@@ -587,7 +610,8 @@ def load_eval_variables(config, workdir: str, model: nn.Module, mesh: Mesh, num_
   init = state_initializer(config, model, optim.create_optimizer(config, lambda step: 0.0), mesh)
   ckpt = checkpoint_lib.Checkpointer(workdir, async_save=False, create=False)
   restored = ckpt.restore(jax.eval_shape(init, jax.random.key(config.seed)),
-                          checkpoint_meta(config, num_classes, 0))
+                          checkpoint_meta(config, num_classes, 0),
+                          sharding=parallel.replicated(mesh))
   ckpt.close()
   if restored is None:
     raise checkpoint_lib.CheckpointError(f"no checkpoint in {workdir}/checkpoints")
@@ -630,7 +654,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   # -- Checkpoint: resume from the workdir, or start from init_from, or from scratch.
   ckpt = checkpoint_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
   try:
-    restored = ckpt.restore(abstract, checkpoint_meta(config, info.num_classes, 0))
+    restored = ckpt.restore(abstract, checkpoint_meta(config, info.num_classes, 0),
+                            sharding=parallel.replicated(mesh))
   except checkpoint_lib.CheckpointError:
     ckpt.close()  # rejected: nothing written, the workdir's record left as it was
     raise
@@ -642,7 +667,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       logging.info("already finished at step %d; nothing to do (num_train_steps %d, workdir %s)",
                    meta["step"], num_steps, workdir)
       return state
-    logging.info("resumed from %s at step %d", ckpt.directory / str(meta["step"]), meta["step"])
+    logging.info("resumed from %s at step %d (saved on %s processes, %s devices)",
+                 ckpt.directory / str(meta["step"]), meta["step"], meta.get("process_count"),
+                 meta.get("device_count"))
   elif config.init_from:
     try:
       plan, loaded = plan_init_from(config, abstract)
@@ -664,6 +691,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       global_batch_size=config.batch_size, image_size=config.image_size, seed=config.seed,
       start_step=start_step, preprocess=preprocess_options(config),
       on_corrupt=config.get("on_corrupt", "fail"))
+  if restored is not None:
+    check_resume_order(restored[1], train_iter.order)
 
   # -- Compiled functions.
   p_train_step = compile_train_step(model, tx, learning_rate_fn, config, mesh)
@@ -676,7 +705,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     metrics.flush()  # Raises on a non-finite loss: a diverged state is never saved.
     metrics.pause()
     ckpt.save(step, state, checkpoint_meta(config, info.num_classes, step,
-                                           metrics.skipped_images))
+                                           metrics.skipped_images, train_iter.order))
     metrics.resume()
 
   def run_eval(step):

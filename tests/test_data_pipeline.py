@@ -110,19 +110,38 @@ def test_resumption_at_step_k_sees_the_same_batches(in_memory_max_bytes):
 
 
 @pytest.mark.parametrize("count", [2, 3])
-def test_host_slices_are_disjoint_and_cover_the_split(id_folder, count):
+def test_global_batches_do_not_depend_on_the_process_count(id_folder, count):
+    """Each host prepares its rows of the global batch: the hosts' batches, in process order, are
+    the single-process batches (crops, flips and all), also when resuming at a later step."""
+    kwargs = dict(global_batch_size=12, image_size=8, seed=5, preprocess=IDENTIFY)
+    single = take(data.create_train_iterator(id_folder, process_index=0, process_count=1,
+                                             **kwargs), 6)
+    for start_step in (0, 4):
+        hosts = [data.create_train_iterator(id_folder, process_index=i, process_count=count,
+                                            start_step=start_step, **kwargs)
+                 for i in range(count)]
+        assert all(it.order == "global" for it in hosts)
+        for k in range(start_step, 6):
+            parts = [next(it) for it in hosts]
+            assert all(len(p["label"]) == 12 // count for p in parts)
+            for key in ("image", "label"):
+                np.testing.assert_array_equal(
+                    np.concatenate([p[key] for p in parts]), single[k][key], err_msg=f"step {k}")
+    # and the single-process order is still a permutation of the split per epoch (50 = 4 x 12 + 2)
+    first = np.concatenate([ids(b["image"]) for b in single[:4]])
+    assert len(set(first.tolist())) == 48
+
+
+def test_streamed_splits_keep_per_host_slices():
+    """A split too large to hold in memory is streamed: each host reads its own contiguous slice."""
     per_host = []
-    for index in range(count):
-        it = data.create_train_iterator(id_folder, global_batch_size=4 * count, image_size=8,
-                                        preprocess=IDENTIFY, process_index=index,
-                                        process_count=count)
-        start, stop = datasets.host_slice(50, index, count)
-        file_order = [i for c in range(3) for i in range(c, 50, 3)]  # class folders, then names
-        seen = np.concatenate([ids(b["image"]) for b in take(it, 12)])
-        assert set(seen) == set(file_order[start:stop])  # 48 draws cover the 16-25 local examples
-        per_host.append(set(seen))
-    assert set().union(*per_host) == set(range(50))
-    assert sum(len(s) for s in per_host) == 50
+    for index in range(2):
+        it = data.create_train_iterator("digits", global_batch_size=8, image_size=8,
+                                        process_index=index, process_count=2,
+                                        in_memory_max_bytes=0)
+        assert it.order == "per_host"
+        per_host.append(next(it)["label"])
+    assert all(len(labels) == 4 for labels in per_host)
 
 
 @pytest.mark.parametrize("count,batch", [(1, 16), (3, 12), (4, 8)])

@@ -101,6 +101,37 @@ def subprocess_env(num_devices: int = 1) -> dict[str, str]:
   return env
 
 
+def _log_batches(path: str) -> None:
+  """Appends each training batch this process prepares to `path` as a JSON line: the step and,
+  per row, the label and a hash of the image's bytes."""
+  import hashlib
+  import json
+
+  from inception_jax import data
+  create = data.create_train_iterator
+
+  class Logged:
+    def __init__(self, it):
+      self.it = it
+
+    def __getattr__(self, name):
+      return getattr(self.it, name)
+
+    def __iter__(self):
+      return self
+
+    def __next__(self):
+      step = self.it.step
+      batch = next(self.it)
+      rows = [[int(label), hashlib.sha1(image.tobytes()).hexdigest()[:16]]
+              for image, label in zip(batch["image"], batch["label"])]
+      with open(path, "a") as f:
+        f.write(json.dumps({"step": step, "rows": rows}) + "\n")
+      return batch
+
+  data.create_train_iterator = lambda *a, **k: Logged(create(*a, **k))
+
+
 def _main(argv: list[str]) -> None:
   """Trains the tiny network in argv[1] with --config.x=y overrides (see the module docstring)."""
   import argparse
@@ -134,6 +165,13 @@ def _main(argv: list[str]) -> None:
       time.sleep(sleep)
       return shard_batch(batch, mesh)
     parallel.shard_batch = slow_shard_batch
+  stop_at = int(os.environ.get("TINY_STOP_AT", "0"))
+  if stop_at:  # as if preempted: save and stop at that step
+    from inception_jax import checkpoint
+    checkpoint.Checkpointer.should_stop = lambda self, step: step >= stop_at
+  batch_log = os.environ.get("TINY_BATCH_LOG")
+  if batch_log:
+    _log_batches(f"{batch_log}.{jax.process_index()}")
   from inception_jax import train
   state = train.train_and_evaluate(config, args.workdir)
   if jax.process_index() == 0:

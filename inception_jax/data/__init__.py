@@ -22,37 +22,44 @@ names) report what was skipped so far; training batches then carry a "mask" (Fal
 image's empty slot, so the other examples keep their positions). Labels outside [0, num_classes)
 raise ValueError. `check_dataset(name, splits)` checks splits and class folders without decoding
 anything; `python -m inception_jax.data.check DATASET` lists the unreadable images.
+
+The submodules (TensorFlow's tf.data and tf.image) load on first use of a name below, so importing
+this package, and the trainer that imports it, needs no TensorFlow: the GPU benchmark runs the
+train step on machines without it (experiments/gpu_benchmark.py).
 """
 
-from inception_jax.data.datasets import DatasetError, DatasetInfo, DatasetNotFoundError, host_slice
-from inception_jax.data.multicrop import crop_names
-from inception_jax.data.pipeline import (
-    CorruptImageError,
-    EvalIterator,
-    TrainIterator,
-    check_dataset,
-    create_eval_iterator,
-    create_train_iterator,
-    get_info,
-)
-from inception_jax.data.preprocessing import (INPUT_SCALES, PREPROCESS_DEFAULTS, default_config,
-                                              make_config)
+import importlib
+from typing import Any
 
-__all__ = [
-    "CorruptImageError",
-    "DatasetError",
-    "DatasetInfo",
-    "DatasetNotFoundError",
-    "EvalIterator",
-    "PREPROCESS_DEFAULTS",
-    "TrainIterator",
-    "check_dataset",
-    "create_eval_iterator",
-    "create_train_iterator",
-    "crop_names",
-    "default_config",
-    "get_info",
-    "host_slice",
-    "make_config",
-    "INPUT_SCALES",
-]
+# Public name -> the submodule that defines it.
+_EXPORTS = {
+    "DatasetError": "datasets",
+    "DatasetInfo": "datasets",
+    "DatasetNotFoundError": "datasets",
+    "host_slice": "datasets",
+    "crop_names": "multicrop",
+    "CorruptImageError": "pipeline",
+    "EvalIterator": "pipeline",
+    "TrainIterator": "pipeline",
+    "check_dataset": "pipeline",
+    "create_eval_iterator": "pipeline",
+    "create_train_iterator": "pipeline",
+    "get_info": "pipeline",
+    "INPUT_SCALES": "conventions",
+    "PREPROCESS_DEFAULTS": "preprocessing",
+    "default_config": "preprocessing",
+    "make_config": "preprocessing",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+  if name not in _EXPORTS:
+    raise AttributeError(f"module 'inception_jax.data' has no attribute {name!r}")
+  value = getattr(importlib.import_module(f"inception_jax.data.{_EXPORTS[name]}"), name)
+  globals()[name] = value  # later lookups skip this function
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(_EXPORTS))

@@ -1,13 +1,18 @@
 """tf.data pipelines: the infinite, resumable training stream and the padded evaluation pass.
 
-Training order. Host `p` of `P` owns the contiguous slice `host_slice(n, p, P)` of the split and
-walks an infinite stream of positions 0, 1, 2, ... over it; position `pos` is example
-`index_shuffle(pos % n_host, seed=fold_in((seed, p), epoch))` of epoch `pos // n_host` (a stateless
-permutation per epoch), and every random preprocessing op is seeded by `fold_in((seed, p), pos)`.
-Batch `k` holds positions [k * B_local, (k + 1) * B_local), so starting at step `k` starts the
-stream at position `k * B_local` without touching an image before it. Splits too large to index
-(streamed TFDS splits) are shuffled with a buffer seeded by (seed, epoch, p) instead, and resuming
-skips encoded records of the current epoch (no decoding).
+Training order. For splits that can be indexed (folders, digits, TFDS splits small enough to hold
+in memory), the global batch at step `k` is a function of (seed, k, global batch size) only,
+whatever the number of processes: global position `g` is example
+`index_shuffle(g % n, seed=fold_in((seed, 0), epoch))` of epoch `g // n` (a stateless permutation
+of the whole split per epoch), every random preprocessing op is seeded by `fold_in((seed, 0), g)`,
+and batch `k` holds global positions [k * B, (k + 1) * B), of which host `p` of `P` prepares
+[k * B + p * B_local, k * B + (p + 1) * B_local) (B_local = B / P). A run checkpointed on P
+processes therefore resumes on any other number with the same batches; starting at step `k`
+starts each host's stream at its position `k * B_local` without touching an image before it.
+Splits too large to index (streamed TFDS splits) keep a per-host order: host `p` reads the
+contiguous slice `host_slice(n, p, P)`, shuffled with a buffer seeded by (seed, epoch, p), and
+resuming skips encoded records of the current epoch (no decoding); their order depends on P
+(`TrainIterator.order` is "per_host" then, "global" otherwise).
 
 Unreadable images. With `on_corrupt="fail"` (the default), decoding errors drop the example
 (`ignore_errors`); the Python iterator notices the missing stream position and raises
@@ -129,10 +134,12 @@ class TrainIterator(_Iterator):
     position (and a resumed run sees the same batches).
     """
 
-    def __init__(self, ds, *, start_step: int, batch_size: int, **kwargs):
+    def __init__(self, ds, *, start_step: int, batch_size: int, order: str = "global",
+                 **kwargs):
         super().__init__(ds, first_position=start_step * batch_size, **kwargs)
         self.step = start_step
         self.batch_size = batch_size
+        self.order = order  # "global": independent of the process count; or "per_host"
 
     def __next__(self) -> dict[str, np.ndarray]:
         batch = self._next_raw()
@@ -205,7 +212,7 @@ class EvalIterator(_Iterator):
 # ----------------------------------------------------------------------------- builders
 
 
-def _positions_to_examples(table: datasets.ExampleTable, seed: int, process_index: int):
+def _positions_to_examples(table: datasets.ExampleTable, seed: int, process_index: int = 0):
     n = table.size
 
     def example_index(position):
@@ -236,6 +243,13 @@ def _with_empty_slots(ds: tf.data.Dataset, preprocess_example, image_shape: tupl
                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def global_position(local_position, batch_size: int, process_index: int, process_count: int):
+    """The global stream position of host `process_index`'s local position (see the module
+    docstring): local batch k, row r -> global batch k, row process_index * batch_size + r."""
+    return ((local_position // batch_size) * (batch_size * process_count)
+            + process_index * batch_size + local_position % batch_size)
+
+
 def create_train_iterator(
     dataset: str,
     split: str = "train",
@@ -253,11 +267,13 @@ def create_train_iterator(
     download: bool = False,
     in_memory_max_bytes: int = datasets.DEFAULT_IN_MEMORY_MAX_BYTES,
 ) -> TrainIterator:
-    """Returns the infinite training iterator of this host's slice; see the module docstring.
+    """Returns the infinite training iterator of this host's rows of each global batch; see the
+    module docstring.
 
     Batches: {"image": float32 [B_local, image_size, image_size, 3], "label": int32 [B_local]},
-    B_local = global_batch_size // process_count. Deterministic for (seed, start_step,
-    process_index, process_count); batch k is the same whatever start_step <= k the run began at.
+    B_local = global_batch_size // process_count. The global batch k (the hosts' batches in
+    process order) depends on (seed, k, global_batch_size) only, for indexable splits; it is the
+    same whatever start_step <= k the run began at.
     """
     process_index, process_count = _process(process_index, process_count)
     batch_size = local_batch_size(global_batch_size, process_count)
@@ -265,26 +281,33 @@ def create_train_iterator(
     source = datasets.get_source(dataset, data_dir, download=download,
                                  in_memory_max_bytes=in_memory_max_bytes)
     total = source.check_split(split)
-    start, stop = datasets.host_slice(total, process_index, process_count)
-    n = stop - start
-    if n == 0:
-        raise ValueError(f"{dataset} {split}: host {process_index} of {process_count} has no examples")
     first = start_step * batch_size
-    example_key = tf.constant([seed, process_index], tf.int64)
-    table = source.table(split, start, stop)
+    table = source.table(split, 0, total)
+    # Seeds of the order and of the preprocessing: (seed, 0) for the global order on every host.
+    example_key = tf.constant([seed, 0 if table is not None else process_index], tf.int64)
 
     if table is not None:
-        example_index = _positions_to_examples(table, seed, process_index)
+        example_index = _positions_to_examples(table, seed)
+
+        def to_global(position):
+            return global_position(position, batch_size, process_index, process_count)
 
         def load(position):
-            encoded, label = table.fetch(example_index(position))
-            return encoded, label, position
+            g = to_global(position)
+            encoded, label = table.fetch(example_index(g))
+            return encoded, label, position, g
 
         def describe(position: int) -> str:
-            return table.describe(int(example_index(tf.constant(position, tf.int64))))
+            g = to_global(tf.constant(position, tf.int64))
+            return table.describe(int(example_index(g)))
 
         ds = tf.data.Dataset.range(first, _MAX_POSITION)
     else:
+        start, stop = datasets.host_slice(total, process_index, process_count)
+        n = stop - start
+        if n == 0:
+            raise ValueError(f"{dataset} {split}: host {process_index} of {process_count} has no "
+                             "examples")
         stream = source.stream(split, start, stop)
 
         def epoch(e):
@@ -294,7 +317,7 @@ def create_train_iterator(
         first_epoch = first // n
         ds = (tf.data.Dataset.range(first_epoch, _MAX_POSITION).flat_map(epoch)
               .enumerate(first_epoch * n).skip(first - first_epoch * n)
-              .map(lambda position, ex: (ex[0], ex[1], position)))
+              .map(lambda position, ex: (ex[0], ex[1], position, position)))
         load = None
 
         def describe(position: int) -> str:
@@ -302,8 +325,10 @@ def create_train_iterator(
                     f"{process_index} (epoch {position // n})")
 
     def preprocess_example(*args):
-        encoded, label, position = load(*args) if load is not None else args
-        seed_ = tf.random.experimental.stateless_fold_in(example_key, position)
+        # position: this host's stream position (to find dropped images); seed_position: the
+        # global position for the global order, the host's position for the per-host one.
+        encoded, label, position, seed_position = load(*args) if load is not None else args
+        seed_ = tf.random.experimental.stateless_fold_in(example_key, seed_position)
         image = preprocessing.train_image(encoded, seed_, image_size, config)
         return {"image": image, "label": tf.cast(label, tf.int32), "position": position}
 
@@ -317,7 +342,8 @@ def create_train_iterator(
           .prefetch(tf.data.AUTOTUNE)
           .with_options(_options()))
     return TrainIterator(ds, start_step=start_step, batch_size=batch_size, describe=describe,
-                         num_classes=source.info.num_classes, on_corrupt=on_corrupt)
+                         num_classes=source.info.num_classes, on_corrupt=on_corrupt,
+                         order="global" if table is not None else "per_host")
 
 
 def create_eval_iterator(

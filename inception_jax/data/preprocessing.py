@@ -42,6 +42,8 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from inception_jax.data.conventions import CAFFE_MEAN_RGB, INPUT_SCALES  # noqa: F401 (re-exported)
+
 INTERPOLATIONS = {
     "bilinear": tf.image.ResizeMethod.BILINEAR,
     "nearest": tf.image.ResizeMethod.NEAREST_NEIGHBOR,
@@ -57,13 +59,6 @@ COLOR_ORDERINGS = (
     ("hue", "saturation", "contrast", "brightness"),
 )
 
-# BVLC models/bvlc_googlenet/train_val.prototxt: mean_value 104, 117, 123 in Caffe's BGR channel
-# order (OpenCV decoding); the same means in our RGB order.
-CAFFE_MEAN_RGB = (123.0, 117.0, 104.0)
-INPUT_SCALES: dict[str, dict[str, Any]] = {
-    "inception": dict(input_range=(-1.0, 1.0), mean=None, std=None),
-    "caffe": dict(mean=tuple(m / 255.0 for m in CAFFE_MEAN_RGB), std=(1.0 / 255.0,) * 3),
-}
 TEN_CROPS = ("shorter_side", "krizhevsky", "caffe")
 
 PREPROCESS_DEFAULTS: dict[str, Any] = dict(
