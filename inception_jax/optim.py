@@ -120,7 +120,7 @@ def _base_optimizer(config: ml_collections.ConfigDict,
     opt = optax.adam(learning_rate_fn)
   else:
     raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
-  bias_multiplier = config.get("bias_lr_multiplier", 1.0)
+  bias_multiplier = getattr(config, "bias_lr_multiplier", 1.0)
   if bias_multiplier != 1.0:
     opt = optax.chain(opt, scale_layer_biases(bias_multiplier))
   return opt

@@ -159,20 +159,20 @@ class TransferSpec:
 
 def spec_from_config(config: Any) -> TransferSpec:
   """Parses config.freeze, config.init_exclude, config.new_layers_lr_multiplier (ValueError)."""
-  multiplier = float(config.get("new_layers_lr_multiplier", 1.0))
+  multiplier = float(getattr(config, "new_layers_lr_multiplier", 1.0))
   if not multiplier >= 0:
     raise ValueError(f"new_layers_lr_multiplier must be >= 0, got {multiplier}")
-  return TransferSpec(freeze=parse_patterns(config.get("freeze"), "freeze"),
-                      init_exclude=parse_patterns(config.get("init_exclude"), "init_exclude"),
+  return TransferSpec(freeze=parse_patterns(getattr(config, "freeze", None), "freeze"),
+                      init_exclude=parse_patterns(getattr(config, "init_exclude", None), "init_exclude"),
                       new_layers_lr_multiplier=multiplier)
 
 
 def check_config_against_variables(config: Any, variables: Variables) -> None:
   """freeze and init_exclude patterns that name nothing are errors (before compiling)."""
   spec = spec_from_config(config)
-  if config.get("freeze"):
+  if getattr(config, "freeze", None):
     check_patterns_match(config.freeze, spec.freeze, variables, "freeze")
-  if config.get("init_exclude"):
+  if getattr(config, "init_exclude", None):
     check_patterns_match(config.init_exclude, spec.init_exclude, variables, "init_exclude")
 
 
