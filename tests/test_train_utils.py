@@ -58,10 +58,10 @@ def install_tiny_model() -> None:
     return
   create, min_size = models.create, models.min_image_size
 
-  def create_with_tiny(name, num_classes=1000, **overrides):
+  def create_with_tiny(name, num_classes=None, **overrides):
     if name == "tiny":
-      return TinyNet(num_classes=num_classes, **overrides)
-    return create(name, num_classes=num_classes, **overrides)
+      return TinyNet(num_classes=1000 if num_classes is None else num_classes, **overrides)
+    return create(name, num_classes=num_classes, **overrides)  # None: the network's own default
 
   def min_image_size_with_tiny(name, **overrides):
     return 8 if name == "tiny" else min_size(name, **overrides)
