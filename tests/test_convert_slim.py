@@ -11,7 +11,6 @@ segfault). Under CI=true a missing tf-slim / tf_keras or missing photographs fai
 skipping.
 """
 import functools
-import importlib
 import json
 import os
 import sys
@@ -24,6 +23,7 @@ import pytest
 
 from inception_jax import benchmark, convert
 from inception_jax.data import samples
+from test_convert import require  # the one parity-dependency helper (skip, or fail under CI)
 
 RTOL = 1e-4
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -36,25 +36,6 @@ NETS = {"inception_v1": ("googlenet_bn", 224), "inception_v2": ("bn_inception", 
 
 def _ci() -> bool:
   return os.environ.get("CI", "").lower() == "true"
-
-
-def require(module):
-  """The module, or skip; under CI=true a missing parity dependency is a failure."""
-  try:
-    return importlib.import_module(module)
-  except ImportError as e:
-    if _ci():
-      pytest.fail(f"{module} is required for the parity tests under CI=true: {e}")
-    pytest.skip(f"{module} is not installed")
-
-
-def test_missing_parity_dependency_fails_under_ci(monkeypatch):
-  monkeypatch.setenv("CI", "true")
-  with pytest.raises(pytest.fail.Exception, match="required for the parity tests under CI=true"):
-    require("no_such_module_for_inception_jax")
-  monkeypatch.delenv("CI")
-  with pytest.raises(pytest.skip.Exception):
-    require("no_such_module_for_inception_jax")
 
 
 def slim_nets():
