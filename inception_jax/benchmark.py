@@ -5,7 +5,7 @@ persistent compilation cache (docs/PERFORMANCE.md has the method and the figures
   (AOT: `jit(...).lower(...)` then `.compile()`, timed separately), the median train and eval
   throughput after a warm-up step, the multiply-adds per image (`inception_jax.accounting`), the
   achieved FLOP/s and its ratio to a matrix product measured on the same devices.
-- `run_peer(...)`: one of the peer scripts in ../shared/bench (torchvision, Keras) in a subprocess.
+- `run_peer(...)`: one of the peer scripts in inception_jax/peers (torchvision, Keras) in a subprocess.
 
 The train step is the training code's own (`inception_jax.train.train_step`: cross-entropy plus the
 auxiliary heads' term weighted 0.3 for GoogLeNet and 0.4 for Inception v3, as the peers do), with
@@ -212,8 +212,8 @@ def benchmark_train(model_name: str, batch_size: int, image_size: int | None = N
 # ---------------------------------------------------------------------------------------------
 # Peers.
 # ---------------------------------------------------------------------------------------------
-PEER_DIR = os.environ.get("INCEPTION_JAX_PEER_DIR", os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "bench"))
+PEER_DIR = os.environ.get("INCEPTION_JAX_PEER_DIR",
+                          os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
 PEER_MODEL = {"googlenet_bn": "googlenet", "googlenet": "googlenet", "inception_v3": "inception_v3"}
 PEERS = ("torch", "keras")
 
@@ -231,9 +231,9 @@ def check_peers(peers: tuple[str, ...]) -> None:
                if not os.path.isfile(os.path.join(PEER_DIR, f"peer_{p}.py"))]
     if missing:
         raise PeerNotFoundError(
-            f"peer script(s) not found: {', '.join(missing)}. The peer scripts live outside the "
-            f"repository (../shared/bench); point INCEPTION_JAX_PEER_DIR at the folder holding "
-            f"peer_<name>.py, or drop the peer from --peers. Nothing was run.")
+            f"peer script(s) not found: {', '.join(missing)}. They ship in inception_jax/peers; "
+            f"restore them from the repository, point INCEPTION_JAX_PEER_DIR at the folder "
+            f"holding peer_<name>.py, or drop the peer from --peers. Nothing was run.")
 
 
 def _run_json(args: list[str], timeout: float, **run_kwargs: Any) -> dict[str, Any]:
@@ -247,7 +247,7 @@ def _run_json(args: list[str], timeout: float, **run_kwargs: Any) -> dict[str, A
 
 def run_peer(peer: str, model_name: str, batch_size: int, image_size: int, steps: int,
              timeout: float = 1800) -> dict[str, Any]:
-    """Runs ../shared/bench/peer_{torch,keras}.py in a subprocess; its JSON (or {"error": ...})."""
+    """Runs peers/peer_{torch,keras}.py in a subprocess; its JSON (or {"error": ...})."""
     script = os.path.join(PEER_DIR, f"peer_{peer}.py")
     args = [sys.executable, script, f"--batch-size={batch_size}", f"--image-size={image_size}",
             f"--steps={steps}"]

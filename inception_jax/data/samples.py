@@ -1,7 +1,9 @@
-"""Lays out the project's shared sample images (`../shared/data`) as `folder:` datasets.
+"""Lays out sample-image tarballs (an ImageNet sample, CIFAR-10 as JPEGs) as `folder:` datasets.
 
-    python -m inception_jax.data.samples imagenet ../shared/data/imagenet-sample-500.tar /tmp/inet
-    python -m inception_jax.data.samples cifar10 ../shared/data/cifar10-jpeg.tar.gz /tmp/cifar --per-class=50
+    python -m inception_jax.data.samples imagenet DATA/imagenet-sample-500.tar /tmp/inet
+    python -m inception_jax.data.samples cifar10 DATA/cifar10-jpeg.tar.gz /tmp/cifar --per-class=50
+
+(DATA: the folder holding the tarballs; the development machines keep them beside the repository.)
 
 - ImageNet sample (500 full-size JPEGs `imagenet-sample/<wnid>_<name>.JPEG`) -> `DEST/train/<wnid>/`
   (one image per class; the class index among the 500 present wnids is their sorted order).
