@@ -16,6 +16,7 @@ later rows, so this row uses momentum SGD at the recipe's 0.045 (the BN paper's 
 label smoothing, as the Inception-v2 row of experiments/v3_ablations.py does. BN-Inception has no
 auxiliary head (slim builds none), so no aux loss. Dropout before the classifier is slim's (keep 0.8).
 """
+
 import ml_collections
 
 from configs import common
@@ -26,11 +27,11 @@ PRESETS = ("local",)
 
 def bn_inception_recipe() -> ml_collections.ConfigDict:
   c = v3.rethinking_recipe("bn_inception")
-  c.image_size = 224                # BN paper / slim: inception_v2.default_image_size = 224
-  c.model_overrides.stem = "7x7"    # the paper's dense 7x7 (slim's checkpoint: "separable")
-  c.optimizer = "sgd"               # Table 3: RMSProp is added two rows later
-  c.label_smoothing = 0.0           # Table 3: label smoothing is added three rows later
-  c.aux_loss_weight = 0.0           # no auxiliary head
+  c.image_size = 224  # BN paper / slim: inception_v2.default_image_size = 224
+  c.model_overrides.stem = "7x7"  # the paper's dense 7x7 (slim's checkpoint: "separable")
+  c.optimizer = "sgd"  # Table 3: RMSProp is added two rows later
+  c.label_smoothing = 0.0  # Table 3: label smoothing is added three rows later
+  c.aux_loss_weight = 0.0  # no auxiliary head
   return c
 
 
@@ -38,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   preset = common.parse_arg(arg, PRESETS)
   c = bn_inception_recipe()
   if preset == "local":
-    c = v3.local_preset(c)          # (replaces model_overrides: the stem is set again)
+    c = v3.local_preset(c)  # (replaces model_overrides: the stem is set again)
     c.model_overrides.stem = "7x7"
-    c.image_size = 75               # the v3 presets' size; BN-Inception takes any size
+    c.image_size = 75  # the v3 presets' size; BN-Inception takes any size
   return c

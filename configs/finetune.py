@@ -48,6 +48,7 @@ Logits and AuxLogits only (checkpoint_exclude_scopes = trainable_scopes = Incept
 InceptionV3/AuxLogits), RMSProp, learning rate 0.01 fixed, batch 32, 1000 steps, weight decay
 4e-5; step 2 fine-tunes every layer at 0.0001 for 500 steps.
 """
+
 import ml_collections
 
 from configs import common, v3
@@ -62,16 +63,16 @@ def slim_v3_recipe() -> ml_collections.ConfigDict:
   c.image_size = 299
   c.dataset = "folder:/path/to/dataset"  # override: --config.dataset=folder:PATH
   c.eval_split = "validation"
-  c.freeze = "backbone"             # slim: --trainable_scopes=InceptionV3/Logits,InceptionV3/AuxLogits
-  c.optimizer = "rmsprop"           # slim script: --optimizer=rmsprop (decay 0.9, epsilon 1.0)
-  c.learning_rate = 0.01            # slim script: --learning_rate=0.01
+  c.freeze = "backbone"  # slim: --trainable_scopes=InceptionV3/Logits,InceptionV3/AuxLogits
+  c.optimizer = "rmsprop"  # slim script: --optimizer=rmsprop (decay 0.9, epsilon 1.0)
+  c.learning_rate = 0.01  # slim script: --learning_rate=0.01
   c.base_batch_size = 32
-  c.batch_size = 32                 # slim script: --batch_size=32
-  c.lr_schedule = "constant"        # slim script: --learning_rate_decay_type=fixed
-  c.num_train_steps = 1000          # slim script: --max_number_of_steps=1000
-  c.weight_decay = 4e-5             # slim script: --weight_decay=0.00004
-  c.grad_clip_norm = 0.0            # slim's train_image_classifier clips nothing
-  c.ema_decay = 0.0                 # slim script: no --moving_average_decay
+  c.batch_size = 32  # slim script: --batch_size=32
+  c.lr_schedule = "constant"  # slim script: --learning_rate_decay_type=fixed
+  c.num_train_steps = 1000  # slim script: --max_number_of_steps=1000
+  c.weight_decay = 4e-5  # slim script: --weight_decay=0.00004
+  c.grad_clip_norm = 0.0  # slim's train_image_classifier clips nothing
+  c.ema_decay = 0.0  # slim script: no --moving_average_decay
   c.eval_batch_size = 64
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 500
@@ -92,7 +93,8 @@ def local_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model = "googlenet_bn"
   # The conventions of a converted torchvision googlenet (its convert_meta.json).
   c.model_overrides = ml_collections.ConfigDict(
-      {"width_multiplier": 1.0, "transform_input": True, "bn_scale": True, "aux_logits": True})
+    {"width_multiplier": 1.0, "transform_input": True, "bn_scale": True, "aux_logits": True}
+  )
   c = torchvision_input(c)
   c.freeze = ""
   c.optimizer = "sgd"
@@ -103,11 +105,11 @@ def local_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.new_layers_lr_multiplier = 1.0
   c.lr_schedule = "cosine"
   c.warmup_epochs = 1.0
-  c.num_epochs = 12.0               # 282 steps of 64
+  c.num_epochs = 12.0  # 282 steps of 64
   c.num_train_steps = -1
   c.weight_decay = 1e-4
   c.label_smoothing = 0.0
-  c.aux_loss_weight = 0.3           # torchvision's googlenet training: 0.3 per head
+  c.aux_loss_weight = 0.3  # torchvision's googlenet training: 0.3 per head
   c.grad_clip_norm = 0.0
   c.ema_decay = 0.0
   c.batch_norm = "sync"

@@ -12,6 +12,7 @@ Local preset (`digits`, 2 CPU cores):
   python -m experiments.run --config=configs/v2.py:local --workdir=/tmp/v2_local
   About 5-10 minutes, >= 90% test top-1 expected (see docs/TRAINING.md).
 """
+
 import ml_collections
 
 from configs import common

@@ -9,6 +9,7 @@
 Subcommands live in SUBCOMMANDS (name -> (add_arguments, run)); each `run(args)` returns a dict
 that is printed as one JSON object (--format=json) or as `key: value` lines.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,24 +26,42 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--batches", type=int, default=20, help="timed batches (after warm-up)")
   parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--warmup", type=int, default=5)
-  parser.add_argument("--plain", action="store_true",
-                      help="decode, crop, resize, flip only: no colour distortion or random "
-                           "interpolation (the comparison pipeline)")
-  parser.add_argument("--on-corrupt", choices=["fail", "skip"], default="fail",
-                      help="skip: each example decoded in its own dataset, empty slots for "
-                           "unreadable images (the pipeline of --config.on_corrupt=skip)")
-  parser.add_argument("--preprocess", default="{}",
-                      help="JSON dict of preprocessing overrides, e.g. '{\"color_impl\": \"tf\"}'")
+  parser.add_argument(
+    "--plain",
+    action="store_true",
+    help="decode, crop, resize, flip only: no colour distortion or random "
+    "interpolation (the comparison pipeline)",
+  )
+  parser.add_argument(
+    "--on-corrupt",
+    choices=["fail", "skip"],
+    default="fail",
+    help="skip: each example decoded in its own dataset, empty slots for "
+    "unreadable images (the pipeline of --config.on_corrupt=skip)",
+  )
+  parser.add_argument(
+    "--preprocess",
+    default="{}",
+    help="JSON dict of preprocessing overrides, e.g. '{\"color_impl\": \"tf\"}'",
+  )
 
 
 def _run_input(args: argparse.Namespace) -> dict[str, Any]:
   from inception_jax.data import benchmark
+
   preprocess = dict(benchmark.PLAIN) if args.plain else {}
   preprocess.update(json.loads(args.preprocess))
   return benchmark.benchmark_input(
-      args.dataset, args.split, image_size=args.image_size, batches=args.batches,
-      batch_size=args.batch_size, warmup=args.warmup, data_dir=args.data_dir,
-      preprocess=preprocess, on_corrupt=args.on_corrupt)
+    args.dataset,
+    args.split,
+    image_size=args.image_size,
+    batches=args.batches,
+    batch_size=args.batch_size,
+    warmup=args.warmup,
+    data_dir=args.data_dir,
+    preprocess=preprocess,
+    on_corrupt=args.on_corrupt,
+  )
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,24 +70,38 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--image-size", type=int, default=None, help="default: the model's own")
   parser.add_argument("--steps", type=int, default=5, help="timed steps (after a warm-up step)")
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-  parser.add_argument("--fast-conv", choices=["auto", "on", "off"], default=None,
-                      help="the CPU convolution fast path (default: $INCEPTION_JAX_FAST_CONV or auto)")
-  parser.add_argument("--cache-dir", default=None,
-                      help="persistent compilation cache ('none': off; default: "
-                           "$INCEPTION_JAX_COMPILATION_CACHE or ~/.cache/inception_jax/jax_cache)")
+  parser.add_argument(
+    "--fast-conv",
+    choices=["auto", "on", "off"],
+    default=None,
+    help="the CPU convolution fast path (default: $INCEPTION_JAX_FAST_CONV or auto)",
+  )
+  parser.add_argument(
+    "--cache-dir",
+    default=None,
+    help="persistent compilation cache ('none': off; default: "
+    "$INCEPTION_JAX_COMPILATION_CACHE or ~/.cache/inception_jax/jax_cache)",
+  )
   parser.add_argument("--no-peak", action="store_true", help="skip the matrix-product peak")
-  parser.add_argument("--peers", default="",
-                      help="comma-separated peers (torch, keras) to run side by side, each in a "
-                           "fresh process, interleaved with ours for --rounds rounds; prints medians")
+  parser.add_argument(
+    "--peers",
+    default="",
+    help="comma-separated peers (torch, keras) to run side by side, each in a "
+    "fresh process, interleaved with ours for --rounds rounds; prints medians",
+  )
   parser.add_argument("--rounds", type=int, default=3)
-  parser.add_argument("--variants", default="",
-                      help='with --peers: JSON {"name": {"ENV_VAR": "value"}} of our variants '
-                           '(e.g. fast conv off, XLA_FLAGS) to A/B in the same rounds')
+  parser.add_argument(
+    "--variants",
+    default="",
+    help='with --peers: JSON {"name": {"ENV_VAR": "value"}} of our variants '
+    '(e.g. fast conv off, XLA_FLAGS) to A/B in the same rounds',
+  )
 
 
 def _run_train(args: argparse.Namespace) -> dict[str, Any]:
   import os
   from inception_jax import benchmark, models
+
   if args.fast_conv:
     os.environ["INCEPTION_JAX_FAST_CONV"] = args.fast_conv
   size = args.image_size or models.default_image_size(args.model)
@@ -76,23 +109,41 @@ def _run_train(args: argparse.Namespace) -> dict[str, Any]:
     peers = tuple(p for p in args.peers.split(",") if p)
     variants = json.loads(args.variants) if args.variants else None
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    return benchmark.compare(args.model, args.batch_size, size, args.steps, rounds=args.rounds,
-                             peers=peers, dtype=args.dtype, variants=variants, log=log)
-  return benchmark.benchmark_train(args.model, args.batch_size, size, steps=args.steps,
-                                   dtype=args.dtype, peak=not args.no_peak,
-                                   cache_dir=args.cache_dir)
+    return benchmark.compare(
+      args.model,
+      args.batch_size,
+      size,
+      args.steps,
+      rounds=args.rounds,
+      peers=peers,
+      dtype=args.dtype,
+      variants=variants,
+      log=log,
+    )
+  return benchmark.benchmark_train(
+    args.model,
+    args.batch_size,
+    size,
+    steps=args.steps,
+    dtype=args.dtype,
+    peak=not args.no_peak,
+    cache_dir=args.cache_dir,
+  )
 
 
-SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
-                             Callable[[argparse.Namespace], dict[str, Any]]]] = {
-    "input": (_add_input_arguments, _run_input),
-    "train": (_add_train_arguments, _run_train),
+SUBCOMMANDS: dict[
+  str,
+  tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict[str, Any]]],
+] = {
+  "input": (_add_input_arguments, _run_input),
+  "train": (_add_train_arguments, _run_train),
 }
 
 
 def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog="python -m experiments.benchmark",
-                                   description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+    prog="python -m experiments.benchmark", description=__doc__.splitlines()[0]
+  )
   subparsers = parser.add_subparsers(dest="command", required=True)
   for name, (add_arguments, _) in SUBCOMMANDS.items():
     sub = subparsers.add_parser(name)
@@ -100,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_argument("--format", choices=["json", "text"], default="text")
   args = parser.parse_args(argv)
   from inception_jax import benchmark
+
   try:
     result = SUBCOMMANDS[args.command][1](args)
   except benchmark.PeerNotFoundError as e:

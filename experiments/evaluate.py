@@ -5,12 +5,17 @@
 
 Softmax probabilities are averaged over crops and over models; prints top-1 and top-5.
 """
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-_CONFIG = config_flags.DEFINE_config_file("config", None, "The recipe the checkpoints were trained "
-                                          "with (configs/*.py[:preset]).", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config",
+  None,
+  "The recipe the checkpoints were trained with (configs/*.py[:preset]).",
+  lock_config=True,
+)
 flags.DEFINE_multi_string("workdir", None, "Training workdir(s); several make an ensemble.")
 flags.DEFINE_enum("crops", "1", ["1", "10", "144"], "Crops per image.")
 flags.DEFINE_integer("batch_size", None, "Global eval batch (default: config.eval_batch_size).")
@@ -21,17 +26,21 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   from inception_jax import cli, parallel
+
   parallel.initialize_distributed()
   import jax
   from inception_jax import evaluate
+
   config = _CONFIG.value
   parallel.enable_compilation_cache(config.compilation_cache_dir or "none")
   logging.info("JAX %s, %s", jax.__version__, parallel.describe())
   with cli.user_errors():
-    evaluate.evaluate_workdirs(config, FLAGS.workdir, crops=int(FLAGS.crops),
-                               batch_size=FLAGS.batch_size, use_ema=FLAGS.ema)
+    evaluate.evaluate_workdirs(
+      config, FLAGS.workdir, crops=int(FLAGS.crops), batch_size=FLAGS.batch_size, use_ema=FLAGS.ema
+    )
 
 
 if __name__ == "__main__":
   from inception_jax import cli
+
   app.run(main, flags_parser=cli.parse_flags)

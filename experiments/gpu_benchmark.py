@@ -24,6 +24,7 @@ On a CPU (the test suite) the same script runs at tiny sizes, e.g.
       --v3-batch=2 --v3-batch-f32=2 --googlenet-batch=2 --googlenet-batch-f32=2 --steps=1 \
       --width-multiplier=0.25 --peak-size=256 --no-torch-compile
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,9 @@ AUX_WEIGHT = {"inception_v3": 0.4, "googlenet_bn": 0.3}  # per auxiliary head, a
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog="python -m experiments.gpu_benchmark",
-                              description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(
+    prog="python -m experiments.gpu_benchmark", description=__doc__.splitlines()[0]
+  )
   p.add_argument("--out", required=True, help="path of the combined JSON")
   p.add_argument("--part", choices=["all", "jax", "torch"], default="all")
   p.add_argument("--models", default=",".join(MODELS))
@@ -54,15 +56,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--googlenet-batch", type=int, default=512, help="googlenet_bn batch, bfloat16")
   p.add_argument("--googlenet-batch-f32", type=int, default=256, help="googlenet_bn batch, float32")
   p.add_argument("--steps", type=int, default=10, help="timed steps after the warm-up")
-  p.add_argument("--width-multiplier", type=float, default=1.0,
-                 help="ours only (torchvision has none): < 1 for tests at tiny sizes")
-  p.add_argument("--peak-size", type=int, default=None,
-                 help="matrix-product side for the peak (default 8192; 2048 on CPU)")
+  p.add_argument(
+    "--width-multiplier",
+    type=float,
+    default=1.0,
+    help="ours only (torchvision has none): < 1 for tests at tiny sizes",
+  )
+  p.add_argument(
+    "--peak-size",
+    type=int,
+    default=None,
+    help="matrix-product side for the peak (default 8192; 2048 on CPU)",
+  )
   p.add_argument("--no-torch", action="store_true")
-  p.add_argument("--no-torch-compile", action="store_true",
-                 help="skip torch.compile (on CPU in the tests: it needs a C++ toolchain and time)")
-  p.add_argument("--budget-seconds", type=float, default=420.0,
-                 help="wall-clock budget of the whole run; items that do not fit are skipped")
+  p.add_argument(
+    "--no-torch-compile",
+    action="store_true",
+    help="skip torch.compile (on CPU in the tests: it needs a C++ toolchain and time)",
+  )
+  p.add_argument(
+    "--budget-seconds",
+    type=float,
+    default=420.0,
+    help="wall-clock budget of the whole run; items that do not fit are skipped",
+  )
   return p.parse_args(argv)
 
 
@@ -125,6 +142,7 @@ def bf16_reduction_check() -> dict[str, Any]:
 
   def f(s, x):
     return jnp.sum((x * s.astype(x.dtype)).astype(jnp.float32))
+
   g32 = jax.jit(jax.grad(f))(jnp.ones(8), x)
   g16 = jax.jit(jax.grad(f))(jnp.ones(8), x.astype(jnp.bfloat16))
   err = float(jnp.max(jnp.abs(g16 - g32) / jnp.abs(g32)))
@@ -137,32 +155,52 @@ def run_jax(args: argparse.Namespace, deadline: float) -> None:
 
   from inception_jax import benchmark
 
-  log = _Log(args.out + ".jax.json", {
-      "framework": "jax", "jax": jax.__version__, "backend": jax.default_backend(),
-      "devices": [f"{d.platform}:{d.device_kind}" for d in jax.devices()]})
+  log = _Log(
+    args.out + ".jax.json",
+    {
+      "framework": "jax",
+      "jax": jax.__version__,
+      "backend": jax.default_backend(),
+      "devices": [f"{d.platform}:{d.device_kind}" for d in jax.devices()],
+    },
+  )
   t = time.perf_counter()
-  peak = {dt: benchmark.measure_peak_flops(jnp.dtype(dt), size=args.peak_size)
-          for dt in ("bfloat16", "float32")}
+  peak = {
+    dt: benchmark.measure_peak_flops(jnp.dtype(dt), size=args.peak_size)
+    for dt in ("bfloat16", "float32")
+  }
   log.set("peak_flops_per_sec", {k: round(v, 1) for k, v in peak.items()})
   log.set("peak_seconds", round(time.perf_counter() - t, 2))
   log.set("numerics", bf16_reduction_check())
   overrides = {"width_multiplier": args.width_multiplier} if args.width_multiplier != 1 else {}
   for model, dtype in _items(args):
-    row = {"model": model, "dtype": dtype, "image_size": size_of(args, model),
-           "batch_size": batch_of(args, model, dtype)}
+    row = {
+      "model": model,
+      "dtype": dtype,
+      "image_size": size_of(args, model),
+      "batch_size": batch_of(args, model, dtype),
+    }
     if time.time() > deadline:
       log.add({**row, "skipped": "time budget"})
       continue
     try:
-      r = benchmark.benchmark_train(model, row["batch_size"], row["image_size"], steps=args.steps,
-                                    dtype=dtype, peak=False, cache_dir="none",
-                                    overrides=overrides)
+      r = benchmark.benchmark_train(
+        model,
+        row["batch_size"],
+        row["image_size"],
+        steps=args.steps,
+        dtype=dtype,
+        peak=False,
+        cache_dir="none",
+        overrides=overrides,
+      )
     except Exception as e:  # noqa: BLE001 - one failure (e.g. out of memory) is reported, not fatal
       log.add({**row, "error": f"{type(e).__name__}: {str(e)[:2000]}"})
       continue
     r["utilization_vs_bf16_matmul"] = round(r["achieved_flops_per_sec"] / peak["bfloat16"], 4)
     r["eval_utilization_vs_bf16_matmul"] = round(
-        r["eval_achieved_flops_per_sec"] / peak["bfloat16"], 4)
+      r["eval_achieved_flops_per_sec"] / peak["bfloat16"], 4
+    )
     for key in ("peak_flops_per_sec", "utilization", "eval_utilization"):
       r.pop(key, None)  # measured once above
     log.add(r)
@@ -180,6 +218,7 @@ def torch_matmul_peak(size: int | None, steps: int = 5) -> float:
   import statistics
 
   import torch
+
   device = "cuda" if torch.cuda.is_available() else "cpu"
   size = size or (8192 if device == "cuda" else 2048)
   a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
@@ -192,11 +231,12 @@ def torch_matmul_peak(size: int | None, steps: int = 5) -> float:
     _sync(torch, device)
     if i:
       times.append(time.perf_counter() - t)
-  return 2.0 * size ** 3 / statistics.median(times)
+  return 2.0 * size**3 / statistics.median(times)
 
 
-def torch_benchmark(model_name: str, batch_size: int, image_size: int, steps: int, dtype: str,
-                    compiled: bool) -> dict[str, Any]:
+def torch_benchmark(
+  model_name: str, batch_size: int, image_size: int, steps: int, dtype: str, compiled: bool
+) -> dict[str, Any]:
   """torchvision's network, channels_last, SGD momentum 0.9, cross-entropy plus the auxiliary
   heads' terms; bfloat16 means autocast (AMP: convolutions and matmuls in bfloat16, BatchNorm and
   the loss in float32, float32 parameters), float32 no autocast. Medians over `steps` after two
@@ -260,16 +300,26 @@ def torch_benchmark(model_name: str, batch_size: int, image_size: int, steps: in
   def eval_step():
     with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
       return net(x)
+
   first_eval, eval_s = timed(eval_step, steps, 2)
   return {
-      "framework": "torch", "model": model_name, "torch_model": TORCH_MODELS[model_name],
-      "dtype": dtype, "amp": amp, "channels_last": True, "compiled": compiled,
-      "batch_size": batch_size, "image_size": image_size, "device": device,
-      "first_step_seconds": round(first_train, 3), "eval_first_step_seconds": round(first_eval, 3),
-      "train_step_seconds": round(train_s, 4),
-      "train_images_per_sec": round(batch_size / train_s, 3),
-      "eval_images_per_sec": round(batch_size / eval_s, 3), "steps": steps,
-      "loss": round(loss, 4),
+    "framework": "torch",
+    "model": model_name,
+    "torch_model": TORCH_MODELS[model_name],
+    "dtype": dtype,
+    "amp": amp,
+    "channels_last": True,
+    "compiled": compiled,
+    "batch_size": batch_size,
+    "image_size": image_size,
+    "device": device,
+    "first_step_seconds": round(first_train, 3),
+    "eval_first_step_seconds": round(first_eval, 3),
+    "train_step_seconds": round(train_s, 4),
+    "train_images_per_sec": round(batch_size / train_s, 3),
+    "eval_images_per_sec": round(batch_size / eval_s, 3),
+    "steps": steps,
+    "loss": round(loss, 4),
   }
 
 
@@ -278,21 +328,34 @@ def run_torch(args: argparse.Namespace, deadline: float) -> None:
   import torchvision
 
   device = "cuda" if torch.cuda.is_available() else "cpu"
-  log = _Log(args.out + ".torch.json", {
-      "framework": "torch", "torch": torch.__version__, "torchvision": torchvision.__version__,
-      "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"})
+  log = _Log(
+    args.out + ".torch.json",
+    {
+      "framework": "torch",
+      "torch": torch.__version__,
+      "torchvision": torchvision.__version__,
+      "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+    },
+  )
   log.set("bf16_matmul_flops_per_sec", round(torch_matmul_peak(args.peak_size), 1))
   modes = [False] + ([] if args.no_torch_compile else [True])
   for compiled in modes:
     for model, dtype in _items(args):
-      row = {"framework": "torch", "model": model, "dtype": dtype, "compiled": compiled,
-             "image_size": size_of(args, model), "batch_size": batch_of(args, model, dtype)}
+      row = {
+        "framework": "torch",
+        "model": model,
+        "dtype": dtype,
+        "compiled": compiled,
+        "image_size": size_of(args, model),
+        "batch_size": batch_of(args, model, dtype),
+      }
       if time.time() > deadline:
         log.add({**row, "skipped": "time budget"})
         continue
       try:
-        log.add(torch_benchmark(model, row["batch_size"], row["image_size"], args.steps, dtype,
-                                compiled))
+        log.add(
+          torch_benchmark(model, row["batch_size"], row["image_size"], args.steps, dtype, compiled)
+        )
       except Exception as e:  # noqa: BLE001
         log.add({**row, "error": f"{type(e).__name__}: {str(e)[:2000]}"})
       finally:
@@ -317,16 +380,31 @@ def _part(args_list: list[str], part: str, deadline: float, out: str) -> dict[st
   path = f"{out}.{part}.json"
   if os.path.exists(path):
     os.remove(path)
-  cmd = [sys.executable, "-m", "experiments.gpu_benchmark", *args_list, f"--part={part}",
-         f"--deadline={deadline}"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "experiments.gpu_benchmark",
+    *args_list,
+    f"--part={part}",
+    f"--deadline={deadline}",
+  ]
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-      p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
+  env = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p),
+  }
   grace = 120.0
   t = time.perf_counter()
   try:
-    proc = subprocess.run(cmd, timeout=max(deadline - time.time(), 0) + grace, cwd=repo, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(
+      cmd,
+      timeout=max(deadline - time.time(), 0) + grace,
+      cwd=repo,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
     status, tail = proc.returncode, proc.stdout[-3000:]
   except subprocess.TimeoutExpired as e:
     status, tail = "timeout", (e.stdout or b"")[-3000:]
@@ -343,22 +421,43 @@ def _summary(jax_part: dict[str, Any], torch_part: dict[str, Any] | None) -> lis
   """One row per (framework, variant, model, dtype) with the headline figures. Torch rows get a
   utilisation from our multiply-add count of the same network (torchvision's googlenet is
   googlenet_bn's architecture) and our bfloat16 matrix-product peak."""
-  keys = ("train_images_per_sec", "eval_images_per_sec", "compile_seconds", "first_step_seconds",
-          "utilization_vs_bf16_matmul")
+  keys = (
+    "train_images_per_sec",
+    "eval_images_per_sec",
+    "compile_seconds",
+    "first_step_seconds",
+    "utilization_vs_bf16_matmul",
+  )
   rows, macs = [], {}
   peak = (jax_part.get("peak_flops_per_sec") or {}).get("bfloat16")
   for r in jax_part.get("results", []):
-    rows.append({"framework": "jax", **{k: r.get(k) for k in
-                                        ("model", "dtype", "batch_size", "image_size", *keys)},
-                 **({"status": r.get("skipped") or r.get("error")} if "skipped" in r or "error" in r
-                    else {})})
+    rows.append(
+      {
+        "framework": "jax",
+        **{k: r.get(k) for k in ("model", "dtype", "batch_size", "image_size", *keys)},
+        **(
+          {"status": r.get("skipped") or r.get("error")} if "skipped" in r or "error" in r else {}
+        ),
+      }
+    )
     if "train_macs_per_image" in r and not r.get("overrides"):
       macs[(r["model"], r["image_size"])] = r["train_macs_per_image"]
   for r in (torch_part or {}).get("results", []):
-    row = {"framework": "torch.compile" if r.get("compiled") else "torch eager",
-           **{k: r.get(k) for k in ("model", "dtype", "batch_size", "image_size",
-                                    "train_images_per_sec", "eval_images_per_sec",
-                                    "first_step_seconds")}}
+    row = {
+      "framework": "torch.compile" if r.get("compiled") else "torch eager",
+      **{
+        k: r.get(k)
+        for k in (
+          "model",
+          "dtype",
+          "batch_size",
+          "image_size",
+          "train_images_per_sec",
+          "eval_images_per_sec",
+          "first_step_seconds",
+        )
+      },
+    }
     m = macs.get((r.get("model"), r.get("image_size")))
     if m and peak and r.get("train_images_per_sec"):
       row["utilization_vs_bf16_matmul"] = round(6.0 * m * r["train_images_per_sec"] / peak, 4)
@@ -376,24 +475,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   _items(args)  # bad --models / --dtypes fail here, before anything starts
   start = time.time()
   if args.part != "all":
-    deadline = float(deadline_args[0].split("=", 1)[1]) if deadline_args else (
-        start + args.budget_seconds)
+    deadline = (
+      float(deadline_args[0].split("=", 1)[1]) if deadline_args else (start + args.budget_seconds)
+    )
     (run_jax if args.part == "jax" else run_torch)(args, deadline)
     return {}
   args.out = os.path.abspath(args.out)
   argv = [a for a in argv if not a.startswith("--out")] + [f"--out={args.out}"]
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   # Ours gets about 55% of the budget, torchvision the rest (plus what ours left).
-  jax_part = _part(argv, "jax", start + (0.55 if not args.no_torch else 1.0) *
-                   args.budget_seconds, args.out)
-  torch_part = None if args.no_torch else _part(argv, "torch", start + args.budget_seconds,
-                                                args.out)
+  jax_part = _part(
+    argv, "jax", start + (0.55 if not args.no_torch else 1.0) * args.budget_seconds, args.out
+  )
+  torch_part = (
+    None if args.no_torch else _part(argv, "torch", start + args.budget_seconds, args.out)
+  )
   result = {
-      "command": "python -m experiments.gpu_benchmark " + " ".join(argv),
-      "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(start)),
-      "wall_seconds": round(time.time() - start, 1),
-      "summary": _summary(jax_part, torch_part),
-      "jax": jax_part, "torch": torch_part,
+    "command": "python -m experiments.gpu_benchmark " + " ".join(argv),
+    "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(start)),
+    "wall_seconds": round(time.time() - start, 1),
+    "summary": _summary(jax_part, torch_part),
+    "jax": jax_part,
+    "torch": torch_part,
   }
   with open(args.out, "w") as f:
     json.dump(result, f, indent=1)

@@ -8,6 +8,7 @@ Tables: googlenet_table1, models, module_cost_example, factorization_savings,
 rethinking_table3_cost (see inception_jax/tables.py). Shapes only (jax.eval_shape): about half a
 minute on CPU, no accelerator needed.
 """
+
 from absl import app, flags
 
 from inception_jax import tables

@@ -15,6 +15,7 @@ Scales: `full` is configs/v1.py on imagenet2012 (base: the paper's LRN network);
 `digits` (tests). Below full scale the base is BN-GoogLeNet: the LRN network does not leave chance
 in 100 steps.
 """
+
 import dataclasses
 import sys
 
@@ -25,16 +26,16 @@ from inception_jax import sweep
 from inception_jax.sweep import Ablation, Paper, Variant
 
 SMALL_STEPS = 100
-SMALL_SEEDS = {"googlenet": (0, 1)}    # two models for the ensemble rows and a spread
+SMALL_SEEDS = {"googlenet": (0, 1)}  # two models for the ensemble rows and a spread
 
 
 def base_config(scale: str) -> ml_collections.ConfigDict:
   if scale == "full":
     return v1.get_config()
-  c = v1.get_config("local")          # digits, 96x96, width 0.25, batch 64
+  c = v1.get_config("local")  # digits, 96x96, width 0.25, batch 64
   c.model_overrides.width_multiplier = 0.125
-  c.image_size = 96                    # the aux heads' 5x5/3 pool needs a 5x5 grid at Mixed_4b/4e
-  c.eval_every_steps = 0               # evaluate at the end only
+  c.image_size = 96  # the aux heads' 5x5/3 pool needs a 5x5 grid at Mixed_4b/4e
+  c.eval_every_steps = 0  # evaluate at the end only
   c.warmup_epochs = 0.0
   if scale in ("small", "tiny"):
     # The paper's network (LRN, no BatchNorm) stays at chance for the ~100 steps a small run
@@ -43,64 +44,117 @@ def base_config(scale: str) -> ml_collections.ConfigDict:
     c.model_overrides.norm = "bn"
   sweep.scale_run_length(c, scale, SMALL_STEPS)
   if scale == "small":
-    c.learning_rate = 0.04             # at base_batch_size 32 (BatchNorm allows it)
+    c.learning_rate = 0.04  # at base_batch_size 32 (BatchNorm allows it)
   return c
 
 
 def ablations(scale: str) -> tuple[Ablation, ...]:
   # `googlenet` is the scale's base: the paper's network (LRN) at full scale, BN-GoogLeNet below.
   googlenet = Variant("googlenet")
-  lrn, bn = Paper(29.0, "top-1 err", "Rethinking Table 3"), Paper(26.8, "top-1 err",
-                                                                   "Rethinking Table 3")
+  lrn, bn = (
+    Paper(29.0, "top-1 err", "Rethinking Table 3"),
+    Paper(26.8, "top-1 err", "Rethinking Table 3"),
+  )
   if scale == "full":
-    norm_rows = (Variant("googlenet", lrn),
-                 Variant("googlenet_bn", bn, {"model_overrides.norm": "bn"}))
+    norm_rows = (
+      Variant("googlenet", lrn),
+      Variant("googlenet_bn", bn, {"model_overrides.norm": "bn"}),
+    )
   else:
-    norm_rows = (Variant("googlenet_lrn", lrn, {"model_overrides.norm": "lrn"},
-                         note="the paper's network; LRN, no BatchNorm."),
-                 Variant("googlenet", bn, note="the base at this scale: BatchNorm, no LRN."))
+    norm_rows = (
+      Variant(
+        "googlenet_lrn",
+        lrn,
+        {"model_overrides.norm": "lrn"},
+        note="the paper's network; LRN, no BatchNorm.",
+      ),
+      Variant("googlenet", bn, note="the base at this scale: BatchNorm, no LRN."),
+    )
   return (
-      Ablation("module", "GoogLeNet Figure 2: Inception module without (2a) and with (2b) 1x1 "
-               "reductions", (
-          Variant("googlenet", Paper(1.5, "G multiply-adds", "GoogLeNet Sec. 5")),
-          Variant("naive", None, {"model_overrides.module": "naive"},
-                  note="Figure 2a everywhere; the paper gives no figure, only that it is "
-                       "prohibitively expensive (compare the MACs and params columns)."),
-      )),
-      Ablation("aux", "GoogLeNet Section 5: auxiliary classifiers", (
-          dataclasses.replace(googlenet, note="aux heads on (4a), (4d), weight 0.3 (paper)."),
-          Variant("no_aux", None, {"model_overrides.aux_logits": False, "aux_loss_weight": 0.0},
-                  note="The paper gives no figure; Rethinking Sec. 4 finds the heads act as "
-                       "regularizers and do not speed up early training."),
-          Variant("aux_weight_1", None, {"aux_loss_weight": 1.0}),
-      )),
-      Ablation("norm", "LocalRespNorm (GoogLeNet) vs BatchNorm (BN-GoogLeNet, Rethinking Table 3)",
-               norm_rows),
-      Ablation("crops", "GoogLeNet Table 3: crops and ensembles (top-5 error)", (
-          Variant("crops_1", Paper(10.07, "top-5 err", "GoogLeNet Table 3"), evaluates="googlenet"),
-          Variant("crops_10", Paper(9.15, "top-5 err", "GoogLeNet Table 3"), evaluates="googlenet",
-                  crops=10),
-          Variant("crops_144", Paper(7.89, "top-5 err", "GoogLeNet Table 3"),
-                  evaluates="googlenet", crops=144),
-          Variant("ensemble_1", Paper(8.09, "top-5 err", "GoogLeNet Table 3 (7 models)"),
-                  ensemble=("googlenet",)),
-          Variant("ensemble_10", Paper(7.62, "top-5 err", "GoogLeNet Table 3 (7 models)"),
-                  ensemble=("googlenet",), crops=10),
-          Variant("ensemble_144", Paper(6.67, "top-5 err", "GoogLeNet Table 3 (7 models)"),
-                  ensemble=("googlenet",), crops=144,
-                  note="the paper ensembles 7 models; we ensemble the seeds of `googlenet`."),
-      )),
+    Ablation(
+      "module",
+      "GoogLeNet Figure 2: Inception module without (2a) and with (2b) 1x1 reductions",
+      (
+        Variant("googlenet", Paper(1.5, "G multiply-adds", "GoogLeNet Sec. 5")),
+        Variant(
+          "naive",
+          None,
+          {"model_overrides.module": "naive"},
+          note="Figure 2a everywhere; the paper gives no figure, only that it is "
+          "prohibitively expensive (compare the MACs and params columns).",
+        ),
+      ),
+    ),
+    Ablation(
+      "aux",
+      "GoogLeNet Section 5: auxiliary classifiers",
+      (
+        dataclasses.replace(googlenet, note="aux heads on (4a), (4d), weight 0.3 (paper)."),
+        Variant(
+          "no_aux",
+          None,
+          {"model_overrides.aux_logits": False, "aux_loss_weight": 0.0},
+          note="The paper gives no figure; Rethinking Sec. 4 finds the heads act as "
+          "regularizers and do not speed up early training.",
+        ),
+        Variant("aux_weight_1", None, {"aux_loss_weight": 1.0}),
+      ),
+    ),
+    Ablation(
+      "norm", "LocalRespNorm (GoogLeNet) vs BatchNorm (BN-GoogLeNet, Rethinking Table 3)", norm_rows
+    ),
+    Ablation(
+      "crops",
+      "GoogLeNet Table 3: crops and ensembles (top-5 error)",
+      (
+        Variant("crops_1", Paper(10.07, "top-5 err", "GoogLeNet Table 3"), evaluates="googlenet"),
+        Variant(
+          "crops_10", Paper(9.15, "top-5 err", "GoogLeNet Table 3"), evaluates="googlenet", crops=10
+        ),
+        Variant(
+          "crops_144",
+          Paper(7.89, "top-5 err", "GoogLeNet Table 3"),
+          evaluates="googlenet",
+          crops=144,
+        ),
+        Variant(
+          "ensemble_1",
+          Paper(8.09, "top-5 err", "GoogLeNet Table 3 (7 models)"),
+          ensemble=("googlenet",),
+        ),
+        Variant(
+          "ensemble_10",
+          Paper(7.62, "top-5 err", "GoogLeNet Table 3 (7 models)"),
+          ensemble=("googlenet",),
+          crops=10,
+        ),
+        Variant(
+          "ensemble_144",
+          Paper(6.67, "top-5 err", "GoogLeNet Table 3 (7 models)"),
+          ensemble=("googlenet",),
+          crops=144,
+          note="the paper ensembles 7 models; we ensemble the seeds of `googlenet`.",
+        ),
+      ),
+    ),
   )
 
 
 def make_sweep(scale: str) -> sweep.Sweep:
   return sweep.Sweep(
-      name="v1_ablations", config_file="experiments/v1_ablations.py", scale=scale,
-      base_config=lambda: base_config(scale), ablations=ablations(scale),
-      seeds={"full": {"googlenet": tuple(range(7))}, "small": SMALL_SEEDS,
-             "tiny": {"googlenet": (0, 1)}}[scale],
-      eval_examples={"full": -1, "small": -1, "tiny": 16}[scale],
-      crops_eval_split="test_crops" if scale == "small" else None)  # 10 per class: 144 crops
+    name="v1_ablations",
+    config_file="experiments/v1_ablations.py",
+    scale=scale,
+    base_config=lambda: base_config(scale),
+    ablations=ablations(scale),
+    seeds={
+      "full": {"googlenet": tuple(range(7))},
+      "small": SMALL_SEEDS,
+      "tiny": {"googlenet": (0, 1)},
+    }[scale],
+    eval_examples={"full": -1, "small": -1, "tiny": 16}[scale],
+    crops_eval_split="test_crops" if scale == "small" else None,
+  )  # 10 per class: 144 crops
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

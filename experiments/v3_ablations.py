@@ -18,6 +18,7 @@ Scales: `full` is configs/v3.py on imagenet2012 at 299 (151, 79); `small` CIFAR-
 inputs the stems accept, 75 / 39 / 23, which reach Mixed_5b on the same 7x7 grid as 299 / 151 / 79
 reach it on 35x35, at width 0.125; `tiny` a few steps on `digits` (tests).
 """
+
 import sys
 
 import ml_collections
@@ -30,81 +31,155 @@ SMALL_STEPS = 100
 # Input per receptive field. Full: Table 2. Smaller scales: the smallest input of each stem; all
 # three reach Mixed_5b with the same grid (7x7), as 299 / 151 / 79 all reach it at 35x35, at costs
 # within 1% (tests/test_models.py checks both at every scale here).
-IMAGE_SIZES = {"full": {299: 299, 151: 151, 79: 79}, "small": {299: 75, 151: 39, 79: 23},
-               "tiny": {299: 75, 151: 39, 79: 23}}
+IMAGE_SIZES = {
+  "full": {299: 299, 151: 151, 79: 79},
+  "small": {299: 75, 151: 39, 79: 23},
+  "tiny": {299: 75, 151: 39, 79: 23},
+}
 # Table 3's first rows: no RMSProp (momentum SGD at the same rate: a choice, the paper gives none)
 # and no label smoothing.
 V2 = {"model": "inception_v2", "optimizer": "sgd", "label_smoothing": 0.0}
 # BN-Inception's row: configs/bn_inception.py's differences from the v3 recipe. Its input is 224 at
 # full scale; below, the scale's base size (BN-Inception's TF 'SAME' padding takes any size).
-BN_INCEPTION = {"model": "bn_inception", "optimizer": "sgd", "label_smoothing": 0.0,
-                "aux_loss_weight": 0.0, "model_overrides.stem": "7x7"}
+BN_INCEPTION = {
+  "model": "bn_inception",
+  "optimizer": "sgd",
+  "label_smoothing": 0.0,
+  "aux_loss_weight": 0.0,
+  "model_overrides.stem": "7x7",
+}
 
 
 def base_config(scale: str) -> ml_collections.ConfigDict:
   if scale == "full":
     return v3.get_config()
-  c = v3.get_config("local")          # digits, 75x75, width 0.25, batch 64, RMSProp 0.045
+  c = v3.get_config("local")  # digits, 75x75, width 0.25, batch 64, RMSProp 0.045
   c.model_overrides.width_multiplier = 0.125
   c.image_size = IMAGE_SIZES[scale][299]
   c.eval_every_steps = 0
   sweep.scale_run_length(c, scale, SMALL_STEPS)
-  c.base_batch_size = c.batch_size    # keep the preset's learning rate at the smaller batch
+  c.base_batch_size = c.batch_size  # keep the preset's learning rate at the smaller batch
   return c
 
 
 def ablations(scale: str) -> tuple[Ablation, ...]:
   size = IMAGE_SIZES[scale]
-  v3_row = Variant("v3", Paper(21.2, "top-1 err", "Rethinking Table 3"), {"model": "inception_v3"},
-                   note="+BN-auxiliary: the released Inception-v3 (paper cost 4.8G ops).")
+  v3_row = Variant(
+    "v3",
+    Paper(21.2, "top-1 err", "Rethinking Table 3"),
+    {"model": "inception_v3"},
+    note="+BN-auxiliary: the released Inception-v3 (paper cost 4.8G ops).",
+  )
   bn_inception = dict(BN_INCEPTION, **({"image_size": 224} if scale == "full" else {}))
   return (
-      Ablation("table3", "Rethinking Table 3: cumulative changes, single crop", (
-          Variant("bn_inception", Paper(25.2, "top-1 err", "Rethinking Table 3"), bn_inception,
-                  note="BN-Inception, the paper's dense 7x7 stem, momentum SGD (paper cost 2.0G "
-                       "ops; ours 2.02G multiply-adds)."),
-          Variant("v2", Paper(23.4, "top-1 err", "Rethinking Table 3"), V2,
-                  note="7x7 stem, aux head without BN, momentum SGD (paper cost 3.8G ops)."),
-          Variant("v2_rmsprop", Paper(23.1, "top-1 err", "Rethinking Table 3"),
-                  {**V2, "optimizer": "rmsprop"}),
-          Variant("v2_rmsprop_ls", Paper(22.8, "top-1 err", "Rethinking Table 3"),
-                  {**V2, "optimizer": "rmsprop", "label_smoothing": 0.1}),
-          Variant("v2_rmsprop_ls_f7x7", Paper(21.6, "top-1 err", "Rethinking Table 3"),
-                  {**V2, "optimizer": "rmsprop", "label_smoothing": 0.1,
-                   "model_overrides.stem": "factorized"},
-                  note="first 7x7 replaced by 3x3 convs (paper cost 4.8G ops)."),
-          v3_row,
-      )),
-      Ablation("table4", "Rethinking Table 4: multi-crop evaluation (top-5 err)", (
-          Variant("bn_inception_144", Paper(5.82, "top-5 err", "Rethinking Table 4 (top-1 22%)"),
-                  evaluates="bn_inception", crops=144,
-                  note="the Table 3 BN-Inception row evaluated with 144 crops (GoogLeNet's scheme)."),
-      )),
-      Ablation("table2", "Rethinking Table 2: receptive field at equal cost (top-1 acc as err)", (
-          Variant("v3", Paper(23.4, "top-1 err", "Rethinking Table 2 (76.6% acc)"),
-                  {"model": "inception_v3"}),
-          Variant("rf151", Paper(23.6, "top-1 err", "Rethinking Table 2 (76.4% acc)"),
-                  {"model": "inception_v3", "model_overrides.receptive_field": 151,
-                   "image_size": size[151]}),
-          Variant("rf79", Paper(24.8, "top-1 err", "Rethinking Table 2 (75.2% acc)"),
-                  {"model": "inception_v3", "model_overrides.receptive_field": 79,
-                   "image_size": size[79]}),
-      )),
-      Ablation("figure2", "Rethinking Figure 2: linear vs ReLU in the factorized layers", (
-          Variant("v3", Paper(22.8, "top-1 err", "Rethinking Figure 2 (77.2% acc)"),
-                  {"model": "inception_v3"}),
-          Variant("linear", Paper(23.8, "top-1 err", "Rethinking Figure 2 (76.2% acc)"),
-                  {"model": "inception_v3", "model_overrides.factorization_activation": "linear"}),
-      )),
+    Ablation(
+      "table3",
+      "Rethinking Table 3: cumulative changes, single crop",
+      (
+        Variant(
+          "bn_inception",
+          Paper(25.2, "top-1 err", "Rethinking Table 3"),
+          bn_inception,
+          note="BN-Inception, the paper's dense 7x7 stem, momentum SGD (paper cost 2.0G "
+          "ops; ours 2.02G multiply-adds).",
+        ),
+        Variant(
+          "v2",
+          Paper(23.4, "top-1 err", "Rethinking Table 3"),
+          V2,
+          note="7x7 stem, aux head without BN, momentum SGD (paper cost 3.8G ops).",
+        ),
+        Variant(
+          "v2_rmsprop",
+          Paper(23.1, "top-1 err", "Rethinking Table 3"),
+          {**V2, "optimizer": "rmsprop"},
+        ),
+        Variant(
+          "v2_rmsprop_ls",
+          Paper(22.8, "top-1 err", "Rethinking Table 3"),
+          {**V2, "optimizer": "rmsprop", "label_smoothing": 0.1},
+        ),
+        Variant(
+          "v2_rmsprop_ls_f7x7",
+          Paper(21.6, "top-1 err", "Rethinking Table 3"),
+          {
+            **V2,
+            "optimizer": "rmsprop",
+            "label_smoothing": 0.1,
+            "model_overrides.stem": "factorized",
+          },
+          note="first 7x7 replaced by 3x3 convs (paper cost 4.8G ops).",
+        ),
+        v3_row,
+      ),
+    ),
+    Ablation(
+      "table4",
+      "Rethinking Table 4: multi-crop evaluation (top-5 err)",
+      (
+        Variant(
+          "bn_inception_144",
+          Paper(5.82, "top-5 err", "Rethinking Table 4 (top-1 22%)"),
+          evaluates="bn_inception",
+          crops=144,
+          note="the Table 3 BN-Inception row evaluated with 144 crops (GoogLeNet's scheme).",
+        ),
+      ),
+    ),
+    Ablation(
+      "table2",
+      "Rethinking Table 2: receptive field at equal cost (top-1 acc as err)",
+      (
+        Variant(
+          "v3",
+          Paper(23.4, "top-1 err", "Rethinking Table 2 (76.6% acc)"),
+          {"model": "inception_v3"},
+        ),
+        Variant(
+          "rf151",
+          Paper(23.6, "top-1 err", "Rethinking Table 2 (76.4% acc)"),
+          {
+            "model": "inception_v3",
+            "model_overrides.receptive_field": 151,
+            "image_size": size[151],
+          },
+        ),
+        Variant(
+          "rf79",
+          Paper(24.8, "top-1 err", "Rethinking Table 2 (75.2% acc)"),
+          {"model": "inception_v3", "model_overrides.receptive_field": 79, "image_size": size[79]},
+        ),
+      ),
+    ),
+    Ablation(
+      "figure2",
+      "Rethinking Figure 2: linear vs ReLU in the factorized layers",
+      (
+        Variant(
+          "v3",
+          Paper(22.8, "top-1 err", "Rethinking Figure 2 (77.2% acc)"),
+          {"model": "inception_v3"},
+        ),
+        Variant(
+          "linear",
+          Paper(23.8, "top-1 err", "Rethinking Figure 2 (76.2% acc)"),
+          {"model": "inception_v3", "model_overrides.factorization_activation": "linear"},
+        ),
+      ),
+    ),
   )
 
 
 def make_sweep(scale: str) -> sweep.Sweep:
   return sweep.Sweep(
-      name="v3_ablations", config_file="experiments/v3_ablations.py", scale=scale,
-      base_config=lambda: base_config(scale), ablations=ablations(scale),
-      eval_examples={"full": -1, "small": -1, "tiny": 16}[scale],
-      crops_eval_split="test_crops" if scale == "small" else None)  # 10 per class: 144 crops
+    name="v3_ablations",
+    config_file="experiments/v3_ablations.py",
+    scale=scale,
+    base_config=lambda: base_config(scale),
+    ablations=ablations(scale),
+    eval_examples={"full": -1, "small": -1, "tiny": 16}[scale],
+    crops_eval_split="test_crops" if scale == "small" else None,
+  )  # 10 per class: 144 crops
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

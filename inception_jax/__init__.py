@@ -2,4 +2,5 @@
 
 See docs/DESIGN.md for how the modules fit together.
 """
+
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@ Checkpoints are never dropped silently: a checkpoint that cannot be read, or tha
 another model or configuration, raises CheckpointError naming it, instead of starting afresh over
 it (the run would otherwise overwrite the older, valid checkpoints as it goes).
 """
+
 import json
 import logging
 import os
@@ -26,8 +27,10 @@ from etils import epath
 STATE, META = "state", "meta"
 # Orbax warnings that every successful restore of a Composite checkpoint prints (the item is
 # restored by a second call; the metadata file is one Orbax itself does not write for it).
-ORBAX_FALSE_ALARMS = ("was found in the checkpoint, but could not be restored",
-                      "Metadata file does not exist")
+ORBAX_FALSE_ALARMS = (
+  "was found in the checkpoint, but could not be restored",
+  "Metadata file does not exist",
+)
 _DETAIL_CHARS = 300  # of an Orbax/TensorStore error kept in a CheckpointError's message
 
 
@@ -91,6 +94,7 @@ def _abstract(tree: Any, sharding: jax.sharding.Sharding | None = None) -> Any:
   def leaf(x):
     own = getattr(x, "sharding", None)
     return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=own or sharding)
+
   return jax.tree.map(leaf, tree)
 
 
@@ -102,29 +106,34 @@ def _unreadable(path: epath.Path, e: Exception, steps: list[int]) -> CheckpointE
   """CheckpointError for a failed restore: "corrupt" only when the failure is not about devices."""
   if any(word in str(e).lower() for word in _TOPOLOGY_WORDS):
     return CheckpointError(
-        f"checkpoint {path} could not be placed on this run's devices ({_short(e)}). The "
-        "checkpoint is "
-        "not known to be damaged; it was left untouched. Pass abstract arrays sharded on the "
-        "current mesh to restore() (the trainer does).")
-  return CheckpointError(f"checkpoint {path} is corrupt: its arrays cannot be read "
-                         f"({_short(e)}). Steps present: {steps}. Move it away to resume from an "
-                         "older one; it was left untouched.\n(The full error is in the log above.)")
+      f"checkpoint {path} could not be placed on this run's devices ({_short(e)}). The "
+      "checkpoint is "
+      "not known to be damaged; it was left untouched. Pass abstract arrays sharded on the "
+      "current mesh to restore() (the trainer does)."
+    )
+  return CheckpointError(
+    f"checkpoint {path} is corrupt: its arrays cannot be read "
+    f"({_short(e)}). Steps present: {steps}. Move it away to resume from an "
+    "older one; it was left untouched.\n(The full error is in the log above.)"
+  )
 
 
 def _shape(x: Any) -> tuple[int, ...]:
   return tuple(getattr(x, "shape", None) or np.shape(x))
 
 
-def tree_differences(expected: Any, found: Any, key=jax.tree_util.keystr
-                     ) -> tuple[list[str], list[str], list[str]]:
+def tree_differences(
+  expected: Any, found: Any, key=jax.tree_util.keystr
+) -> tuple[list[str], list[str], list[str]]:
   """(missing, mis-shaped, unexpected) leaf keys of `found` against `expected`, in expected's
   order (then found's); `key` names a leaf from its path. The one tree comparison of the
   project: resumption checks it, and init_from (transfer.plan_init) decides what to load with it."""
   flat_expected = {key(p): v for p, v in jax.tree_util.tree_leaves_with_path(expected)}
   flat_found = {key(p): v for p, v in jax.tree_util.tree_leaves_with_path(found)}
   missing = [k for k in flat_expected if k not in flat_found]
-  misshaped = [k for k, v in flat_expected.items()
-               if k in flat_found and _shape(flat_found[k]) != _shape(v)]
+  misshaped = [
+    k for k, v in flat_expected.items() if k in flat_found and _shape(flat_found[k]) != _shape(v)
+  ]
   unexpected = [k for k in flat_found if k not in flat_expected]
   return missing, misshaped, unexpected
 
@@ -132,8 +141,9 @@ def tree_differences(expected: Any, found: Any, key=jax.tree_util.keystr
 def _shape_mismatches(expected: Any, found: Any) -> list[str]:
   """'path: expected shape vs found shape' for every leaf that differs (or is missing)."""
   missing, misshaped, unexpected = tree_differences(expected, found)
-  flat_expected = {jax.tree_util.keystr(p): v for p, v in
-                   jax.tree_util.tree_leaves_with_path(expected)}
+  flat_expected = {
+    jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(expected)
+  }
   flat_found = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(found)}
   problems = []
   for key, value in flat_expected.items():
@@ -149,16 +159,23 @@ class Checkpointer:
   """CheckpointManager for one workdir. `meta` (a JSON dict) is checked on restore: every key
   in `compatible_keys` must match the running configuration."""
 
-  def __init__(self, workdir: str, max_to_keep: int = 3, async_save: bool = True,
-               compatible_keys: tuple[str, ...] = ("model", "model_overrides", "num_classes"),
-               create: bool = True):
+  def __init__(
+    self,
+    workdir: str,
+    max_to_keep: int = 3,
+    async_save: bool = True,
+    compatible_keys: tuple[str, ...] = ("model", "model_overrides", "num_classes"),
+    create: bool = True,
+  ):
     self.directory = absolute(workdir) / "checkpoints"
     self.compatible_keys = compatible_keys
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=create, enable_async_checkpointing=async_save,
-        cleanup_tmp_directories=True)
-    self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                         item_names=(STATE, META))
+      max_to_keep=max_to_keep,
+      create=create,
+      enable_async_checkpointing=async_save,
+      cleanup_tmp_directories=True,
+    )
+    self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=(STATE, META))
     self._stop_requested = False
     self._last_saved: int | None = None
 
@@ -168,9 +185,16 @@ class Checkpointer:
     if step == self._last_saved or step in self.manager.all_steps():
       return
     self._last_saved = step
-    self.manager.save(step, args=ocp.args.Composite(**{
-        STATE: ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
-        META: ocp.args.JsonSave(meta)}), force=True)
+    self.manager.save(
+      step,
+      args=ocp.args.Composite(
+        **{
+          STATE: ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
+          META: ocp.args.JsonSave(meta),
+        }
+      ),
+      force=True,
+    )
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
@@ -192,11 +216,14 @@ class Checkpointer:
     listed = set(self.manager.all_steps())
     for child in self.directory.iterdir():
       if child.is_dir() and child.name.isdigit() and int(child.name) not in listed:
-        raise CheckpointError(f"checkpoint folder {child} is not a valid Orbax checkpoint; "
-                              "move it away (or repair it) before rerunning in this workdir")
+        raise CheckpointError(
+          f"checkpoint folder {child} is not a valid Orbax checkpoint; "
+          "move it away (or repair it) before rerunning in this workdir"
+        )
 
-  def restore(self, state: Any, meta: dict[str, Any],
-              sharding: jax.sharding.Sharding | None = None) -> tuple[Any, dict[str, Any]] | None:
+  def restore(
+    self, state: Any, meta: dict[str, Any], sharding: jax.sharding.Sharding | None = None
+  ) -> tuple[Any, dict[str, Any]] | None:
     """The latest checkpoint restored into `state`'s structure and sharding, or None if the
     workdir has none. Leaves of `state` without a sharding get `sharding` (default: replicated
     over all current devices), so a checkpoint saved on any number of processes and devices
@@ -207,20 +234,27 @@ class Checkpointer:
       return None
     path = self.directory / str(step)
     try:
-      saved_meta = self.manager.restore(step, args=ocp.args.Composite(
-          **{META: ocp.args.JsonRestore()}))[META]
+      saved_meta = self.manager.restore(
+        step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()})
+      )[META]
     except Exception as e:  # noqa: BLE001 - any failure to read is reported with the path
-      raise CheckpointError(f"checkpoint {path} is corrupt: its metadata cannot be read "
-                            f"({_short(e)}). "
-                            f"Steps present: {list(self.manager.all_steps())}. Move it away to "
-                            "resume from an older one; it was left untouched.") from None
-    differences = {k: (saved_meta.get(k), meta.get(k)) for k in self.compatible_keys
-                   if saved_meta.get(k) != meta.get(k)}
+      raise CheckpointError(
+        f"checkpoint {path} is corrupt: its metadata cannot be read "
+        f"({_short(e)}). "
+        f"Steps present: {list(self.manager.all_steps())}. Move it away to "
+        "resume from an older one; it was left untouched."
+      ) from None
+    differences = {
+      k: (saved_meta.get(k), meta.get(k))
+      for k in self.compatible_keys
+      if saved_meta.get(k) != meta.get(k)
+    }
     if differences:
       raise CheckpointError(
-          f"checkpoint {path} is incompatible with this run: " +
-          "; ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in differences.items()) +
-          ". Use another workdir, or fix the config; the checkpoint was left untouched.")
+        f"checkpoint {path} is incompatible with this run: "
+        + "; ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in differences.items())
+        + ". Use another workdir, or fix the config; the checkpoint was left untouched."
+      )
     template = flax.serialization.to_state_dict(state)
     try:
       stored = self.manager.item_metadata(step)[STATE]
@@ -228,17 +262,24 @@ class Checkpointer:
         with ocp.StandardCheckpointer() as checkpointer:
           stored = checkpointer.metadata(path / STATE).item_metadata
     except Exception as e:  # noqa: BLE001
-      raise CheckpointError(f"checkpoint {path} is corrupt: {_short(e)}. Steps present: "
-                            f"{list(self.manager.all_steps())}. Move it away to resume from an "
-                            "older one; it was left untouched.") from None
+      raise CheckpointError(
+        f"checkpoint {path} is corrupt: {_short(e)}. Steps present: "
+        f"{list(self.manager.all_steps())}. Move it away to resume from an "
+        "older one; it was left untouched."
+      ) from None
     if stored is not None:
       mismatches = _shape_mismatches(template, stored)
       if mismatches:
-        raise CheckpointError(f"checkpoint {path} does not match this run's state: "
-                              + "; ".join(mismatches[:5]) + ". It was left untouched.")
+        raise CheckpointError(
+          f"checkpoint {path} does not match this run's state: "
+          + "; ".join(mismatches[:5])
+          + ". It was left untouched."
+        )
     try:
-      restored = self.manager.restore(step, args=ocp.args.Composite(
-          **{STATE: ocp.args.StandardRestore(_abstract(template, sharding))}))[STATE]
+      restored = self.manager.restore(
+        step,
+        args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(_abstract(template, sharding))}),
+      )[STATE]
     except Exception as e:  # noqa: BLE001
       raise _unreadable(path, e, list(self.manager.all_steps())) from None
     return flax.serialization.from_state_dict(state, restored), saved_meta
@@ -246,10 +287,12 @@ class Checkpointer:
   # -- Preemption -------------------------------------------------------------------------------
   def install_sigterm_handler(self) -> None:
     """SIGTERM (what schedulers send before preemption) requests a save and a clean stop."""
+
     def handler(signum, frame):
       del frame
       logging.warning("received signal %d: saving a checkpoint and stopping", signum)
       self._stop_requested = True
+
     signal.signal(signal.SIGTERM, handler)
 
   def should_stop(self, step: int) -> bool:
@@ -278,12 +321,15 @@ def load_variables(path: str) -> dict[str, Any]:
       with ocp.StandardCheckpointer() as checkpointer:
         tree = checkpointer.restore(p)
   except Exception as e:  # noqa: BLE001
-    raise CheckpointError(f"init_from checkpoint {p} cannot be read (truncated or corrupt? copy or "
-                          f"convert it again): {_short(e)}") from None
+    raise CheckpointError(
+      f"init_from checkpoint {p} cannot be read (truncated or corrupt? copy or "
+      f"convert it again): {_short(e)}"
+    ) from None
   if not isinstance(tree, dict) or "params" not in tree:
     found = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
-    raise CheckpointError(f"init_from checkpoint {p} has no 'params' (found {found}): not a "
-                          "checkpoint of variables")
+    raise CheckpointError(
+      f"init_from checkpoint {p} has no 'params' (found {found}): not a checkpoint of variables"
+    )
   return {"params": tree["params"], "batch_stats": tree.get("batch_stats") or {}}
 
 
@@ -300,8 +346,9 @@ def read_init_meta(path: str) -> dict[str, Any]:
   try:
     meta = json.loads(meta_path.read_text())
   except ValueError as e:
-    raise CheckpointError(f"init_from checkpoint {path}: {meta_path} is not valid JSON ({e}); "
-                          "convert the weights again") from e
+    raise CheckpointError(
+      f"init_from checkpoint {path}: {meta_path} is not valid JSON ({e}); convert the weights again"
+    ) from e
   if not isinstance(meta, dict):
     raise CheckpointError(f"init_from checkpoint {path}: {meta_path} is not a JSON object")
   return meta

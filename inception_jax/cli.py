@@ -6,6 +6,7 @@
   errors about inputs (config, dataset, checkpoint, corrupt image, missing optional dependency),
   whose messages say what to fix.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,9 @@ def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
   return paths
 
 
-def unknown_field_message(config: ml_collections.ConfigDict, path: str,
-                          flag: str = "config") -> str | None:
+def unknown_field_message(
+  config: ml_collections.ConfigDict, path: str, flag: str = "config"
+) -> str | None:
   """None if `path` ('a.b.c') names a field of `config`; otherwise what is wrong: the valid
   fields where the path leaves the config, and the closest match."""
   node, parts = config, path.split(".")
@@ -48,8 +50,10 @@ def unknown_field_message(config: ml_collections.ConfigDict, path: str,
     if not candidates:
       close = difflib.get_close_matches(path, _fields(config), n=1, cutoff=0.6)
       candidates = close
-    lines = [f"unknown config field {path!r} in --{flag}.{path}: "
-             f"{(flag + '.' + parent) if parent else flag} has no field {part!r}."]
+    lines = [
+      f"unknown config field {path!r} in --{flag}.{path}: "
+      f"{(flag + '.' + parent) if parent else flag} has no field {part!r}."
+    ]
     if candidates:
       lines.append(f"Did you mean --{flag}.{candidates[0]}?")
     where = f"{flag}.{parent}" if parent else flag
@@ -84,6 +88,7 @@ def explain_config_overrides(argv: Sequence[str], flag: str = "config") -> str |
     return None
   try:
     from ml_collections.config_flags import config_flags  # the module: its parser class
+
     config = config_flags.ConfigFileFlagParser(name=flag).parse(path)
   except Exception:  # noqa: BLE001 - the config itself is broken: absl's own error says how
     return None
@@ -110,8 +115,15 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
   from inception_jax import checkpoint, data, extras, train
-  return (train.ConfigError, checkpoint.CheckpointError, data.DatasetNotFoundError,
-          data.DatasetError, data.CorruptImageError, extras.MissingDependencyError)
+
+  return (
+    train.ConfigError,
+    checkpoint.CheckpointError,
+    data.DatasetNotFoundError,
+    data.DatasetError,
+    data.CorruptImageError,
+    extras.MissingDependencyError,
+  )
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ images [batch, crops, size, size, 3] with a mask marking padding examples.
 `evaluate` serves both training (raw and averaged parameters, reported separately) and
 `experiments/evaluate.py` (one checkpoint or an ensemble of workdirs, 1, 10 or 144 crops).
 """
+
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,15 +23,18 @@ from inception_jax import fast_conv, losses, parallel
 Variables = Mapping[str, Any]
 
 
-def crop_averaged_probabilities(model: nn.Module, variables: Variables,
-                                images: jax.Array) -> jax.Array:
+def crop_averaged_probabilities(
+  model: nn.Module, variables: Variables, images: jax.Array
+) -> jax.Array:
   """images [batch, crops, S, S, 3] -> softmax probabilities averaged over crops [batch, K].
 
   Crops go through the network one at a time (lax.map), so memory does not grow with 144 crops.
   """
+
   def probabilities(crop):  # [batch, S, S, 3]
     logits = model.apply(variables, crop, train=False)
     return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
   return jnp.mean(jax.lax.map(probabilities, jnp.swapaxes(images, 0, 1)), axis=0)
 
 
@@ -39,10 +43,10 @@ def metric_sums(probs: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[st
   mask = mask.astype(jnp.float32)
   p_label = jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0]
   return {
-      "loss": jnp.sum(-jnp.log(jnp.maximum(p_label, 1e-12)) * mask),
-      "top1": jnp.sum(losses.topk_correct(probs, labels, 1) * mask),
-      "top5": jnp.sum(losses.topk_correct(probs, labels, 5) * mask),
-      "count": jnp.sum(mask),
+    "loss": jnp.sum(-jnp.log(jnp.maximum(p_label, 1e-12)) * mask),
+    "top1": jnp.sum(losses.topk_correct(probs, labels, 1) * mask),
+    "top5": jnp.sum(losses.topk_correct(probs, labels, 5) * mask),
+    "count": jnp.sum(mask),
   }
 
 
@@ -51,13 +55,16 @@ class Evaluator:
 
   def __init__(self, model: nn.Module, mesh: Mesh):
     self.mesh = mesh
-    self._predict = jax.jit(lambda v, x: crop_averaged_probabilities(model, v, x),
-                            out_shardings=parallel.batch_sharded(mesh),
-                            compiler_options=fast_conv.compiler_options())
+    self._predict = jax.jit(
+      lambda v, x: crop_averaged_probabilities(model, v, x),
+      out_shardings=parallel.batch_sharded(mesh),
+      compiler_options=fast_conv.compiler_options(),
+    )
     self._sums = jax.jit(metric_sums, out_shardings=parallel.replicated(mesh))
 
-  def evaluate(self, members: Mapping[str, Sequence[Variables]], batches: Iterable[dict],
-               num_steps: int = -1) -> dict[str, dict[str, float]]:
+  def evaluate(
+    self, members: Mapping[str, Sequence[Variables]], batches: Iterable[dict], num_steps: int = -1
+  ) -> dict[str, dict[str, float]]:
     """For each name, the probabilities of its models (one, or an ensemble) are averaged.
 
     Returns {name: {"loss", "top1", "top5", "count"}} with loss and accuracies per example.
@@ -88,70 +95,99 @@ class Evaluator:
     results = {}
     for name, t in totals.items():
       count = max(t.get("count", 0.0), 1.0)
-      results[name] = {"loss": t.get("loss", 0.0) / count, "top1": t.get("top1", 0.0) / count,
-                       "top5": t.get("top5", 0.0) / count, "count": t.get("count", 0.0)}
+      results[name] = {
+        "loss": t.get("loss", 0.0) / count,
+        "top1": t.get("top1", 0.0) / count,
+        "top5": t.get("top5", 0.0) / count,
+        "count": t.get("count", 0.0),
+      }
     return results
 
 
-def eval_batches(config, batch_size: int, crops: int,
-                 preprocess: Mapping[str, Any] | None = None) -> Iterable[dict]:
+def eval_batches(
+  config, batch_size: int, crops: int, preprocess: Mapping[str, Any] | None = None
+) -> Iterable[dict]:
   """The config's evaluation split, padded and masked so each example counts once, with the
   recipe's input convention (`preprocess` overrides single options of it)."""
   # train resolves the input convention (and imports this module).
   from inception_jax import data, train
+
   return data.create_eval_iterator(
-      config.dataset, split=config.eval_split, data_dir=config.data_dir,
-      global_batch_size=batch_size, image_size=config.image_size, crops=crops,
-      preprocess={**train.preprocess_options(config), **(preprocess or {})},
-      on_corrupt=config.get("on_corrupt", "fail"))
+    config.dataset,
+    split=config.eval_split,
+    data_dir=config.data_dir,
+    global_batch_size=batch_size,
+    image_size=config.image_size,
+    crops=crops,
+    preprocess={**train.preprocess_options(config), **(preprocess or {})},
+    on_corrupt=config.get("on_corrupt", "fail"),
+  )
 
 
-def load_workdirs(config, workdirs: Sequence[str], mesh: Mesh,
-                  use_ema: bool = True) -> tuple[nn.Module, list[Variables]]:
+def load_workdirs(
+  config, workdirs: Sequence[str], mesh: Mesh, use_ema: bool = True
+) -> tuple[nn.Module, list[Variables]]:
   """The config's model and the latest checkpoint's variables of each workdir. Converted weights
   (a directory written by `python -m inception_jax.convert`) bring their own model, with the
   conventions recorded in their convert_meta.json."""
   from inception_jax import checkpoint, convert, data, train  # train imports us.
+
   info = data.get_info(config.dataset, config.data_dir)
   if all(checkpoint.read_init_meta(w) for w in workdirs):
     loaded = [convert.load(w) for w in workdirs]
     if any(m != loaded[0][0] for m, _ in loaded):
       raise ValueError("an ensemble of converted checkpoints must share one architecture")
     if loaded[0][0].num_classes != info.num_classes:
-      raise ValueError(f"{workdirs[0]} has {loaded[0][0].num_classes} classes, {config.dataset} "
-                       f"{info.num_classes}: labels would be misaligned (tf-slim's 1001 include "
-                       "the background class 0; convert with it dropped for imagenet2012)")
+      raise ValueError(
+        f"{workdirs[0]} has {loaded[0][0].num_classes} classes, {config.dataset} "
+        f"{info.num_classes}: labels would be misaligned (tf-slim's 1001 include "
+        "the background class 0; convert with it dropped for imagenet2012)"
+      )
     return loaded[0][0], [v for _, v in loaded]
   if any(checkpoint.read_init_meta(w) for w in workdirs):
     raise ValueError("evaluate converted weights and training workdirs separately")
   model = train.create_model(config, info.num_classes)
-  return model, [train.load_eval_variables(config, w, model, mesh, info.num_classes, use_ema)
-                 for w in workdirs]
+  return model, [
+    train.load_eval_variables(config, w, model, mesh, info.num_classes, use_ema) for w in workdirs
+  ]
 
 
 def input_preprocess(workdirs: Sequence[str]) -> dict[str, Any]:
   """Preprocessing overrides that give converted weights their source's input convention."""
   from inception_jax import checkpoint, transfer
-  sources = {transfer.input_convention(str(checkpoint.read_init_meta(w).get("source", "")))
-             for w in workdirs}
+
+  sources = {
+    transfer.input_convention(str(checkpoint.read_init_meta(w).get("source", ""))) for w in workdirs
+  }
   if sources == {"torchvision"}:
     return {"mean": transfer.TORCHVISION_MEAN, "std": transfer.TORCHVISION_STD}
   return {}
 
 
-def evaluate_workdirs(config, workdirs: Sequence[str], crops: int = 1,
-                      batch_size: int | None = None, use_ema: bool = True) -> dict[str, Any]:
+def evaluate_workdirs(
+  config,
+  workdirs: Sequence[str],
+  crops: int = 1,
+  batch_size: int | None = None,
+  use_ema: bool = True,
+) -> dict[str, Any]:
   """Evaluates the latest checkpoint of each workdir, and their ensemble when there are several.
 
   Prints and returns top-1 / top-5 in the shape of GoogLeNet's Table 3.
   """
   from inception_jax import train
+
   mesh = parallel.make_mesh()
   batch_size = batch_size or config.eval_batch_size
   train.validate_config(config, mesh, eval_batch_size=batch_size)
   from inception_jax import data
-  data.check_dataset(config.dataset, [config.eval_split], config.data_dir,
-                     allow_empty_classes=config.get("allow_empty_classes", False))
+
+  data.check_dataset(
+    config.dataset,
+    [config.eval_split],
+    config.data_dir,
+    allow_empty_classes=config.get("allow_empty_classes", False),
+  )
   model, variables = load_workdirs(config, workdirs, mesh, use_ema)
   members = {f"model_{i}": [v] for i, v in enumerate(variables)}
   if len(variables) > 1:
@@ -162,15 +198,23 @@ def evaluate_workdirs(config, workdirs: Sequence[str], crops: int = 1,
   return results
 
 
-def format_table(results: Mapping[str, Mapping[str, float]], workdirs: Sequence[str],
-                 crops: int, use_ema: bool) -> str:
+def format_table(
+  results: Mapping[str, Mapping[str, float]], workdirs: Sequence[str], crops: int, use_ema: bool
+) -> str:
   """Rows like GoogLeNet's Table 3: models, crops, top-1 and top-5 error."""
   params = "averaged" if use_ema else "raw"
-  lines = ["| models | crops | params | top-1 acc | top-5 acc | top-5 error | examples |",
-           "|---|---|---|---|---|---|---|"]
+  lines = [
+    "| models | crops | params | top-1 acc | top-5 acc | top-5 error | examples |",
+    "|---|---|---|---|---|---|---|",
+  ]
   for name, r in results.items():
-    who = (f"{len(workdirs)} (ensemble)" if name == "ensemble"
-           else f"1 ({workdirs[int(name.split('_')[1])]})")
-    lines.append(f"| {who} | {crops} | {params} | {100 * r['top1']:.2f}% | {100 * r['top5']:.2f}% "
-                 f"| {100 * (1 - r['top5']):.2f}% | {int(r['count'])} |")
+    who = (
+      f"{len(workdirs)} (ensemble)"
+      if name == "ensemble"
+      else f"1 ({workdirs[int(name.split('_')[1])]})"
+    )
+    lines.append(
+      f"| {who} | {crops} | {params} | {100 * r['top1']:.2f}% | {100 * r['top5']:.2f}% "
+      f"| {100 * (1 - r['top5']):.2f}% | {int(r['count'])} |"
+    )
   return "\n".join(lines)

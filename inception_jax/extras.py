@@ -1,7 +1,8 @@
 """Optional dependencies: importing one that is missing names the extra that installs it.
 
-    torch = extras.require("torch", "parity", "converting torchvision weights")
+torch = extras.require("torch", "parity", "converting torchvision weights")
 """
+
 import importlib
 from types import ModuleType
 
@@ -21,8 +22,11 @@ def require(module: str, extra: str | None = None, purpose: str = "this") -> Mod
     if e.name != module.split(".")[0] and e.name != module:
       raise  # the module is there but one of its own imports failed: that is another problem
     extra = extra or EXTRA_OF.get(module.split(".")[0])
-    how = (f'pip install -e ".[{extra}]" (from the repository root)' if extra
-           else f"pip install {module}")
+    how = (
+      f'pip install -e ".[{extra}]" (from the repository root)'
+      if extra
+      else f"pip install {module}"
+    )
     raise MissingDependencyError(
-        f"{purpose} needs {module}, which is not installed. Install it with: {how}",
-        name=module) from None
+      f"{purpose} needs {module}, which is not installed. Install it with: {how}", name=module
+    ) from None

@@ -31,6 +31,7 @@ Truncated normals here cut at 2 standard deviations of the untruncated distribut
 `truncated_normal_initializer`, `jax.nn.initializers.truncated_normal`), except torchvision's, which
 cut at +-2 in absolute value (20 to 200 standard deviations: effectively a normal).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,9 +61,11 @@ def caffe_xavier() -> Initializer:
 def slim_variance_scaling(factor: float = 2.0) -> Initializer:
   """tf_slim `variance_scaling_initializer()` (factor 2, FAN_IN, not uniform): truncated normal with
   stddev sqrt(1.3 * factor / fan_in) before truncation."""
+
   def init(key, shape, dtype=jnp.float32):
     stddev = math.sqrt(1.3 * factor / fan_in(shape))
     return nn.initializers.truncated_normal(stddev)(key, shape, dtype)
+
   return init
 
 
@@ -83,8 +86,10 @@ def constant(value: float) -> Callable[[int], Initializer]:
 def torch_default_bias(fan: int) -> Initializer:
   """PyTorch's Conv2d / Linear bias: uniform(-1 / sqrt(fan_in), 1 / sqrt(fan_in))."""
   bound = 1.0 / math.sqrt(fan)
+
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
+
   return init
 
 
@@ -92,6 +97,7 @@ def torch_default_bias(fan: int) -> Initializer:
 class LayerInit:
   """A kernel initialiser, and a bias initialiser built from the layer's fan-in (PyTorch's needs
   it)."""
+
   kernel: Initializer
   bias: Callable[[int], Initializer] = constant(0.0)
 
@@ -110,6 +116,7 @@ class Scheme:
   stem, reduce, proj: BN-Inception's first conv, its 1x1 reductions before 3x3 convs, and its
   pool projections and Conv2d_2b_1x1, where slim's inception_v2.py sets them apart (None: `conv`).
   """
+
   conv: LayerInit
   aux_conv: LayerInit
   hidden: LayerInit
@@ -131,31 +138,47 @@ def scheme(name: str, family: str) -> Scheme:
     return Scheme(*(flax_default,) * 5)
   if name == "bvlc":
     if family != "googlenet":
-      raise ValueError("initializer='bvlc' (BVLC Caffe GoogLeNet) exists for googlenet only; "
-                       "use 'slim', 'torchvision' or 'flax'")
+      raise ValueError(
+        "initializer='bvlc' (BVLC Caffe GoogLeNet) exists for googlenet only; "
+        "use 'slim', 'torchvision' or 'flax'"
+      )
     body = LayerInit(caffe_xavier(), constant(0.2))
     classifier = LayerInit(caffe_xavier(), constant(0.0))
     return Scheme(conv=body, aux_conv=body, hidden=body, logits=classifier, aux_logits=classifier)
   if name == "torchvision":
     if family == "bn_inception":
-      raise ValueError("initializer='torchvision' does not exist for bn_inception (torchvision has "
-                       "no BN-Inception); use 'slim' or 'flax'")
+      raise ValueError(
+        "initializer='torchvision' does not exist for bn_inception (torchvision has "
+        "no BN-Inception); use 'slim' or 'flax'"
+      )
     std = 0.01 if family == "googlenet" else 0.1
     base = LayerInit(torch_trunc_normal(std), torch_default_bias)
-    aux_logits = LayerInit(torch_trunc_normal(0.001 if family == "inception_v3" else std),
-                           torch_default_bias)
+    aux_logits = LayerInit(
+      torch_trunc_normal(0.001 if family == "inception_v3" else std), torch_default_bias
+    )
     return Scheme(conv=base, aux_conv=base, hidden=base, logits=base, aux_logits=aux_logits)
   he = LayerInit(slim_variance_scaling())
   if family == "bn_inception":
     # slim inception_v2.py: He by default; the separable Conv2d_1a_7x7 trunc_normal(1.0) (depthwise
     # and pointwise); 1x1 reductions before 3x3 convs trunc_normal(0.09); pool projections and
     # Conv2d_2b_1x1 trunc_normal(0.1); the logits conv the arg scope's He. No aux heads.
-    return Scheme(conv=he, aux_conv=he, hidden=he, logits=he, aux_logits=he,
-                  stem=LayerInit(slim_trunc_normal(1.0)), reduce=LayerInit(slim_trunc_normal(0.09)),
-                  proj=LayerInit(slim_trunc_normal(0.1)))
+    return Scheme(
+      conv=he,
+      aux_conv=he,
+      hidden=he,
+      logits=he,
+      aux_logits=he,
+      stem=LayerInit(slim_trunc_normal(1.0)),
+      reduce=LayerInit(slim_trunc_normal(0.09)),
+      proj=LayerInit(slim_trunc_normal(0.1)),
+    )
   if family == "googlenet":
     base = LayerInit(slim_trunc_normal(0.01))
     return Scheme(conv=base, aux_conv=base, hidden=base, logits=he, aux_logits=base)
-  return Scheme(conv=he, aux_conv=LayerInit(slim_trunc_normal(0.01)), hidden=he, logits=he,
-                aux_logits=LayerInit(slim_trunc_normal(0.001)))
-
+  return Scheme(
+    conv=he,
+    aux_conv=LayerInit(slim_trunc_normal(0.01)),
+    hidden=he,
+    logits=he,
+    aux_logits=LayerInit(slim_trunc_normal(0.001)),
+  )

@@ -9,6 +9,7 @@
 
 All losses are computed in float32 whatever the compute dtype of the logits.
 """
+
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,8 +25,9 @@ def smooth_labels(labels: Array, num_classes: int, label_smoothing: float) -> Ar
   return one_hot * (1.0 - label_smoothing) + label_smoothing / num_classes
 
 
-def cross_entropy(logits: Array, labels: Array, label_smoothing: float = 0.0,
-                  weights: Array | None = None) -> Array:
+def cross_entropy(
+  logits: Array, labels: Array, label_smoothing: float = 0.0, weights: Array | None = None
+) -> Array:
   """Mean cross-entropy of logits [batch, K] against smoothed integer labels [batch].
 
   weights: optional [batch] example weights (e.g. an eval mask); the mean is over their sum.
@@ -45,14 +47,19 @@ def aux_head_weights(aux_loss_weight: float | Sequence[float], num_heads: int) -
     return (float(aux_loss_weight),) * num_heads
   weights = tuple(float(w) for w in aux_loss_weight)
   if len(weights) != num_heads:
-    raise ValueError(f"aux_loss_weight has {len(weights)} entries but the model has "
-                     f"{num_heads} auxiliary heads")
+    raise ValueError(
+      f"aux_loss_weight has {len(weights)} entries but the model has {num_heads} auxiliary heads"
+    )
   return weights
 
 
-def auxiliary_loss(aux_logits: Sequence[Array], labels: Array,
-                   aux_loss_weight: float | Sequence[float],
-                   label_smoothing: float = 0.0, example_weights: Array | None = None) -> Array:
+def auxiliary_loss(
+  aux_logits: Sequence[Array],
+  labels: Array,
+  aux_loss_weight: float | Sequence[float],
+  label_smoothing: float = 0.0,
+  example_weights: Array | None = None,
+) -> Array:
   """sum_i w_i * cross_entropy(aux_logits[i], labels); 0 when there are no heads."""
   weights = aux_head_weights(aux_loss_weight, len(aux_logits))
   total = jnp.zeros((), jnp.float32)
@@ -76,16 +83,26 @@ def l2_weight_decay(params: Any, weight_decay: float, frozen: Any = None) -> Arr
   skip = set()
   if frozen is not None:
     skip = {jax.tree_util.keystr(p) for p, f in jax.tree_util.tree_leaves_with_path(frozen) if f}
-  squares = [jnp.sum(jnp.square(leaf.astype(jnp.float32)))
-             for path, leaf in jax.tree_util.tree_leaves_with_path(params)
-             if is_decayed(path) and jax.tree_util.keystr(path) not in skip]
+  squares = [
+    jnp.sum(jnp.square(leaf.astype(jnp.float32)))
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+    if is_decayed(path) and jax.tree_util.keystr(path) not in skip
+  ]
   return weight_decay * 0.5 * sum(squares, jnp.zeros((), jnp.float32))
 
 
-def training_loss(logits: Array, aux_logits: Sequence[Array], labels: Array, params: Any, *,
-                  label_smoothing: float, aux_loss_weight: float | Sequence[float],
-                  weight_decay: float, example_weights: Array | None = None,
-                  frozen: Any = None) -> tuple[Array, dict[str, Array]]:
+def training_loss(
+  logits: Array,
+  aux_logits: Sequence[Array],
+  labels: Array,
+  params: Any,
+  *,
+  label_smoothing: float,
+  aux_loss_weight: float | Sequence[float],
+  weight_decay: float,
+  example_weights: Array | None = None,
+  frozen: Any = None,
+) -> tuple[Array, dict[str, Array]]:
   """Total training loss and its terms: ce_loss + aux_loss + weight_decay (of the kernels that
   are not frozen).
 
@@ -93,10 +110,11 @@ def training_loss(logits: Array, aux_logits: Sequence[Array], labels: Array, par
   of the cross-entropy terms, which are then means over the weights' sum.
   """
   terms = {
-      "ce_loss": cross_entropy(logits, labels, label_smoothing, example_weights),
-      "aux_loss": auxiliary_loss(aux_logits, labels, aux_loss_weight, label_smoothing,
-                                 example_weights),
-      "weight_decay": l2_weight_decay(params, weight_decay, frozen),
+    "ce_loss": cross_entropy(logits, labels, label_smoothing, example_weights),
+    "aux_loss": auxiliary_loss(
+      aux_logits, labels, aux_loss_weight, label_smoothing, example_weights
+    ),
+    "weight_decay": l2_weight_decay(params, weight_decay, frozen),
   }
   loss = terms["ce_loss"] + terms["aux_loss"] + terms["weight_decay"]
   return loss, {"loss": loss, **terms}

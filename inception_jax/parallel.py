@@ -5,6 +5,7 @@ optimizer state are replicated (`replicated`), batches are split on their leadin
 (`batch_sharded`). Each host reads its own slice of the global batch and `shard_batch` assembles
 the global array from the per-host slices. Multi-host runs start with `initialize_distributed`.
 """
+
 import logging
 import os
 from typing import Any
@@ -16,9 +17,11 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
-def initialize_distributed(coordinator_address: str | None = None,
-                           num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
+def initialize_distributed(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+) -> None:
   """Joins a multi-process run; a no-op for a single process.
 
   Explicit arguments (e.g. several processes on localhost) are passed to
@@ -29,8 +32,9 @@ def initialize_distributed(coordinator_address: str | None = None,
   # Only the CPU client reads this; TPU and GPU keep their own interconnects.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   if coordinator_address is not None or num_processes is not None or process_id is not None:
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(
+      coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    )
     return
   try:
     jax.distributed.initialize()
@@ -41,8 +45,7 @@ def initialize_distributed(coordinator_address: str | None = None,
 def make_mesh(devices: list[Any] | None = None) -> Mesh:
   """A 1-D mesh named `data` over all devices of all processes (or the given ones)."""
   devices = jax.devices() if devices is None else devices
-  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,),
-                       devices=devices)
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -58,26 +61,33 @@ def check_batch_size(global_batch_size: int, mesh: Mesh, what: str = "batch_size
   """Raises unless the global batch splits evenly over the devices and the processes."""
   n = mesh.devices.size
   if global_batch_size % n:
-    raise ValueError(f"{what}={global_batch_size} is not divisible by the number of devices "
-                     f"({n}); choose a multiple of {n}")
+    raise ValueError(
+      f"{what}={global_batch_size} is not divisible by the number of devices "
+      f"({n}); choose a multiple of {n}"
+    )
   if global_batch_size % jax.process_count():
-    raise ValueError(f"{what}={global_batch_size} is not divisible by the number of processes "
-                     f"({jax.process_count()})")
+    raise ValueError(
+      f"{what}={global_batch_size} is not divisible by the number of processes "
+      f"({jax.process_count()})"
+    )
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """Global arrays from this host's slice of the batch (leading axis = B // process_count)."""
   sharding = batch_sharded(mesh)
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
-                      batch)
+  return jax.tree.map(
+    lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
+  )
 
 
 def fetch(tree: Any) -> Any:
   """Replicated device values to host numpy (works on every process of a multi-host run)."""
+
   def get(x):
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
       return np.asarray(x.addressable_data(0))
     return np.asarray(x)
+
   return jax.tree.map(get, tree)
 
 
@@ -85,8 +95,9 @@ CACHE_ENV = "INCEPTION_JAX_COMPILATION_CACHE"
 DEFAULT_CACHE_DIR = "~/.cache/inception_jax/jax_cache"
 
 
-def enable_compilation_cache(cache_dir: str | None = None, min_compile_time_secs: float = 1.0,
-                             min_entry_size_bytes: int = -1) -> str | None:
+def enable_compilation_cache(
+  cache_dir: str | None = None, min_compile_time_secs: float = 1.0, min_entry_size_bytes: int = -1
+) -> str | None:
   """Turns on JAX's persistent compilation cache; returns the directory (None: left off).
 
   A second run of the same configuration then loads its executables from disk instead of
@@ -112,6 +123,8 @@ def enable_compilation_cache(cache_dir: str | None = None, min_compile_time_secs
 
 def describe() -> str:
   """One line on the processes and devices of this run, for the logs."""
-  return (f"process {jax.process_index()}/{jax.process_count()}, "
-          f"{jax.local_device_count()} local / {jax.device_count()} global devices "
-          f"({jax.devices()[0].platform}: {jax.devices()[0].device_kind}), pid {os.getpid()}")
+  return (
+    f"process {jax.process_index()}/{jax.process_count()}, "
+    f"{jax.local_device_count()} local / {jax.device_count()} global devices "
+    f"({jax.devices()[0].platform}: {jax.devices()[0].device_kind}), pid {os.getpid()}"
+  )

@@ -21,6 +21,7 @@ the same metric on CIFAR-10 / digits, so the difference column is not a like-for
 (the `comparable` column says so); cost rows (multiply-adds, parameters) are computed for the
 full-size network and are comparable at every scale.
 """
+
 from __future__ import annotations
 
 import csv
@@ -46,10 +47,30 @@ IMAGENET_TRAIN_EXAMPLES = 1_281_167
 # Metrics a paper figure can be given in. Error rates are in percent; costs for the full-size network.
 ERROR_METRICS = {"top-1 err": "top1", "top-5 err": "top5"}
 COST_METRICS = {"G multiply-adds": ("macs", 1e9), "M params": ("params", 1e6)}
-CSV_COLUMNS = ("ablation", "variant", "paper", "paper_metric", "paper_value", "ours", "ours_std",
-               "seeds", "difference", "comparable", "top1_err", "top5_err", "raw_top1_err",
-               "macs", "params", "full_macs", "full_params", "steps", "wall_s", "scale", "dataset",
-               "command")
+CSV_COLUMNS = (
+  "ablation",
+  "variant",
+  "paper",
+  "paper_metric",
+  "paper_value",
+  "ours",
+  "ours_std",
+  "seeds",
+  "difference",
+  "comparable",
+  "top1_err",
+  "top5_err",
+  "raw_top1_err",
+  "macs",
+  "params",
+  "full_macs",
+  "full_params",
+  "steps",
+  "wall_s",
+  "scale",
+  "dataset",
+  "command",
+)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -58,8 +79,9 @@ CSV_COLUMNS = ("ablation", "variant", "paper", "paper_metric", "paper_value", "o
 @dataclasses.dataclass(frozen=True)
 class Paper:
   """A figure printed in a paper: `Paper(23.4, "top-1 err", "Rethinking Table 3")`."""
+
   value: float
-  metric: str            # a key of ERROR_METRICS or COST_METRICS
+  metric: str  # a key of ERROR_METRICS or COST_METRICS
   source: str
 
   def __post_init__(self):
@@ -82,6 +104,7 @@ class Variant:
   base config). An evaluation-only row names the trained variant(s) it evaluates: `evaluates`
   (one variant, each seed evaluated on its own, mean and spread) or `ensemble` (all seeds of the
   listed variants averaged into one prediction), with `crops` 1, 10 or 144."""
+
   name: str
   paper: Paper | None = None
   overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -98,30 +121,32 @@ class Variant:
 @dataclasses.dataclass(frozen=True)
 class Ablation:
   name: str
-  title: str             # the paper's table or figure
+  title: str  # the paper's table or figure
   variants: tuple[Variant, ...]
 
 
 @dataclasses.dataclass
 class Sweep:
   """An experiment file at one scale: the base config, its ablations and the seeds to run."""
-  name: str                                  # "v1_ablations"
-  config_file: str                           # "experiments/v1_ablations.py" (a config file too)
+
+  name: str  # "v1_ablations"
+  config_file: str  # "experiments/v1_ablations.py" (a config file too)
   scale: str
   base_config: Callable[[], ml_collections.ConfigDict]
   ablations: tuple[Ablation, ...]
   seeds: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)  # variant -> seeds
   default_seeds: tuple[int, ...] = (0,)
-  eval_examples: int = -1                    # examples for evaluation-only rows; -1 = whole split
-  crops_eval_split: str | None = None        # split for evaluation-only rows (default: eval_split)
+  eval_examples: int = -1  # examples for evaluation-only rows; -1 = whole split
+  crops_eval_split: str | None = None  # split for evaluation-only rows (default: eval_split)
 
   def variants(self) -> dict[str, Variant]:
     """Every distinct variant by name (a variant may appear in several ablations)."""
     out: dict[str, Variant] = {}
     for ablation in self.ablations:
       for v in ablation.variants:
-        if v.name in out and out[v.name] != dataclasses.replace(v, paper=out[v.name].paper,
-                                                                  note=out[v.name].note):
+        if v.name in out and out[v.name] != dataclasses.replace(
+          v, paper=out[v.name].paper, note=out[v.name].note
+        ):
           raise ValueError(f"variant {v.name!r} is defined twice with different settings")
         out.setdefault(v.name, v)
     return out
@@ -158,7 +183,11 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, A
       if p not in node:
         node[p] = ml_collections.ConfigDict()
       node = node[p]
-    if leaf in node and isinstance(node[leaf], ml_collections.ConfigDict) and isinstance(value, Mapping):
+    if (
+      leaf in node
+      and isinstance(node[leaf], ml_collections.ConfigDict)
+      and isinstance(value, Mapping)
+    ):
       node[leaf] = ml_collections.ConfigDict(dict(value))
     else:
       node[leaf] = value
@@ -175,7 +204,9 @@ def parse_config_arg(arg: str | None) -> tuple[str, str | None, int]:
   return scale, variant, seed
 
 
-def config_from_arg(make_sweep: Callable[[str], Sweep], arg: str | None) -> ml_collections.ConfigDict:
+def config_from_arg(
+  make_sweep: Callable[[str], Sweep], arg: str | None
+) -> ml_collections.ConfigDict:
   """An experiment file's `get_config`: 'SCALE[,VARIANT[,SEED]]' -> that run's config (the
   scale's base config without a variant), so every row's command is `experiments.run` on it."""
   scale, variant, seed = parse_config_arg(arg)
@@ -198,7 +229,7 @@ def scale_run_length(config: ml_collections.ConfigDict, scale: str, small_steps:
     config.batch_size = 32
     config.eval_batch_size = 250
     config.num_train_steps = small_steps
-    config.num_eval_steps = -1         # the whole `test` split: 200 images per class
+    config.num_eval_steps = -1  # the whole `test` split: 200 images per class
     config.log_every_steps = 25
     config.checkpoint_every_steps = 50
   elif scale == "tiny":
@@ -212,8 +243,9 @@ def scale_run_length(config: ml_collections.ConfigDict, scale: str, small_steps:
     raise ValueError(f"scale_run_length is for the reduced scales small and tiny, got {scale!r}")
 
 
-def cifar10_dataset(root: str | os.PathLike | None = None, test_per_class: int = 200,
-                    crops_per_class: int = 10) -> str:
+def cifar10_dataset(
+  root: str | os.PathLike | None = None, test_per_class: int = 200, crops_per_class: int = 10
+) -> str:
   """`folder:` dataset for the small scale, built once under REPO_ROOT/workdirs/data (or `root`)
   from the shared CIFAR-10 JPEG copy (TFDS `cifar10` is not downloaded: no network).
 
@@ -248,6 +280,7 @@ def cifar10_dataset(root: str | os.PathLike | None = None, test_per_class: int =
     (tmp / "done").write_text("")
     if target.exists():
       import shutil
+
       shutil.rmtree(target)
     tmp.rename(target)
   return f"folder:{target}"
@@ -262,21 +295,25 @@ class Trainer:
   def train(self, config: ml_collections.ConfigDict, workdir: str) -> None:
     _enable_compilation_cache(config)
     from inception_jax import train
+
     train.train_and_evaluate(config, workdir)
 
   def num_steps(self, config: ml_collections.ConfigDict) -> int:
     if config.num_train_steps > 0:  # what train.train_length returns, without listing the data
       return int(config.num_train_steps)
     from inception_jax import data, train
+
     info = data.get_info(config.dataset, config.data_dir)
     return train.train_length(config, info.splits[config.train_split])[1]
 
-  def evaluate(self, config: ml_collections.ConfigDict, workdirs: Sequence[str], crops: int,
-               num_examples: int) -> dict[str, float]:
+  def evaluate(
+    self, config: ml_collections.ConfigDict, workdirs: Sequence[str], crops: int, num_examples: int
+  ) -> dict[str, float]:
     """Softmax averaged over crops and over workdirs' models; top1 / top5 on the first
     `num_examples` eval examples (-1: all), with the averaged parameters."""
     _enable_compilation_cache(config)
     from inception_jax import evaluate, parallel
+
     mesh = parallel.make_mesh()
     model, variables = evaluate.load_workdirs(config, workdirs, mesh)
     batch_size = config.eval_batch_size
@@ -323,11 +360,29 @@ class SimulatedTrainer:
         if step in done:
           continue
         frac = step / n
-        f.write(json.dumps({"step": step, "train/loss": 2.3 * (1 - 0.6 * frac * skill),
-                            "train/top1": 0.1 + frac * (skill - 0.1)}) + "\n")
+        f.write(
+          json.dumps(
+            {
+              "step": step,
+              "train/loss": 2.3 * (1 - 0.6 * frac * skill),
+              "train/top1": 0.1 + frac * (skill - 0.1),
+            }
+          )
+          + "\n"
+        )
         if step == n:
-          f.write(json.dumps({"step": step, "eval/top1": skill - 0.02, "eval/top5": 0.99,
-                              "eval_ema/top1": skill, "eval_ema/top5": 0.995}) + "\n")
+          f.write(
+            json.dumps(
+              {
+                "step": step,
+                "eval/top1": skill - 0.02,
+                "eval/top5": 0.99,
+                "eval_ema/top1": skill,
+                "eval_ema/top5": 0.995,
+              }
+            )
+            + "\n"
+          )
 
   def evaluate(self, config, workdirs, crops, num_examples):
     self.evaluated.append((tuple(workdirs), crops))
@@ -337,6 +392,7 @@ class SimulatedTrainer:
 
 def _enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
   from inception_jax import parallel
+
   parallel.enable_compilation_cache(config.get("compilation_cache_dir") or "none")
 
 
@@ -367,8 +423,13 @@ class SweepInterrupted(RuntimeError):
   """A variant's training stopped before its last step (e.g. SIGTERM); rerun to resume."""
 
 
-def run_sweep(sweep: Sweep, workdir: str | os.PathLike, only: Sequence[str] = (),
-              trainer: Any = None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def run_sweep(
+  sweep: Sweep,
+  workdir: str | os.PathLike,
+  only: Sequence[str] = (),
+  trainer: Any = None,
+  log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
   """Trains what is missing, evaluates evaluation-only rows, writes results.csv and results.md.
 
   `only`: variant names to run (evaluation-only rows pull in the variants they evaluate); the
@@ -384,7 +445,7 @@ def run_sweep(sweep: Sweep, workdir: str | os.PathLike, only: Sequence[str] = ()
   selected = [variants[n] for n in (only or variants)]
   to_train: list[str] = []
   for v in selected:
-    for name in ([v.name] if v.trained else ([v.evaluates] if v.evaluates else list(v.ensemble))):
+    for name in [v.name] if v.trained else ([v.evaluates] if v.evaluates else list(v.ensemble)):
       if name not in to_train:
         to_train.append(name)
 
@@ -416,8 +477,16 @@ def _train_one(sweep: Sweep, name: str, seed: int, workdir: Path, trainer, log) 
     trainer.train(config, str(run_dir))
   except FloatingPointError as e:  # the trainer's NonFiniteLossError: a result, not a crash
     log(f"[{sweep.name}] {name} seed {seed}: diverged ({e})")
-    _write_json(result_path, {"variant": name, "seed": seed, "steps": num_steps,
-                              "diverged": str(e), "wall_s": previous + time.time() - start})
+    _write_json(
+      result_path,
+      {
+        "variant": name,
+        "seed": seed,
+        "steps": num_steps,
+        "diverged": str(e),
+        "wall_s": previous + time.time() - start,
+      },
+    )
     return
   finally:
     wall = previous + time.time() - start
@@ -438,17 +507,23 @@ def _evaluate_one(sweep: Sweep, v: Variant, workdir: Path, trainer, log) -> None
   start = time.time()
   if v.evaluates:
     config = sweep.eval_config(v.evaluates)
-    runs = [trainer.evaluate(config, [str(workdir / v.evaluates / f"seed{s}")], v.crops,
-                             sweep.eval_examples) | {"seed": s}
-            for s in sweep.seeds_of(v.evaluates)]
+    runs = [
+      trainer.evaluate(
+        config, [str(workdir / v.evaluates / f"seed{s}")], v.crops, sweep.eval_examples
+      )
+      | {"seed": s}
+      for s in sweep.seeds_of(v.evaluates)
+    ]
   else:
     config = sweep.eval_config(v.ensemble[0])
     dirs = [str(workdir / n / f"seed{s}") for n in v.ensemble for s in sweep.seeds_of(n)]
     runs = [trainer.evaluate(config, dirs, v.crops, sweep.eval_examples) | {"models": len(dirs)}]
   result = {"variant": v.name, "crops": v.crops, "runs": runs, "wall_s": time.time() - start}
   _write_json(path, result)
-  log(f"[{sweep.name}] {v.name}: top-1 {statistics.mean(r['top1'] for r in runs):.4f} "
-      f"({v.crops} crops) in {result['wall_s']:.0f}s")
+  log(
+    f"[{sweep.name}] {v.name}: top-1 {statistics.mean(r['top1'] for r in runs):.4f} "
+    f"({v.crops} crops) in {result['wall_s']:.0f}s"
+  )
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -470,12 +545,14 @@ def _top5(result: Mapping[str, float]) -> float:
 # ------------------------------------------------------------------------------------------------
 # Tables.
 # ------------------------------------------------------------------------------------------------
-def model_cost(config: ml_collections.ConfigDict, num_classes: int,
-               full_size: bool = False) -> tuple[int, int]:
+def model_cost(
+  config: ml_collections.ConfigDict, num_classes: int, full_size: bool = False
+) -> tuple[int, int]:
   """(multiply-adds per image, parameters) of the inference network (aux heads excluded), as
   configured, or with `full_size` the same architecture at the paper's width, input and 1000
   classes."""
   from inception_jax import accounting, models
+
   overrides = dict(config.model_overrides.to_dict())
   size = config.image_size
   if full_size:
@@ -484,18 +561,23 @@ def model_cost(config: ml_collections.ConfigDict, num_classes: int,
     num_classes = 1000
     size = models.default_image_size(config.model, **overrides)
   model = models.create(config.model, num_classes=num_classes, **overrides)
-  return (accounting.total_macs(model, size),
-          accounting.model_params(model, size, exclude_aux=True))
+  return (
+    accounting.total_macs(model, size),
+    accounting.model_params(model, size, exclude_aux=True),
+  )
 
 
 def _num_classes(config: ml_collections.ConfigDict) -> int:
   if config.dataset in ("imagenet2012", "imagenet2012_subset"):
     return 1000
   if config.dataset in ("cifar10", "digits") or config.dataset.startswith("folder:"):
-    if config.dataset.startswith("folder:") and Path(config.dataset[7:], config.train_split).is_dir():
+    if (
+      config.dataset.startswith("folder:") and Path(config.dataset[7:], config.train_split).is_dir()
+    ):
       return len([p for p in Path(config.dataset[7:], config.train_split).iterdir() if p.is_dir()])
     return 10
   from inception_jax import data
+
   return data.get_info(config.dataset, config.data_dir).num_classes
 
 
@@ -503,16 +585,21 @@ def _command(sweep: Sweep, v: Variant, workdir: Path) -> str:
   run_dir = lambda n, s: workdir / n / f"seed{s}"  # noqa: E731
   if v.trained:
     seeds = sweep.seeds_of(v.name)
-    return "; ".join(f"python -m experiments.run --config={sweep.config_arg(v.name, s)} "
-                     f"--workdir={run_dir(v.name, s)}" for s in seeds)
+    return "; ".join(
+      f"python -m experiments.run --config={sweep.config_arg(v.name, s)} "
+      f"--workdir={run_dir(v.name, s)}"
+      for s in seeds
+    )
   names = [v.evaluates] if v.evaluates else list(v.ensemble)
   config_arg = sweep.config_arg(names[0])
   if sweep.crops_eval_split:
     config_arg += f" --config.eval_split={sweep.crops_eval_split}"
   if v.evaluates:
-    return "; ".join(f"python -m experiments.evaluate --config={config_arg} "
-                     f"--workdir={run_dir(v.evaluates, s)} --crops={v.crops}"
-                     for s in sweep.seeds_of(v.evaluates))
+    return "; ".join(
+      f"python -m experiments.evaluate --config={config_arg} "
+      f"--workdir={run_dir(v.evaluates, s)} --crops={v.crops}"
+      for s in sweep.seeds_of(v.evaluates)
+    )
   dirs = " ".join(f"--workdir={run_dir(n, s)}" for n in names for s in sweep.seeds_of(n))
   return f"python -m experiments.evaluate --config={config_arg} {dirs} --crops={v.crops}"
 
@@ -549,8 +636,15 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
         top1 = [_top1(r) for r in results if "diverged" not in r]
         top5 = [_top5(r) for r in results if "diverged" not in r]
         if any("diverged" in r for r in results):
-          note = "; ".join(filter(None, [note, "diverged: seed(s) " + " ".join(
-              str(r["seed"]) for r in results if "diverged" in r)]))
+          note = "; ".join(
+            filter(
+              None,
+              [
+                note,
+                "diverged: seed(s) " + " ".join(str(r["seed"]) for r in results if "diverged" in r),
+              ],
+            )
+          )
         raw1 = [r.get("eval/top1") for r in results]
         steps = results[0]["steps"] if results else None
         wall = sum(r["wall_s"] for r in results) if results else None
@@ -571,17 +665,31 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
       raw_err1, _ = _mean_std([100 * (1 - x) for x in raw1 if x is not None])
       test_macs = macs * v.crops * models_per_prediction
       row = {
-          "ablation": ablation.name, "variant": v.name,
-          "paper": str(v.paper) if v.paper else "", "paper_metric": v.paper.metric if v.paper else "",
-          "paper_value": v.paper.value if v.paper else None,
-          "ours": None, "ours_std": None, "seeds": " ".join(map(str, seeds)),
-          "difference": None, "comparable": "",
-          "top1_err": err1, "top5_err": err5, "raw_top1_err": raw_err1,
-          "macs": test_macs, "params": params,
-          "full_macs": full_macs * v.crops * models_per_prediction, "full_params": full_params,
-          "steps": steps, "wall_s": wall, "scale": sweep.scale, "dataset": config.dataset,
-          "command": _command(sweep, v, workdir), "title": ablation.title, "note": note,
-          "source": v.paper.source if v.paper else "",
+        "ablation": ablation.name,
+        "variant": v.name,
+        "paper": str(v.paper) if v.paper else "",
+        "paper_metric": v.paper.metric if v.paper else "",
+        "paper_value": v.paper.value if v.paper else None,
+        "ours": None,
+        "ours_std": None,
+        "seeds": " ".join(map(str, seeds)),
+        "difference": None,
+        "comparable": "",
+        "top1_err": err1,
+        "top5_err": err5,
+        "raw_top1_err": raw_err1,
+        "macs": test_macs,
+        "params": params,
+        "full_macs": full_macs * v.crops * models_per_prediction,
+        "full_params": full_params,
+        "steps": steps,
+        "wall_s": wall,
+        "scale": sweep.scale,
+        "dataset": config.dataset,
+        "command": _command(sweep, v, workdir),
+        "title": ablation.title,
+        "note": note,
+        "source": v.paper.source if v.paper else "",
       }
       if v.paper and v.paper.metric in ERROR_METRICS:
         key = ERROR_METRICS[v.paper.metric]
@@ -621,21 +729,30 @@ def format_markdown(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> str:
   cost, seeds, wall time and the command."""
   out = [f"# {sweep.name} at scale `{sweep.scale}`", ""]
   if sweep.scale != "full":
-    out += ["Our figures are on `%s`, not ImageNet: the difference to the paper is **not "
-            "like-for-like** for error rates (column `comparable`). Cost rows (`G multiply-adds`, "
-            "`M params`) are computed for the full-size network and are comparable." %
-            (rows[0]["dataset"].replace(f"{REPO_ROOT}/", "") if rows else "?"), ""]
+    out += [
+      "Our figures are on `%s`, not ImageNet: the difference to the paper is **not "
+      "like-for-like** for error rates (column `comparable`). Cost rows (`G multiply-adds`, "
+      "`M params`) are computed for the full-size network and are comparable."
+      % (rows[0]["dataset"].replace(f"{REPO_ROOT}/", "") if rows else "?"),
+      "",
+    ]
   unique = {r["variant"]: r for r in rows}.values()
   done = [r for r in unique if r["wall_s"]]
   if done:
-    out += [f"Wall time: {sum(r['wall_s'] for r in done) / 60:.0f} min for the {len(done)} rows "
-            f"that ran (training with compilation and evaluation; evaluation-only rows: "
-            f"evaluation); {sum(1 for r in unique if not r['wall_s'])} rows not run.", ""]
+    out += [
+      f"Wall time: {sum(r['wall_s'] for r in done) / 60:.0f} min for the {len(done)} rows "
+      f"that ran (training with compilation and evaluation; evaluation-only rows: "
+      f"evaluation); {sum(1 for r in unique if not r['wall_s'])} rows not run.",
+      "",
+    ]
   for ablation in sweep.ablations:
-    out += [f"## {ablation.title}", "",
-            "| row | paper | ours | ours − paper | comparable | top-1 err | top-5 err | "
-            "MACs/image | params | seeds | steps | wall | command |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out += [
+      f"## {ablation.title}",
+      "",
+      "| row | paper | ours | ours − paper | comparable | top-1 err | top-5 err | "
+      "MACs/image | params | seeds | steps | wall | command |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
       if r["ablation"] != ablation.name:
         continue
@@ -649,17 +766,23 @@ def format_markdown(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> str:
       diff = "" if r["difference"] is None else f"{r['difference']:+.2f}{unit}"
       paper = f"{r['paper']} ({r['source']})" if r["paper"] else "—"
       out.append(
-          f"| {r['variant']} | {paper} | {ours} | {diff} | {r['comparable']} | "
-          f"{_fmt(r['top1_err'])} | {_fmt(r['top5_err'])} | {_si(r['macs'])} | {_si(r['params'])} "
-          f"| {r['seeds']} | {_fmt(r['steps'])} | {_fmt(r['wall_s'], 0) + 's' if r['wall_s'] else ''} "
-          f"| `{r['command']}` |")
-    notes = [f"- {r['variant']}: {r['note']}" for r in rows
-             if r["ablation"] == ablation.name and r.get("note")]
+        f"| {r['variant']} | {paper} | {ours} | {diff} | {r['comparable']} | "
+        f"{_fmt(r['top1_err'])} | {_fmt(r['top5_err'])} | {_si(r['macs'])} | {_si(r['params'])} "
+        f"| {r['seeds']} | {_fmt(r['steps'])} | {_fmt(r['wall_s'], 0) + 's' if r['wall_s'] else ''} "
+        f"| `{r['command']}` |"
+      )
+    notes = [
+      f"- {r['variant']}: {r['note']}"
+      for r in rows
+      if r["ablation"] == ablation.name and r.get("note")
+    ]
     out += [""] + notes + ([""] if notes else [])
   return "\n".join(out)
 
 
-def write_tables(sweep: Sweep, rows: Sequence[Mapping[str, Any]], workdir: str | os.PathLike) -> None:
+def write_tables(
+  sweep: Sweep, rows: Sequence[Mapping[str, Any]], workdir: str | os.PathLike
+) -> None:
   workdir = Path(workdir)
   buf = io.StringIO()
   writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -671,8 +794,16 @@ def write_tables(sweep: Sweep, rows: Sequence[Mapping[str, Any]], workdir: str |
   write_curves(workdir)
 
 
-CURVE_COLUMNS = ("variant", "seed", "step", "train/loss", "train/top1", "eval/top1",
-                 "eval_ema/top1", "train/images_per_sec")
+CURVE_COLUMNS = (
+  "variant",
+  "seed",
+  "step",
+  "train/loss",
+  "train/top1",
+  "eval/top1",
+  "eval_ema/top1",
+  "train/images_per_sec",
+)
 
 
 def write_curves(workdir: str | os.PathLike) -> None:
@@ -708,16 +839,25 @@ def learning_curves(workdir: str | os.PathLike) -> dict[str, dict[int, list[dict
 DEFAULT_DEVICE_MACS_PER_SEC = 5.0e13
 
 
-def images_per_sec(macs_per_image: int, device_macs_per_sec: float = DEFAULT_DEVICE_MACS_PER_SEC
-                   ) -> float:
+def images_per_sec(
+  macs_per_image: int, device_macs_per_sec: float = DEFAULT_DEVICE_MACS_PER_SEC
+) -> float:
   return device_macs_per_sec / (3 * macs_per_image)
 
 
-def full_scale_plan(sweep: Sweep, workdir: str, images_per_second: float | None = None,
-                    device_macs_per_sec: float = DEFAULT_DEVICE_MACS_PER_SEC) -> str:
+def full_scale_plan(
+  sweep: Sweep,
+  workdir: str,
+  images_per_second: float | None = None,
+  device_macs_per_sec: float = DEFAULT_DEVICE_MACS_PER_SEC,
+) -> str:
   """The commands of every row and the device-hours each trained row needs."""
-  lines = [f"# {sweep.name} at scale {sweep.scale}: commands and device-hours", "",
-           "| row | epochs | images/s/device | device-hours | command |", "|---|---|---|---|---|"]
+  lines = [
+    f"# {sweep.name} at scale {sweep.scale}: commands and device-hours",
+    "",
+    "| row | epochs | images/s/device | device-hours | command |",
+    "|---|---|---|---|---|",
+  ]
   total = 0.0
   for name, v in sweep.variants().items():
     cmd = _command(sweep, v, Path(workdir))
@@ -733,10 +873,17 @@ def full_scale_plan(sweep: Sweep, workdir: str, images_per_second: float | None 
     hours = images / ips / 3600 * len(sweep.seeds_of(name))
     total += hours
     lines.append(f"| {name} | {images / examples:.0f} | {ips:.0f} | {hours:.0f} | `{cmd}` |")
-  lines += ["", f"Total: {total:.0f} device-hours (training only; " +
-            ("measured throughput" if images_per_second else
-             f"throughput assumed from {device_macs_per_sec:.2g} multiply-adds/s per device, "
-             "3x forward cost per training image; pass --images_per_sec to use a measured figure") + ")."]
+  lines += [
+    "",
+    f"Total: {total:.0f} device-hours (training only; "
+    + (
+      "measured throughput"
+      if images_per_second
+      else f"throughput assumed from {device_macs_per_sec:.2g} multiply-adds/s per device, "
+      "3x forward cost per training image; pass --images_per_sec to use a measured figure"
+    )
+    + ").",
+  ]
   return "\n".join(lines)
 
 
@@ -750,16 +897,24 @@ def main(make_sweep: Callable[[str], Sweep], argv: Sequence[str] | None = None) 
   `small` and `tiny` run the sweep (what is missing) and write W/results.csv and W/results.md.
   """
   import argparse
+
   parser = argparse.ArgumentParser(description=main.__doc__)
   parser.add_argument("--scale", choices=SCALES, default="tiny")
   parser.add_argument("--workdir", default=None, help="default: workdirs/<sweep>_<scale>")
   parser.add_argument("--only", default="", help="comma-separated variant names")
   parser.add_argument("--launch", action="store_true", help="full scale: run, not just print")
-  parser.add_argument("--images_per_sec", type=float, default=None,
-                      help="measured training throughput per device (full-scale estimate)")
+  parser.add_argument(
+    "--images_per_sec",
+    type=float,
+    default=None,
+    help="measured training throughput per device (full-scale estimate)",
+  )
   parser.add_argument("--list", action="store_true", help="list the variants and exit")
-  parser.add_argument("--tables", action="store_true",
-                      help="only rewrite the tables from the results present; train nothing")
+  parser.add_argument(
+    "--tables",
+    action="store_true",
+    help="only rewrite the tables from the results present; train nothing",
+  )
   parser.add_argument("-v", "--verbose", action="store_true", help="the trainer's INFO logs")
   args = parser.parse_args(argv)
   sweep = make_sweep(args.scale)
@@ -772,8 +927,9 @@ def main(make_sweep: Callable[[str], Sweep], argv: Sequence[str] | None = None) 
     text = full_scale_plan(sweep, workdir, args.images_per_sec)
     print(text)
     return text
-  logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                      format="%(asctime)s %(message)s")
+  logging.basicConfig(
+    level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s"
+  )
   if args.tables:
     rows = collect(sweep, workdir)
     write_tables(sweep, rows, workdir)
@@ -781,7 +937,8 @@ def main(make_sweep: Callable[[str], Sweep], argv: Sequence[str] | None = None) 
     print(text)
     return rows
   only = [n for n in args.only.split(",") if n]
-  rows = run_sweep(sweep, workdir, only=only,
-                   log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+  rows = run_sweep(
+    sweep, workdir, only=only, log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)
+  )
   print(format_markdown(sweep, rows))
   return rows

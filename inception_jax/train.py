@@ -15,6 +15,7 @@ experiments/gpu_benchmark.py, runs the train step on machines that have neither)
 pipeline (`inception_jax.data`) loads TensorFlow on first use, and configs are only annotated as
 ConfigDicts.
 """
+
 from __future__ import annotations
 
 import functools
@@ -84,13 +85,17 @@ def input_scale(config: ml_collections.ConfigDict) -> str | None:
     paper = config.model == "googlenet" and overrides.get("norm", "lrn") == "lrn"
     return "caffe" if paper and not overrides.get("transform_input") else "inception"
   if explicit:
-    raise ConfigError(f"input_scale={scale!r} and preprocess.{', preprocess.'.join(explicit)} both "
-                      "set the input scaling; set input_scale='auto' to use the preprocess fields, "
-                      "or remove them")
+    raise ConfigError(
+      f"input_scale={scale!r} and preprocess.{', preprocess.'.join(explicit)} both "
+      "set the input scaling; set input_scale='auto' to use the preprocess fields, "
+      "or remove them"
+    )
   if scale == "caffe" and overrides.get("transform_input"):
-    raise ConfigError("input_scale='caffe' feeds 0..255 pixels, but "
-                      "model_overrides.transform_input expects torchvision's normalised input; "
-                      "drop one of them")
+    raise ConfigError(
+      "input_scale='caffe' feeds 0..255 pixels, but "
+      "model_overrides.transform_input expects torchvision's normalised input; "
+      "drop one of them"
+    )
   return scale
 
 
@@ -104,28 +109,46 @@ def preprocess_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return options
 
 
-def validate_config(config: ml_collections.ConfigDict, mesh: Mesh,
-                    eval_batch_size: int | None = None) -> None:
+def validate_config(
+  config: ml_collections.ConfigDict, mesh: Mesh, eval_batch_size: int | None = None
+) -> None:
   """Raises ConfigError with a clear message for a config that cannot run on this mesh."""
+
   def check(ok: bool, message: str) -> None:
     if not ok:
       raise ConfigError(message)
-  check(config.model in models.NAMES,
-        f"unknown model {config.model!r}; valid models: {', '.join(models.NAMES)}")
-  check(config.optimizer in optim.OPTIMIZERS,
-        f"unknown optimizer {config.optimizer!r}; valid optimizers: {', '.join(optim.OPTIMIZERS)}")
-  check(config.lr_schedule in optim.SCHEDULES,
-        f"unknown lr_schedule {config.lr_schedule!r}; valid: {', '.join(optim.SCHEDULES)}")
-  check(config.batch_norm in BATCH_NORM_MODES,
-        f"unknown batch_norm {config.batch_norm!r}; valid: {', '.join(BATCH_NORM_MODES)}")
-  check(config.get("on_corrupt", "fail") in ON_CORRUPT,
-        f"unknown on_corrupt {config.get('on_corrupt')!r}; valid: {', '.join(ON_CORRUPT)}")
-  check(config.batch_size > 0 and config.base_batch_size > 0,
-        "batch_size and base_batch_size must be positive")
-  check(config.num_train_steps > 0 or config.num_epochs > 0,
-        "set num_train_steps > 0 or num_epochs > 0")
-  for name, value in [("batch_size", config.batch_size),
-                      ("eval_batch_size", eval_batch_size or config.eval_batch_size)]:
+
+  check(
+    config.model in models.NAMES,
+    f"unknown model {config.model!r}; valid models: {', '.join(models.NAMES)}",
+  )
+  check(
+    config.optimizer in optim.OPTIMIZERS,
+    f"unknown optimizer {config.optimizer!r}; valid optimizers: {', '.join(optim.OPTIMIZERS)}",
+  )
+  check(
+    config.lr_schedule in optim.SCHEDULES,
+    f"unknown lr_schedule {config.lr_schedule!r}; valid: {', '.join(optim.SCHEDULES)}",
+  )
+  check(
+    config.batch_norm in BATCH_NORM_MODES,
+    f"unknown batch_norm {config.batch_norm!r}; valid: {', '.join(BATCH_NORM_MODES)}",
+  )
+  check(
+    config.get("on_corrupt", "fail") in ON_CORRUPT,
+    f"unknown on_corrupt {config.get('on_corrupt')!r}; valid: {', '.join(ON_CORRUPT)}",
+  )
+  check(
+    config.batch_size > 0 and config.base_batch_size > 0,
+    "batch_size and base_batch_size must be positive",
+  )
+  check(
+    config.num_train_steps > 0 or config.num_epochs > 0, "set num_train_steps > 0 or num_epochs > 0"
+  )
+  for name, value in [
+    ("batch_size", config.batch_size),
+    ("eval_batch_size", eval_batch_size or config.eval_batch_size),
+  ]:
     try:
       parallel.check_batch_size(value, mesh, name)
     except ValueError as e:
@@ -134,9 +157,11 @@ def validate_config(config: ml_collections.ConfigDict, mesh: Mesh,
     min_size = models.min_image_size(config.model, **model_overrides(config))
   except ValueError as e:
     raise ConfigError(f"model_overrides: {e}") from None
-  check(config.image_size >= min_size,
-        f"image_size={config.image_size} is below the smallest input {config.model} accepts "
-        f"with these overrides ({min_size})")
+  check(
+    config.image_size >= min_size,
+    f"image_size={config.image_size} is below the smallest input {config.model} accepts "
+    f"with these overrides ({min_size})",
+  )
   input_scale(config)
   check(config.get("bias_lr_multiplier", 1.0) > 0, "bias_lr_multiplier must be > 0")
   try:
@@ -149,9 +174,12 @@ def check_data(config: ml_collections.ConfigDict) -> data.DatasetInfo:
   """The train and eval splits exist and (folder datasets) every class folder holds an image,
   the same classes in both: checked in seconds, before anything is compiled. Raises
   data.DatasetNotFoundError or data.DatasetError saying how to fix the problem."""
-  return data.check_dataset(config.dataset, [config.train_split, config.eval_split],
-                            config.data_dir,
-                            allow_empty_classes=config.get("allow_empty_classes", False))
+  return data.check_dataset(
+    config.dataset,
+    [config.train_split, config.eval_split],
+    config.data_dir,
+    allow_empty_classes=config.get("allow_empty_classes", False),
+  )
 
 
 def use_half_precision(config: ml_collections.ConfigDict) -> bool:
@@ -192,6 +220,7 @@ def initial_variables(model: nn.Module, rng: jax.Array, image_size: int) -> dict
 class TrainState:
   """Everything a resumed run needs. batch_stats is {} for networks without BatchNorm; the ema_*
   fields are {} when parameter averaging is off."""
+
   step: jax.Array
   params: Any
   batch_stats: Any
@@ -200,8 +229,9 @@ class TrainState:
   ema_batch_stats: Any
 
   def variables(self, ema: bool = False) -> dict[str, Any]:
-    params, batch_stats = ((self.ema_params, self.ema_batch_stats) if ema
-                           else (self.params, self.batch_stats))
+    params, batch_stats = (
+      (self.ema_params, self.ema_batch_stats) if ema else (self.params, self.batch_stats)
+    )
     return {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
 
 
@@ -209,26 +239,38 @@ def _averages(params: Any, batch_stats: Any, use_ema: bool) -> dict[str, Any]:
   """Initial averaged parameters and BN statistics: copies (distinct buffers: the state is
   donated), or empty when averaging is off."""
   copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731
-  return {"ema_params": copy(params) if use_ema else {},
-          "ema_batch_stats": copy(batch_stats) if use_ema else {}}
+  return {
+    "ema_params": copy(params) if use_ema else {},
+    "ema_batch_stats": copy(batch_stats) if use_ema else {},
+  }
 
 
-def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
-                       image_size: int, use_ema: bool) -> TrainState:
+def create_train_state(
+  model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array, image_size: int, use_ema: bool
+) -> TrainState:
   variables = initial_variables(model, rng, image_size)
   params = variables["params"]
   batch_stats = variables.get("batch_stats", {})
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                    opt_state=tx.init(params), **_averages(params, batch_stats, use_ema))
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    batch_stats=batch_stats,
+    opt_state=tx.init(params),
+    **_averages(params, batch_stats, use_ema),
+  )
 
 
-def state_initializer(config: ml_collections.ConfigDict, model: nn.Module,
-                      tx: optax.GradientTransformation, mesh: Mesh):
+def state_initializer(
+  config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh
+):
   """rng -> TrainState, jitted to create the state directly replicated on the mesh.
   (jax.eval_shape of it gives the abstract state that checkpoints are restored into.)"""
-  init = jax.jit(functools.partial(create_train_state, model, tx, image_size=config.image_size,
-                                   use_ema=config.ema_decay > 0),
-                 out_shardings=parallel.replicated(mesh))
+  init = jax.jit(
+    functools.partial(
+      create_train_state, model, tx, image_size=config.image_size, use_ema=config.ema_decay > 0
+    ),
+    out_shardings=parallel.replicated(mesh),
+  )
 
   def initialize(rng: jax.Array) -> TrainState:
     # Initial weights are replicated, so the partitionable threefry variant buys nothing here,
@@ -236,21 +278,24 @@ def state_initializer(config: ml_collections.ConfigDict, model: nn.Module,
     # 3x3x8x16 kernel, minutes for GoogLeNet).
     with jax.threefry_partitionable(False):
       return init(rng)
+
   return initialize
 
 
 def with_variables(state: TrainState, variables: dict[str, Any]) -> TrainState:
   """state with new params and batch_stats (and averages restarted from them)."""
   params, batch_stats = variables["params"], variables.get("batch_stats") or {}
-  return state.replace(params=params, batch_stats=batch_stats,
-                       **_averages(params, batch_stats, bool(state.ema_params)))
+  return state.replace(
+    params=params, batch_stats=batch_stats, **_averages(params, batch_stats, bool(state.ema_params))
+  )
 
 
 # ---------------------------------------------------------------------------------------------
 # Update step.
 # ---------------------------------------------------------------------------------------------
-def loss_and_grads(params, batch_stats, images, labels, dropout_rng, weights=None, *, model,
-                   config):
+def loss_and_grads(
+  params, batch_stats, images, labels, dropout_rng, weights=None, *, model, config
+):
   """Gradients of the training loss, the new BN statistics and the loss terms of one batch.
   weights: None, or [batch] example weights (0 for a skipped image's empty slot).
 
@@ -266,21 +311,32 @@ def loss_and_grads(params, batch_stats, images, labels, dropout_rng, weights=Non
     with transfer.frozen_batch_norm(frozen_bn):
       if batch_stats:
         variables["batch_stats"] = batch_stats
-        (logits, aux), updates = model.apply(variables, images, train=True,
-                                             mutable=["batch_stats"],
-                                             rngs={"dropout": dropout_rng})
+        (logits, aux), updates = model.apply(
+          variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": dropout_rng}
+        )
         new_batch_stats = updates["batch_stats"]
       else:
         logits, aux = model.apply(variables, images, train=True, rngs={"dropout": dropout_rng})
         new_batch_stats = batch_stats
     loss, terms = losses.training_loss(
-        logits, aux, labels, params, label_smoothing=config.label_smoothing,
-        aux_loss_weight=config.aux_loss_weight, weight_decay=config.weight_decay,
-        example_weights=weights, frozen=frozen if spec.freeze else None)
+      logits,
+      aux,
+      labels,
+      params,
+      label_smoothing=config.label_smoothing,
+      aux_loss_weight=config.aux_loss_weight,
+      weight_decay=config.weight_decay,
+      example_weights=weights,
+      frozen=frozen if spec.freeze else None,
+    )
     correct = losses.topk_correct(logits, labels, 1)
-    terms["top1"] = (jnp.mean(correct) if weights is None
-                     else jnp.sum(correct * weights) / jnp.maximum(jnp.sum(weights), 1.0))
+    terms["top1"] = (
+      jnp.mean(correct)
+      if weights is None
+      else jnp.sum(correct * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    )
     return loss, (terms, new_batch_stats)
+
   (_, (terms, new_batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
   return grads, new_batch_stats, terms
 
@@ -288,6 +344,7 @@ def loss_and_grads(params, batch_stats, images, labels, dropout_rng, weights=Non
 def per_replica(fn, mesh: Mesh):
   """fn on each device's shard of the batch, as the papers' replicas did: BatchNorm statistics
   per replica; gradients, new BN moving averages and metrics averaged over replicas."""
+
   def replica_fn(params, batch_stats, images, labels, dropout_rng, weights):
     dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(parallel.DATA_AXIS))
     # Each replica differentiates its own copy of the parameters; without the cast, autodiff of
@@ -295,14 +352,23 @@ def per_replica(fn, mesh: Mesh):
     params = jax.lax.pcast(params, parallel.DATA_AXIS, to="varying")
     out = fn(params, batch_stats, images, labels, dropout_rng, weights)
     return jax.lax.pmean(out, parallel.DATA_AXIS)
+
   data = P(parallel.DATA_AXIS)
-  return jax.shard_map(replica_fn, mesh=mesh, in_specs=(P(), P(), data, data, P(), data),
-                       out_specs=P())
+  return jax.shard_map(
+    replica_fn, mesh=mesh, in_specs=(P(), P(), data, data, P(), data), out_specs=P()
+  )
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
-               tx: optax.GradientTransformation, learning_rate_fn: optax.Schedule,
-               config: ml_collections.ConfigDict, mesh: Mesh) -> tuple[TrainState, dict]:
+def train_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  learning_rate_fn: optax.Schedule,
+  config: ml_collections.ConfigDict,
+  mesh: Mesh,
+) -> tuple[TrainState, dict]:
   """One update on a global batch. With batch_norm='sync' (or no BatchNorm) the forward pass
   runs over the whole batch, so BN statistics are global; with 'per_replica' it runs per device."""
   grad_fn = functools.partial(loss_and_grads, model=model, config=config)
@@ -313,8 +379,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
   # With on_corrupt="skip" the batch has a mask: skipped images' slots weigh 0 in the loss.
   mask = batch.get("mask")
   weights = None if mask is None else mask.astype(jnp.float32)
-  grads, batch_stats, terms = grad_fn(state.params, state.batch_stats, batch["image"],
-                                      batch["label"], dropout_rng, weights)
+  grads, batch_stats, terms = grad_fn(
+    state.params, state.batch_stats, batch["image"], batch["label"], dropout_rng, weights
+  )
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   step = state.step + 1
@@ -329,13 +396,22 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
     batch_stats = transfer.select(spec.frozen(batch_stats), state.batch_stats, batch_stats)
     if ema_params:
       ema_params = transfer.select(spec.frozen(ema_params), state.ema_params, ema_params)
-      ema_batch_stats = transfer.select(spec.frozen(ema_batch_stats), state.ema_batch_stats,
-                                        ema_batch_stats)
-  new_state = state.replace(step=step, params=params, batch_stats=batch_stats,
-                            opt_state=opt_state, ema_params=ema_params,
-                            ema_batch_stats=ema_batch_stats)
-  metrics = {**terms, "learning_rate": learning_rate_fn(state.step),
-             "grad_norm": optax.tree.norm(grads)}
+      ema_batch_stats = transfer.select(
+        spec.frozen(ema_batch_stats), state.ema_batch_stats, ema_batch_stats
+      )
+  new_state = state.replace(
+    step=step,
+    params=params,
+    batch_stats=batch_stats,
+    opt_state=opt_state,
+    ema_params=ema_params,
+    ema_batch_stats=ema_batch_stats,
+  )
+  metrics = {
+    **terms,
+    "learning_rate": learning_rate_fn(state.step),
+    "grad_norm": optax.tree.norm(grads),
+  }
   if mask is not None:
     metrics["skipped_images"] = jnp.sum(1.0 - weights)  # over the global batch
   return new_state, {f"train/{k}": v for k, v in metrics.items()}
@@ -343,11 +419,16 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
 
 def compile_train_step(model, tx, learning_rate_fn, config, mesh):
   """jit with the state replicated and donated, the batch split over `data`."""
-  step_fn = functools.partial(train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
-                              config=config, mesh=mesh)
-  return jax.jit(step_fn, in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
-                 out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
-                 donate_argnums=0, compiler_options=fast_conv.compiler_options())
+  step_fn = functools.partial(
+    train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn, config=config, mesh=mesh
+  )
+  return jax.jit(
+    step_fn,
+    in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
+    out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
+    donate_argnums=0,
+    compiler_options=fast_conv.compiler_options(),
+  )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,9 +444,11 @@ class MetricWriter:
     if enabled:
       import tensorflow as tf  # Only the event-file writer; TensorBoard itself is not needed.
       from tensorflow.core.framework import summary_pb2
+
       self._tf = tf
       self._scalar_metadata = summary_pb2.SummaryMetadata(
-          plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+      )
       self._tb = tf.summary.create_file_writer(str(epath.Path(workdir) / "tensorboard"))
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
@@ -376,8 +459,9 @@ class MetricWriter:
       f.write(json.dumps({"step": int(step), **scalars}) + "\n")
     with self._tb.as_default():
       for k, v in scalars.items():
-        self._tf.summary.write(k, self._tf.constant(v, self._tf.float32), step=int(step),
-                               metadata=self._scalar_metadata)
+        self._tf.summary.write(
+          k, self._tf.constant(v, self._tf.float32), step=int(step), metadata=self._scalar_metadata
+        )
     self._tb.flush()
 
   def close(self) -> None:
@@ -398,12 +482,13 @@ class TrainMetrics:
   the first step alone reports that step's own rate, compilation included, and says so.
   `skipped_images` (on_corrupt="skip") is the run's total, carried over on resume."""
 
-  def __init__(self, writer: MetricWriter, batch_size: int, num_steps: int,
-               skipped_images: int = 0):
+  def __init__(
+    self, writer: MetricWriter, batch_size: int, num_steps: int, skipped_images: int = 0
+  ):
     self.writer, self.batch_size, self.num_steps = writer, batch_size, num_steps
     self.pending: list[tuple[int, dict]] = []
     self.train_seconds = 0.0
-    self.timed_steps = 0          # pending steps whose time train_seconds holds
+    self.timed_steps = 0  # pending steps whose time train_seconds holds
     self.first_step_seconds: float | None = None
     self.skipped_images = skipped_images
     self._tick = time.time()
@@ -439,8 +524,9 @@ class TrainMetrics:
     for step, m in host:
       if not np.isfinite(m["train/loss"]):
         raise NonFiniteLossError(
-            f"training loss is {m['train/loss']} at step {step} (ce {m['train/ce_loss']}, "
-            f"aux {m['train/aux_loss']}, weight decay {m['train/weight_decay']}); stopping")
+          f"training loss is {m['train/loss']} at step {step} (ce {m['train/ce_loss']}, "
+          f"aux {m['train/aux_loss']}, weight decay {m['train/weight_decay']}); stopping"
+        )
     step = host[-1][0]
     scalars = {k: float(np.mean([m[k] for _, m in host])) for k in host[-1][1]}
     scalars["train/learning_rate"] = float(host[-1][1]["train/learning_rate"])
@@ -452,13 +538,22 @@ class TrainMetrics:
     seconds_per_step, note = self._seconds_per_step()
     scalars["train/images_per_sec"] = self.batch_size / max(seconds_per_step, 1e-9)
     self.writer.write(step, scalars)
-    logging.info("step %d/%d | loss %.4f (ce %.4f aux %.4f wd %.4f) | top1 %.3f | lr %.3g | "
-                 "%.1f img/s%s | ETA %s%s", step, self.num_steps, scalars["train/loss"],
-                 scalars["train/ce_loss"], scalars["train/aux_loss"],
-                 scalars["train/weight_decay"], scalars["train/top1"],
-                 scalars["train/learning_rate"], scalars["train/images_per_sec"], note,
-                 format_eta((self.num_steps - step) * seconds_per_step) if not note else "later",
-                 skipped)
+    logging.info(
+      "step %d/%d | loss %.4f (ce %.4f aux %.4f wd %.4f) | top1 %.3f | lr %.3g | "
+      "%.1f img/s%s | ETA %s%s",
+      step,
+      self.num_steps,
+      scalars["train/loss"],
+      scalars["train/ce_loss"],
+      scalars["train/aux_loss"],
+      scalars["train/weight_decay"],
+      scalars["train/top1"],
+      scalars["train/learning_rate"],
+      scalars["train/images_per_sec"],
+      note,
+      format_eta((self.num_steps - step) * seconds_per_step) if not note else "later",
+      skipped,
+    )
     self.pending, self.train_seconds, self.timed_steps = [], 0.0, 0
     self.resume()
 
@@ -466,48 +561,72 @@ class TrainMetrics:
 # ---------------------------------------------------------------------------------------------
 # Evaluation: raw and averaged parameters, in one pass over the eval split.
 # ---------------------------------------------------------------------------------------------
-def evaluate_state(evaluator: evaluate_lib.Evaluator, state: TrainState,
-                   config: ml_collections.ConfigDict) -> dict[str, float]:
+def evaluate_state(
+  evaluator: evaluate_lib.Evaluator, state: TrainState, config: ml_collections.ConfigDict
+) -> dict[str, float]:
   members = {"eval": [state.variables()]}
   if state.ema_params:
     members["eval_ema"] = [state.variables(ema=True)]
   batches = evaluate_lib.eval_batches(config, config.eval_batch_size, config.eval_crops)
   results = evaluator.evaluate(members, batches, config.num_eval_steps)
-  scalars = {f"{name}/{k}": v for name, r in results.items() for k, v in r.items()
-             if k != "count"}
-  logging.info("eval at step %d: %s", int(parallel.fetch(state.step)),
-               ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
+  scalars = {f"{name}/{k}": v for name, r in results.items() for k, v in r.items() if k != "count"}
+  logging.info(
+    "eval at step %d: %s",
+    int(parallel.fetch(state.step)),
+    ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()),
+  )
   return scalars
 
 
 # ---------------------------------------------------------------------------------------------
 # Checkpoint: what identifies a run, and initial weights.
 # ---------------------------------------------------------------------------------------------
-def checkpoint_meta(config: ml_collections.ConfigDict, num_classes: int, step: int,
-                    skipped_images: int = 0, data_order: str = "global") -> dict:
+def checkpoint_meta(
+  config: ml_collections.ConfigDict,
+  num_classes: int,
+  step: int,
+  skipped_images: int = 0,
+  data_order: str = "global",
+) -> dict:
   """JSON saved next to each checkpoint; the first three keys must match to resume. The data
   position is the step: with data_order "global" the batches depend on (seed, step, batch_size)
   only, so any number of processes resumes them; "per_host" (streamed splits) needs the same
   process_count."""
-  return json.loads(json.dumps({
-      "model": config.model, "model_overrides": model_overrides(config),
-      "num_classes": num_classes, "step": int(step), "data_position": int(step),
-      "dataset": config.dataset, "batch_size": config.batch_size, "seed": config.seed,
-      "skipped_images": int(skipped_images), "data_order": data_order, "process_count": jax.process_count(),
-      "device_count": jax.device_count()}))
+  return json.loads(
+    json.dumps(
+      {
+        "model": config.model,
+        "model_overrides": model_overrides(config),
+        "num_classes": num_classes,
+        "step": int(step),
+        "data_position": int(step),
+        "dataset": config.dataset,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "skipped_images": int(skipped_images),
+        "data_order": data_order,
+        "process_count": jax.process_count(),
+        "device_count": jax.device_count(),
+      }
+    )
+  )
 
 
 def check_resume_order(meta: dict, data_order: str) -> None:
   """Warns where a resumed run will not see the batches the interrupted one would have."""
   if meta.get("data_order") == "per_host" or data_order == "per_host":
     if meta.get("process_count", jax.process_count()) != jax.process_count():
-      logging.warning("resuming a run saved on %s processes on %d: this split is streamed per "
-                      "host, so the training order differs from the interrupted run's",
-                      meta.get("process_count"), jax.process_count())
+      logging.warning(
+        "resuming a run saved on %s processes on %d: this split is streamed per "
+        "host, so the training order differs from the interrupted run's",
+        meta.get("process_count"),
+        jax.process_count(),
+      )
 
 
-def write_config_record(workdir: epath.Path, config: ml_collections.ConfigDict,
-                        start_step: int) -> None:
+def write_config_record(
+  workdir: epath.Path, config: ml_collections.ConfigDict, start_step: int
+) -> None:
   """WORKDIR/config.json (the latest run's config) and config.<start_step>.json (the config of
   the run that started or resumed at that step), written only once the checkpoint check has
   passed: a rejected run leaves the record of the runs that made the checkpoints untouched."""
@@ -517,16 +636,18 @@ def write_config_record(workdir: epath.Path, config: ml_collections.ConfigDict,
   (workdir / "config.json").write_text(text)
 
 
-def corrupt_image_stop(error: data.CorruptImageError, config: ml_collections.ConfigDict,
-                       step: int, saved: str) -> data.CorruptImageError:
+def corrupt_image_stop(
+  error: data.CorruptImageError, config: ml_collections.ConfigDict, step: int, saved: str
+) -> data.CorruptImageError:
   """The error that stops a run at an unreadable image (on_corrupt="fail"): the file, what was
   saved, how to go on."""
   return data.CorruptImageError(
-      f"cannot read or decode image {error.name} (needed after step {step}). {saved} To skip "
-      f"unreadable images (each is counted in metrics.jsonl and named at the end), rerun the same "
-      f"command with --config.on_corrupt=skip; or replace the file and rerun. "
-      f"`python -m inception_jax.data.check {config.dataset}` lists every unreadable image.",
-      error.name)
+    f"cannot read or decode image {error.name} (needed after step {step}). {saved} To skip "
+    f"unreadable images (each is counted in metrics.jsonl and named at the end), rerun the same "
+    f"command with --config.on_corrupt=skip; or replace the file and rerun. "
+    f"`python -m inception_jax.data.check {config.dataset}` lists every unreadable image.",
+    error.name,
+  )
 
 
 def warn_skipped(names: list[str], total: int) -> None:
@@ -534,15 +655,22 @@ def warn_skipped(names: list[str], total: int) -> None:
   if not names and not total:
     return
   distinct = sorted(set(names))
-  shown = ", ".join(distinct[:20]) + (f" (and {len(distinct) - 20} more)" if len(distinct) > 20
-                                      else "")
-  logging.warning("skipped %d unreadable training images in all (train/skipped_images in "
-                  "metrics.jsonl); in this run %d draws of %d distinct files: %s", total,
-                  len(names), len(distinct), shown or "none")
+  shown = ", ".join(distinct[:20]) + (
+    f" (and {len(distinct) - 20} more)" if len(distinct) > 20 else ""
+  )
+  logging.warning(
+    "skipped %d unreadable training images in all (train/skipped_images in "
+    "metrics.jsonl); in this run %d draws of %d distinct files: %s",
+    total,
+    len(names),
+    len(distinct),
+    shown or "none",
+  )
 
 
-def plan_init_from(config: ml_collections.ConfigDict, abstract: TrainState
-                   ) -> tuple[transfer.InitPlan, dict[str, Any]]:
+def plan_init_from(
+  config: ml_collections.ConfigDict, abstract: TrainState
+) -> tuple[transfer.InitPlan, dict[str, Any]]:
   """Reads config.init_from and decides, against the abstract state, what it initialises: every
   tensor the model has with the same shape, except config.init_exclude; the classifier layers
   when they differ (another class count) or are absent (no auxiliary heads) are re-initialised.
@@ -552,18 +680,21 @@ def plan_init_from(config: ml_collections.ConfigDict, abstract: TrainState
   meta = checkpoint_lib.read_init_meta(path)
   if meta.get("model") not in (None, config.model):
     raise checkpoint_lib.CheckpointError(
-        f"init_from checkpoint {path} holds {meta['model']!r} weights (its convert_meta.json), "
-        f"but config.model is {config.model!r}: a checkpoint of another architecture. Use the "
-        f"recipe of {meta['model']!r} or convert weights of {config.model!r}")
+      f"init_from checkpoint {path} holds {meta['model']!r} weights (its convert_meta.json), "
+      f"but config.model is {config.model!r}: a checkpoint of another architecture. Use the "
+      f"recipe of {meta['model']!r} or convert weights of {config.model!r}"
+    )
   loaded = checkpoint_lib.load_variables(path)
   expected = {"params": abstract.params, "batch_stats": abstract.batch_stats}
   try:
     plan = transfer.plan_init(expected, loaded, transfer.spec_from_config(config).init_exclude)
   except ValueError as e:
-    hint = (f" (convert_meta.json records model_overrides {meta.get('model_overrides')})"
-            if meta else "")
+    hint = (
+      f" (convert_meta.json records model_overrides {meta.get('model_overrides')})" if meta else ""
+    )
     raise checkpoint_lib.CheckpointError(
-        f"init_from checkpoint {path} does not fit the model ({config.model}){hint}: {e}") from None
+      f"init_from checkpoint {path} does not fit the model ({config.model}){hint}: {e}"
+    ) from None
   _warn_about_conventions(config, meta, path)
   return plan, loaded
 
@@ -573,45 +704,62 @@ def _warn_about_conventions(config: ml_collections.ConfigDict, meta: dict, path:
   recorded = meta.get("model_overrides") or {}
   ours = model_overrides(config)
   for field in ("transform_input", "pool_count_include_pad", "bn_scale"):
-    if field in recorded and ours.get(field, _default_override(config.model, field)) != \
-        recorded[field]:
-      logging.warning("init_from %s was converted with %s=%r but config.model_overrides gives %r",
-                      path, field, recorded[field], ours.get(field))
-  if (str(meta.get("source", "")).startswith("torchvision") and recorded.get("transform_input")
-      and config.preprocess.get("mean") is None):
-    logging.warning("init_from %s holds torchvision weights with transform_input=True, which "
-                    "expect ImageNet mean/std input: set config.preprocess.mean and .std "
-                    "(configs/finetune.py does)", path)
+    if (
+      field in recorded
+      and ours.get(field, _default_override(config.model, field)) != recorded[field]
+    ):
+      logging.warning(
+        "init_from %s was converted with %s=%r but config.model_overrides gives %r",
+        path,
+        field,
+        recorded[field],
+        ours.get(field),
+      )
+  if (
+    str(meta.get("source", "")).startswith("torchvision")
+    and recorded.get("transform_input")
+    and config.preprocess.get("mean") is None
+  ):
+    logging.warning(
+      "init_from %s holds torchvision weights with transform_input=True, which "
+      "expect ImageNet mean/std input: set config.preprocess.mean and .std "
+      "(configs/finetune.py does)",
+      path,
+    )
 
 
 def _default_override(model_name: str, field: str) -> Any:
   return getattr(models.create(model_name), field, None)
 
 
-def load_init_from(state: TrainState, plan: transfer.InitPlan, loaded: dict[str, Any],
-                   path: str, mesh: Mesh) -> TrainState:
+def load_init_from(
+  state: TrainState, plan: transfer.InitPlan, loaded: dict[str, Any], path: str, mesh: Mesh
+) -> TrainState:
   """state's params and BN statistics, with the tensors `plan` loads taken from `loaded`."""
   fresh = {"params": state.params, "batch_stats": state.batch_stats}
-  variables = jax.device_put(transfer.apply_plan(plan, fresh, loaded),
-                             parallel.replicated(mesh))
+  variables = jax.device_put(transfer.apply_plan(plan, fresh, loaded), parallel.replicated(mesh))
   transfer.log_plan(plan, path)
   return with_variables(state, variables)
 
 
-def load_eval_variables(config, workdir: str, model: nn.Module, mesh: Mesh, num_classes: int,
-                        use_ema: bool = True) -> dict[str, Any]:
+def load_eval_variables(
+  config, workdir: str, model: nn.Module, mesh: Mesh, num_classes: int, use_ema: bool = True
+) -> dict[str, Any]:
   """The variables of a workdir's latest checkpoint (averaged ones if kept and asked for).
   Creates nothing: a mistyped workdir is an error naming it."""
   directory = checkpoint_lib.absolute(workdir) / "checkpoints"
   if not directory.is_dir():
     raise checkpoint_lib.CheckpointError(
-        f"no checkpoints in {workdir}: {directory} does not exist. Check --workdir (the "
-        f"training run's workdir, the folder holding checkpoints/ and config.json).")
+      f"no checkpoints in {workdir}: {directory} does not exist. Check --workdir (the "
+      f"training run's workdir, the folder holding checkpoints/ and config.json)."
+    )
   init = state_initializer(config, model, optim.create_optimizer(config, lambda step: 0.0), mesh)
   ckpt = checkpoint_lib.Checkpointer(workdir, async_save=False, create=False)
-  restored = ckpt.restore(jax.eval_shape(init, jax.random.key(config.seed)),
-                          checkpoint_meta(config, num_classes, 0),
-                          sharding=parallel.replicated(mesh))
+  restored = ckpt.restore(
+    jax.eval_shape(init, jax.random.key(config.seed)),
+    checkpoint_meta(config, num_classes, 0),
+    sharding=parallel.replicated(mesh),
+  )
   ckpt.close()
   if restored is None:
     raise checkpoint_lib.CheckpointError(f"no checkpoint in {workdir}/checkpoints")
@@ -637,9 +785,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   steps_per_epoch, num_steps = train_length(config, info.splits[config.train_split])
   learning_rate_fn = optim.create_learning_rate_fn(config, steps_per_epoch, num_steps)
   tx = optim.create_optimizer(config, learning_rate_fn)
-  logging.info("%s on %s: %d steps (%.1f per epoch) of %d images, %s", config.model,
-               config.dataset, num_steps, steps_per_epoch, config.batch_size,
-               "bfloat16" if use_half_precision(config) else "float32")
+  logging.info(
+    "%s on %s: %d steps (%.1f per epoch) of %d images, %s",
+    config.model,
+    config.dataset,
+    num_steps,
+    steps_per_epoch,
+    config.batch_size,
+    "bfloat16" if use_half_precision(config) else "float32",
+  )
 
   # -- Model and state, created replicated on the mesh.
   model = create_model(config, info.num_classes)
@@ -654,8 +808,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   # -- Checkpoint: resume from the workdir, or start from init_from, or from scratch.
   ckpt = checkpoint_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
   try:
-    restored = ckpt.restore(abstract, checkpoint_meta(config, info.num_classes, 0),
-                            sharding=parallel.replicated(mesh))
+    restored = ckpt.restore(
+      abstract, checkpoint_meta(config, info.num_classes, 0), sharding=parallel.replicated(mesh)
+    )
   except checkpoint_lib.CheckpointError:
     ckpt.close()  # rejected: nothing written, the workdir's record left as it was
     raise
@@ -664,12 +819,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state, meta = restored
     if meta["step"] >= num_steps:
       ckpt.close()
-      logging.info("already finished at step %d; nothing to do (num_train_steps %d, workdir %s)",
-                   meta["step"], num_steps, workdir)
+      logging.info(
+        "already finished at step %d; nothing to do (num_train_steps %d, workdir %s)",
+        meta["step"],
+        num_steps,
+        workdir,
+      )
       return state
-    logging.info("resumed from %s at step %d (saved on %s processes, %s devices)",
-                 ckpt.directory / str(meta["step"]), meta["step"], meta.get("process_count"),
-                 meta.get("device_count"))
+    logging.info(
+      "resumed from %s at step %d (saved on %s processes, %s devices)",
+      ckpt.directory / str(meta["step"]),
+      meta["step"],
+      meta.get("process_count"),
+      meta.get("device_count"),
+    )
   elif config.init_from:
     try:
       plan, loaded = plan_init_from(config, abstract)
@@ -687,10 +850,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   # -- Input: the data position is the step.
   train_iter = data.create_train_iterator(
-      config.dataset, split=config.train_split, data_dir=config.data_dir,
-      global_batch_size=config.batch_size, image_size=config.image_size, seed=config.seed,
-      start_step=start_step, preprocess=preprocess_options(config),
-      on_corrupt=config.get("on_corrupt", "fail"))
+    config.dataset,
+    split=config.train_split,
+    data_dir=config.data_dir,
+    global_batch_size=config.batch_size,
+    image_size=config.image_size,
+    seed=config.seed,
+    start_step=start_step,
+    preprocess=preprocess_options(config),
+    on_corrupt=config.get("on_corrupt", "fail"),
+  )
   if restored is not None:
     check_resume_order(restored[1], train_iter.order)
 
@@ -698,14 +867,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   p_train_step = compile_train_step(model, tx, learning_rate_fn, config, mesh)
   evaluator = evaluate_lib.Evaluator(model, mesh)
   writer = MetricWriter(workdir, enabled=is_main)
-  metrics = TrainMetrics(writer, config.batch_size, num_steps,
-                         skipped_images=meta.get("skipped_images", 0))
+  metrics = TrainMetrics(
+    writer, config.batch_size, num_steps, skipped_images=meta.get("skipped_images", 0)
+  )
 
   def save(step):
     metrics.flush()  # Raises on a non-finite loss: a diverged state is never saved.
     metrics.pause()
-    ckpt.save(step, state, checkpoint_meta(config, info.num_classes, step,
-                                           metrics.skipped_images, train_iter.order))
+    ckpt.save(
+      step,
+      state,
+      checkpoint_meta(config, info.num_classes, step, metrics.skipped_images, train_iter.order),
+    )
     metrics.resume()
 
   def run_eval(step):

@@ -29,6 +29,7 @@ expressions, each matched with `re.search` against those names, or presets:
 - `features(checkpoint, images)`: `PreLogits` of a converted checkpoint with the input convention
   of its source applied.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -86,9 +87,11 @@ def parse_patterns(spec: str | Iterable[str] | None, what: str) -> tuple[str, ..
     try:
       re.compile(pattern)
     except re.error as e:
-      raise ValueError(f"{what}: {item!r} is not a regular expression ({e}); give regexes "
-                       f"matched against names like 'Mixed_3b/branch1/conv/kernel', or a preset "
-                       f"({', '.join(PRESETS)})") from None
+      raise ValueError(
+        f"{what}: {item!r} is not a regular expression ({e}); give regexes "
+        f"matched against names like 'Mixed_3b/branch1/conv/kernel', or a preset "
+        f"({', '.join(PRESETS)})"
+      ) from None
     patterns.append(pattern)
   return tuple(patterns)
 
@@ -102,17 +105,20 @@ def mask(tree: Any, patterns: tuple[str, ...]) -> Any:
   return jax.tree_util.tree_map_with_path(lambda p, _: matches(variable_name(p), patterns), tree)
 
 
-def check_patterns_match(spec: str, patterns: tuple[str, ...], variables: Variables,
-                         what: str) -> None:
+def check_patterns_match(
+  spec: str, patterns: tuple[str, ...], variables: Variables, what: str
+) -> None:
   """Each pattern must name at least one variable: a typo would otherwise do nothing."""
   names = [n for c in ("params", "batch_stats") for n in flat_names(variables.get(c) or {})]
   items = [i.strip() for i in spec.split(",") if i.strip()] if isinstance(spec, str) else spec
   for item, pattern in zip(items, patterns):
     if not any(re.search(pattern, n) for n in names):
       example = ", ".join(names[:3])
-      raise ValueError(f"{what}: pattern {item!r} matches no variable of this model; names look "
-                       f"like {example}, ... (regexes matched with re.search; presets: "
-                       f"{', '.join(PRESETS)})")
+      raise ValueError(
+        f"{what}: pattern {item!r} matches no variable of this model; names look "
+        f"like {example}, ... (regexes matched with re.search; presets: "
+        f"{', '.join(PRESETS)})"
+      )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,6 +127,7 @@ def check_patterns_match(spec: str, patterns: tuple[str, ...], variables: Variab
 @dataclasses.dataclass(frozen=True)
 class TransferSpec:
   """The transfer-learning fields of a config, parsed."""
+
   freeze: tuple[str, ...] = ()
   init_exclude: tuple[str, ...] = ()
   new_layers_lr_multiplier: float = 1.0
@@ -136,6 +143,7 @@ class TransferSpec:
 
   def labels(self, params: Any) -> Any:
     """'frozen', 'new' or 'train' per parameter (optax.multi_transform's labels)."""
+
     def label(path, _):
       name = variable_name(path)
       if matches(name, self.freeze):
@@ -143,6 +151,7 @@ class TransferSpec:
       if self.new_layers_lr_multiplier != 1.0 and matches(name, self.new_layers):
         return "new"
       return "train"
+
     return jax.tree_util.tree_map_with_path(label, params)
 
   def frozen(self, tree: Any) -> Any:
@@ -162,9 +171,11 @@ def spec_from_config(config: Any) -> TransferSpec:
   multiplier = float(getattr(config, "new_layers_lr_multiplier", 1.0))
   if not multiplier >= 0:
     raise ValueError(f"new_layers_lr_multiplier must be >= 0, got {multiplier}")
-  return TransferSpec(freeze=parse_patterns(getattr(config, "freeze", None), "freeze"),
-                      init_exclude=parse_patterns(getattr(config, "init_exclude", None), "init_exclude"),
-                      new_layers_lr_multiplier=multiplier)
+  return TransferSpec(
+    freeze=parse_patterns(getattr(config, "freeze", None), "freeze"),
+    init_exclude=parse_patterns(getattr(config, "init_exclude", None), "init_exclude"),
+    new_layers_lr_multiplier=multiplier,
+  )
 
 
 def check_config_against_variables(config: Any, variables: Variables) -> None:
@@ -189,11 +200,17 @@ def frozen_batch_norm(layers: frozenset[tuple[str, ...]]):
   """A context in which the BatchNorm layers at these module paths use their running averages
   whatever `train` says (flax's method interception: the model code is unchanged; BatchNorm must
   take `use_running_average` at call time, as layers.ConvBN passes it)."""
+
   def interceptor(next_fun, args, kwargs, context):
-    if (layers and context.method_name == "__call__" and isinstance(context.module, nn.BatchNorm)
-        and tuple(context.module.path) in layers):
+    if (
+      layers
+      and context.method_name == "__call__"
+      and isinstance(context.module, nn.BatchNorm)
+      and tuple(context.module.path) in layers
+    ):
       kwargs = {**kwargs, "use_running_average": True}
     return next_fun(*args, **kwargs)
+
   return nn.intercept_methods(interceptor)
 
 
@@ -204,14 +221,18 @@ def frozen_batch_norm(layers: frozenset[tuple[str, ...]]):
 class InitPlan:
   """Names are 'collection/name'. load: taken from the checkpoint; reinitialised: layers (module
   paths) left at their fresh initial values; ignored: checkpoint tensors the model does not use."""
+
   load: list[str]
   reinitialised: list[str]
   ignored: list[str]
 
 
 def _flat_variables(variables: Variables) -> dict[str, Any]:
-  return {f"{c}/{n}": leaf for c in ("params", "batch_stats")
-          for n, leaf in flat_names(variables.get(c) or {}).items()}
+  return {
+    f"{c}/{n}": leaf
+    for c in ("params", "batch_stats")
+    for n, leaf in flat_names(variables.get(c) or {}).items()
+  }
 
 
 def _layer(key: str) -> str:
@@ -223,8 +244,9 @@ def _name_key(path: tuple[Any, ...]) -> str:
   return variable_name(path)
 
 
-def plan_init(expected: Variables, found: Variables,
-              init_exclude: tuple[str, ...] = ()) -> InitPlan:
+def plan_init(
+  expected: Variables, found: Variables, init_exclude: tuple[str, ...] = ()
+) -> InitPlan:
   """Which of `found`'s tensors initialise `expected` (abstract or concrete variables).
 
   Raises ValueError listing the tensors that differ outside the classifier layers and
@@ -232,24 +254,30 @@ def plan_init(expected: Variables, found: Variables,
   """
   # The project's one tree comparison, checkpoint.tree_differences (imported here: it is heavy).
   from inception_jax import checkpoint
+
   expected = {c: expected.get(c) or {} for c in ("params", "batch_stats")}
   found = {c: found.get(c) or {} for c in ("params", "batch_stats")}
   missing, misshaped, unexpected = checkpoint.tree_differences(expected, found, key=_name_key)
   flat_expected, flat_found = _flat_variables(expected), _flat_variables(found)
   new_layers = (CLASSIFIERS, *init_exclude)
-  problems = sorted((k for k in missing + misshaped + unexpected
-                     if not matches(k.split("/", 1)[1], new_layers)),
-                    key=lambda k: not k.startswith("params/"))  # parameters first, stably
+  problems = sorted(
+    (k for k in missing + misshaped + unexpected if not matches(k.split("/", 1)[1], new_layers)),
+    key=lambda k: not k.startswith("params/"),
+  )  # parameters first, stably
   if problems:
+
     def describe(k):
       if k in misshaped:
         return f"{k}: checkpoint {np.shape(flat_found[k])}, model {np.shape(flat_expected[k])}"
       return f"{k}: {'missing from the checkpoint' if k in missing else 'not in the model'}"
+
     raise ValueError(
-        f"{len(problems)} tensor(s) differ outside the classifier layers, so this is a checkpoint "
-        "of another architecture or configuration: " + "; ".join(map(describe, problems[:5])) +
-        ". Check config.model and config.model_overrides (width_multiplier, bn_scale, ...) "
-        "against the checkpoint, or name such layers in config.init_exclude to start them afresh")
+      f"{len(problems)} tensor(s) differ outside the classifier layers, so this is a checkpoint "
+      "of another architecture or configuration: "
+      + "; ".join(map(describe, problems[:5]))
+      + ". Check config.model and config.model_overrides (width_multiplier, bn_scale, ...) "
+      "against the checkpoint, or name such layers in config.init_exclude to start them afresh"
+    )
   fresh = {_layer(k) for k in missing + misshaped}
   fresh |= {_layer(k) for k in flat_expected if matches(k.split("/", 1)[1], init_exclude)}
   load = [k for k in flat_expected if k in flat_found and _layer(k) not in fresh]
@@ -265,19 +293,30 @@ def apply_plan(plan: InitPlan, fresh: Variables, found: Variables) -> dict[str, 
   for collection in ("params", "batch_stats"):
     tree = fresh.get(collection) or {}
     out[collection] = jax.tree_util.tree_map_with_path(
-        lambda p, leaf, c=collection: (flat_found[f"{c}/{variable_name(p)}"]
-                                       if f"{c}/{variable_name(p)}" in load else leaf), tree)
+      lambda p, leaf, c=collection: (
+        flat_found[f"{c}/{variable_name(p)}"] if f"{c}/{variable_name(p)}" in load else leaf
+      ),
+      tree,
+    )
   return out
 
 
 def log_plan(plan: InitPlan, path: str) -> None:
   logging.info("init_from %s: loaded %d tensors", path, len(plan.load))
   if plan.reinitialised:
-    logging.info("init_from %s: re-initialised %d layer(s): %s", path, len(plan.reinitialised),
-                 ", ".join(plan.reinitialised))
+    logging.info(
+      "init_from %s: re-initialised %d layer(s): %s",
+      path,
+      len(plan.reinitialised),
+      ", ".join(plan.reinitialised),
+    )
   if plan.ignored:
-    logging.info("init_from %s: %d checkpoint tensor(s) not used: %s", path, len(plan.ignored),
-                 ", ".join(plan.ignored[:20]) + (", ..." if len(plan.ignored) > 20 else ""))
+    logging.info(
+      "init_from %s: %d checkpoint tensor(s) not used: %s",
+      path,
+      len(plan.ignored),
+      ", ".join(plan.ignored[:20]) + (", ..." if len(plan.ignored) > 20 else ""),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,8 +339,10 @@ def to_network_input(images: Any, convention: str) -> jax.Array:
     x = images.astype(jnp.float32)
     lo, hi = float(jnp.min(x)), float(jnp.max(x))
     if lo < -1e-3 or hi > 1.0 + 1e-3:
-      raise ValueError(f"float images must be in [0, 1] (got values in [{lo:.3g}, {hi:.3g}]): pass "
-                       "raw pixels; the checkpoint's input convention is applied here")
+      raise ValueError(
+        f"float images must be in [0, 1] (got values in [{lo:.3g}, {hi:.3g}]): pass "
+        "raw pixels; the checkpoint's input convention is applied here"
+      )
   if convention == "torchvision":
     return (x - jnp.array(TORCHVISION_MEAN)) / jnp.array(TORCHVISION_STD)
   return x * 2.0 - 1.0
@@ -311,15 +352,19 @@ def feature_extractor(checkpoint: str) -> Callable[[Any], np.ndarray]:
   """images -> PreLogits [batch, channels] for a converted checkpoint (see `features`), compiled
   once per input shape; for many batches."""
   from inception_jax import convert, fast_conv
+
   model, variables = convert.load(checkpoint)
   meta = json.loads((Path(checkpoint) / convert.META_FILE).read_text())
   convention = input_convention(meta.get("source", ""))
   model = model.clone(return_features=True)
-  apply = jax.jit(lambda v, x: model.apply(v, x, train=False)["PreLogits"].astype(jnp.float32),
-                  compiler_options=fast_conv.compiler_options())
+  apply = jax.jit(
+    lambda v, x: model.apply(v, x, train=False)["PreLogits"].astype(jnp.float32),
+    compiler_options=fast_conv.compiler_options(),
+  )
 
   def extract(images: Any) -> np.ndarray:
     return np.asarray(apply(variables, to_network_input(images, convention)))
+
   extract.convention = convention  # type: ignore[attr-defined]
   return extract
 
@@ -338,6 +383,17 @@ def features(checkpoint: str, images: Any) -> np.ndarray:
   return feature_extractor(checkpoint)(images)
 
 
-__all__ = ["CLASSIFIERS", "PRESETS", "InitPlan", "TransferSpec", "apply_plan", "feature_extractor",
-           "features", "frozen_batch_norm", "input_convention", "plan_init", "spec_from_config",
-           "to_network_input"]
+__all__ = [
+  "CLASSIFIERS",
+  "PRESETS",
+  "InitPlan",
+  "TransferSpec",
+  "apply_plan",
+  "feature_extractor",
+  "features",
+  "frozen_batch_norm",
+  "input_convention",
+  "plan_init",
+  "spec_from_config",
+  "to_network_input",
+]

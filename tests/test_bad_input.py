@@ -6,6 +6,7 @@ completed step (on_corrupt="fail") or is skipped in place and counted (on_corrup
 run that skipped resumes exactly; a rejected run leaves config.json alone; a finished run rerun
 does nothing; the common mistakes get messages that say what to do.
 """
+
 import io
 import json
 import logging
@@ -37,8 +38,10 @@ class Compiled(Exception):
 @pytest.fixture()
 def no_compile(monkeypatch):
   """Makes any jax.jit call fail, to show a check came before compilation."""
+
   def jit(*args, **kwargs):
     raise Compiled("jax.jit was called")
+
   monkeypatch.setattr(jax, "jit", jit)
 
 
@@ -63,9 +66,16 @@ def make_folder(root, train=39, test=9, classes=("a", "b", "c"), truncated=True)
 
 
 def folder_config(root, **overrides):
-  c = tiny_config(dataset=f"folder:{root}", train_split="train", eval_split="test",
-                  batch_size=8, eval_batch_size=8, num_eval_steps=-1, log_every_steps=1,
-                  checkpoint_every_steps=100)
+  c = tiny_config(
+    dataset=f"folder:{root}",
+    train_split="train",
+    eval_split="test",
+    batch_size=8,
+    eval_batch_size=8,
+    num_eval_steps=-1,
+    log_every_steps=1,
+    checkpoint_every_steps=100,
+  )
   for k, v in overrides.items():
     setattr(c, k, v)
   return c
@@ -128,9 +138,14 @@ def test_missing_tfds_dataset_names_config_data_dir(tmp_path, no_compile):
 def first_bad_step(root, config, steps):
   """The training step whose batch holds the truncated file (seen through a skipping iterator),
   and the number of skipped slots in the first `steps` batches."""
-  it = data.create_train_iterator(config.dataset, global_batch_size=config.batch_size,
-                                  image_size=config.image_size, seed=config.seed,
-                                  preprocess=config.preprocess.to_dict(), on_corrupt="skip")
+  it = data.create_train_iterator(
+    config.dataset,
+    global_batch_size=config.batch_size,
+    image_size=config.image_size,
+    seed=config.seed,
+    preprocess=config.preprocess.to_dict(),
+    on_corrupt="skip",
+  )
   masks = [next(it)["mask"] for _ in range(steps)]
   bad_steps = [k for k, m in enumerate(masks) if not m.all()]
   return (bad_steps[0] if bad_steps else None), sum(int((~m).sum()) for m in masks)
@@ -149,8 +164,7 @@ def corrupt_folder(tmp_path_factory):
   pytest.fail("no seed puts the truncated image mid-way")
 
 
-def test_corrupt_image_fails_with_a_checkpoint_at_the_last_step(corrupt_folder, tmp_path,
-                                                               caplog):
+def test_corrupt_image_fails_with_a_checkpoint_at_the_last_step(corrupt_folder, tmp_path, caplog):
   root, bad, seed, bad_step, _ = corrupt_folder
   config = folder_config(root, seed=seed, num_train_steps=9)
   with pytest.raises(data.CorruptImageError) as err:
@@ -171,15 +185,19 @@ def test_corrupt_image_fails_with_a_checkpoint_at_the_last_step(corrupt_folder, 
   assert f"resumed from {tmp_path / 'checkpoints' / str(bad_step)}" in caplog.text
   rows = [r for r in read_metrics(tmp_path) if "train/skipped_images" in r]
   assert rows and rows[0]["step"] == bad_step + 1 and rows[0]["train/skipped_images"] == 1
-  warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
-              and "unreadable training images" in r.getMessage()]
+  warnings = [
+    r.getMessage()
+    for r in caplog.records
+    if r.levelno == logging.WARNING and "unreadable training images" in r.getMessage()
+  ]
   assert len(warnings) == 1 and str(bad) in warnings[0]
 
 
 def test_skipping_keeps_positions_so_resume_is_exact(corrupt_folder, tmp_path):
   root, bad, seed, bad_step, skipped = corrupt_folder
-  config = folder_config(root, seed=seed, num_train_steps=9, on_corrupt="skip",
-                         checkpoint_every_steps=bad_step + 2)   # a checkpoint after the first skip
+  config = folder_config(
+    root, seed=seed, num_train_steps=9, on_corrupt="skip", checkpoint_every_steps=bad_step + 2
+  )  # a checkpoint after the first skip
   straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
   final = read_metrics(tmp_path / "straight")
   assert [r for r in final if "train/skipped_images" in r][-1]["train/skipped_images"] == skipped
@@ -191,8 +209,9 @@ def test_skipping_keeps_positions_so_resume_is_exact(corrupt_folder, tmp_path):
     if p.name.isdigit() and int(p.name) > config.checkpoint_every_steps:
       shutil.rmtree(p)
   resumed = train.train_and_evaluate(config, str(resumed_dir))
-  jax.tree.map(np.testing.assert_array_equal, parallel.fetch(resumed.params),
-               parallel.fetch(straight.params))
+  jax.tree.map(
+    np.testing.assert_array_equal, parallel.fetch(resumed.params), parallel.fetch(straight.params)
+  )
   rows = [r for r in read_metrics(resumed_dir) if "train/skipped_images" in r]
   assert rows[-1]["train/skipped_images"] == skipped  # carried over in the checkpoint
 
@@ -200,6 +219,7 @@ def test_skipping_keeps_positions_so_resume_is_exact(corrupt_folder, tmp_path):
 def test_skipped_slot_weighs_nothing_in_the_loss():
   import jax.numpy as jnp
   from inception_jax import losses
+
   logits = jnp.array([[2.0, 0.0], [0.0, 5.0], [1.0, 1.0]])
   labels = jnp.array([0, 0, 1])
   weights = jnp.array([1.0, 0.0, 1.0])
@@ -270,6 +290,7 @@ def test_orbax_filter_keeps_real_warnings():
 
   def record(message, path="/site-packages/orbax/checkpoint/x.py"):
     return logging.LogRecord("absl", logging.WARNING, path, 1, message, (), None)
+
   assert not f.filter(record('Item "state" was found in the checkpoint, but could not be restored'))
   assert not f.filter(record("Metadata file does not exist: /w/checkpoints/2/meta"))
   assert f.filter(record("Failed to read Metadata file: /w, error: x"))
@@ -280,20 +301,34 @@ def test_orbax_filter_keeps_real_warnings():
 
 
 def run_entry_point(*args):
-  return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=subprocess_env(),
-                        capture_output=True, text=True, timeout=120)
+  return subprocess.run(
+    [sys.executable, "-m", *args],
+    cwd=ROOT,
+    env=subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
 
 
 def test_unknown_config_field_lists_fields_and_closest_match(tmp_path):
-  proc = run_entry_point("experiments.run", "--config=configs/v1.py:local",
-                         "--config.on_corupt=skip", f"--workdir={tmp_path}")
+  proc = run_entry_point(
+    "experiments.run",
+    "--config=configs/v1.py:local",
+    "--config.on_corupt=skip",
+    f"--workdir={tmp_path}",
+  )
   assert proc.returncode != 0
   assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
   assert "unknown config field 'on_corupt'" in proc.stderr
   assert "Did you mean --config.on_corrupt?" in proc.stderr
   assert "Valid fields of config: " in proc.stderr and "eval_split" in proc.stderr
-  proc = run_entry_point("experiments.evaluate", "--config=configs/v1.py:local",
-                         "--config.preprocess.on_corrupt=skip", f"--workdir={tmp_path}")
+  proc = run_entry_point(
+    "experiments.evaluate",
+    "--config=configs/v1.py:local",
+    "--config.preprocess.on_corrupt=skip",
+    f"--workdir={tmp_path}",
+  )
   assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
   assert "Did you mean --config.on_corrupt?" in proc.stderr
   assert not any(tmp_path.iterdir())
@@ -301,6 +336,7 @@ def test_unknown_config_field_lists_fields_and_closest_match(tmp_path):
 
 def test_unknown_field_message():
   import ml_collections
+
   c = ml_collections.ConfigDict({"learning_rate": 0.1, "model_overrides": {"width": 1}})
   assert cli.unknown_field_message(c, "learning_rate") is None
   assert cli.unknown_field_message(c, "model_overrides.width") is None
@@ -315,18 +351,29 @@ def test_unknown_field_message():
 
 def test_missing_optional_dependency_names_the_extra(tmp_path, monkeypatch):
   from inception_jax import convert
+
   weights = tmp_path / "weights.pt"
   weights.write_bytes(b"not really")
   monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
   with pytest.raises(extras.MissingDependencyError, match=r'pip install -e "\.\[parity\]"'):
     convert.from_torchvision(str(weights), "inception_v3")
-  assert convert.main(["--from=torchvision", "--model=inception_v3", f"--input={weights}",
-                       f"--output={tmp_path / 'out'}"]) == 2
+  assert (
+    convert.main(
+      [
+        "--from=torchvision",
+        "--model=inception_v3",
+        f"--input={weights}",
+        f"--output={tmp_path / 'out'}",
+      ]
+    )
+    == 2
+  )
 
 
 def test_missing_peer_script_fails_before_running_ours(tmp_path, monkeypatch, capsys):
   from experiments import benchmark as benchmark_cli
   from inception_jax import benchmark
+
   monkeypatch.setattr(benchmark, "PEER_DIR", str(tmp_path))
   ran = []
   monkeypatch.setattr(benchmark, "run_ours", lambda *a, **k: ran.append(a) or {})
@@ -361,8 +408,9 @@ def test_first_progress_line_rate_is_measured(tmp_path, caplog):
   rows = [r for r in read_metrics(tmp_path) if "train/images_per_sec" in r]
   first_step = float(caplog.text.split("first step (compilation included) took ")[1].split("s")[0])
   # The first line's rate is that of the first step (its compilation included), over its time.
-  np.testing.assert_allclose(rows[0]["train/images_per_sec"], config.batch_size / first_step,
-                             rtol=0.3)
+  np.testing.assert_allclose(
+    rows[0]["train/images_per_sec"], config.batch_size / first_step, rtol=0.3
+  )
   assert rows[0]["train/images_per_sec"] < rows[1]["train/images_per_sec"]
   assert "img/s (first step, compilation included)" in caplog.text
 

@@ -1,6 +1,7 @@
 """BN-Inception (Ioffe & Szegedy 2015, Figure 5; tf-slim inception_v2.py): both stems, the block
 types, its cost, and GoogLeNet's slim padding. Parity with slim's own graph is in
 tests/test_convert_slim.py."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,16 +25,20 @@ def test_separable_stem_is_slims():
   """Depthwise 7x7/2, multiplier 8 (3 -> 24, no bias), pointwise 1x1 24 -> 64 + bias, no BN."""
   v = _variables()
   stem = _shapes(v["params"]["Conv2d_1a_7x7"])
-  assert stem == {"depthwise": {"conv": {"kernel": (7, 7, 1, 24)}},
-                  "pointwise": {"conv": {"kernel": (1, 1, 24, 64), "bias": (64,)}}}
+  assert stem == {
+    "depthwise": {"conv": {"kernel": (7, 7, 1, 24)}},
+    "pointwise": {"conv": {"kernel": (1, 1, 24, 64), "bias": (64,)}},
+  }
   assert "Conv2d_1a_7x7" not in v["batch_stats"]
   assert models.create("bn_inception").stem == "separable"  # the released checkpoint's
 
 
 def test_dense_stem_is_the_papers():
   v = _variables(stem="7x7")
-  assert _shapes(v["params"]["Conv2d_1a_7x7"]) == {"conv": {"kernel": (7, 7, 3, 64)},
-                                                    "bn": {"bias": (64,), "scale": (64,)}}
+  assert _shapes(v["params"]["Conv2d_1a_7x7"]) == {
+    "conv": {"kernel": (7, 7, 3, 64)},
+    "bn": {"bias": (64,), "scale": (64,)},
+  }
   assert "Conv2d_1a_7x7" in v["batch_stats"]
 
 
@@ -50,9 +55,18 @@ def test_figure5_widths_give_the_printed_outputs():
   for name, (_, c1, _, c3, _, cd, _, proj) in FIGURE5.items():
     c = c3 + cd + (c if proj is None else c1 + proj)
     widths[name] = c
-  assert widths == {"Mixed_3b": 256, "Mixed_3c": 320, "Mixed_4a": 576, "Mixed_4b": 576,
-                    "Mixed_4c": 576, "Mixed_4d": 576, "Mixed_4e": 576, "Mixed_5a": 1024,
-                    "Mixed_5b": 1024, "Mixed_5c": 1024}
+  assert widths == {
+    "Mixed_3b": 256,
+    "Mixed_3c": 320,
+    "Mixed_4a": 576,
+    "Mixed_4b": 576,
+    "Mixed_4c": 576,
+    "Mixed_4d": 576,
+    "Mixed_4e": 576,
+    "Mixed_5a": 1024,
+    "Mixed_5b": 1024,
+    "Mixed_5c": 1024,
+  }
 
 
 def test_blocks_pool_kinds_differ():
@@ -81,8 +95,9 @@ def test_reduction_passes_the_input_through_its_pool():
 def test_any_input_size_works(size):
   """TF 'SAME' padding: every grid n becomes ceil(n / 2), never empty."""
   model = models.create("bn_inception", return_features=True)
-  out = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0),
-                                                      jnp.zeros((1, size, size, 3)))[0])
+  out = jax.eval_shape(
+    lambda: model.init_with_output(jax.random.key(0), jnp.zeros((1, size, size, 3)))[0]
+  )
   grid = -(-size // 32)
   assert out["Mixed_5c"].shape == (1, grid, grid, 1024) and out["Logits"].shape == (1, 1000)
 
@@ -103,7 +118,9 @@ def test_parameters_and_multiply_adds():
   dense = tables.model_figures("bn_inception", stem="7x7")
   assert sep["params"] == sep["params_with_aux"]  # no aux heads
   # dense 7x7x3x64 + BN offset and scale  vs  depthwise 7x7x3x8 + pointwise 24x64 + bias
-  assert dense["params"] - sep["params"] == (7 * 7 * 3 * 64 + 2 * 64) - (7 * 7 * 3 * 8 + 24 * 64 + 64)
+  assert dense["params"] - sep["params"] == (7 * 7 * 3 * 64 + 2 * 64) - (
+    7 * 7 * 3 * 8 + 24 * 64 + 64
+  )
   assert dense["macs"] - sep["macs"] == 112 * 112 * (7 * 7 * 3 * 64 - 7 * 7 * 24 - 24 * 64)
   # Rethinking Table 3: "2.0" billion ops
   assert abs(dense["macs"] / 2.0e9 - 1) < 0.02 and abs(sep["macs"] / 2.0e9 - 1) < 0.04
@@ -116,12 +133,14 @@ def test_googlenet_same_padding_is_slims():
   """padding="same": conv1 and the stride-2 pools use TF 'SAME' (tf-slim inception_v1)."""
   model = models.create("googlenet_bn", padding="same", return_features=True)
   for size, grid in ((224, 7), (225, 8), (15, 1), (1, 1)):
-    out = jax.eval_shape(lambda s=size: model.init_with_output(
-        jax.random.key(0), jnp.zeros((1, s, s, 3)))[0])
+    out = jax.eval_shape(
+      lambda s=size: model.init_with_output(jax.random.key(0), jnp.zeros((1, s, s, 3)))[0]
+    )
     assert out["Mixed_5c"].shape[1] == grid, size
   assert models.min_image_size("googlenet_bn", padding="same") == 1
   # At 224 the end points are the torchvision layout's (only the padding differs).
   same = accounting.summarize(models.create("googlenet_bn", padding="same"), 224)
   tv = accounting.summarize(models.create("googlenet_bn"), 224)
-  assert [(r["end_point"], r["output_shape"]) for r in same] == \
-      [(r["end_point"], r["output_shape"]) for r in tv]
+  assert [(r["end_point"], r["output_shape"]) for r in same] == [
+    (r["end_point"], r["output_shape"]) for r in tv
+  ]

@@ -1,4 +1,5 @@
 """Every recipe and preset builds, names its paper's values and overrides cleanly."""
+
 import importlib
 import pathlib
 
@@ -15,8 +16,18 @@ RECIPES = ["v1", "v2", "v3", "bn_inception", "finetune"]
 def test_config_builds(name, preset):
   module = importlib.import_module(f"configs.{name}")
   c = module.get_config(preset)
-  for field in ["num_train_steps", "num_epochs", "checkpoint_every_steps", "eval_every_steps",
-                "init_from", "seed", "half_precision", "batch_size", "model", "dataset"]:
+  for field in [
+    "num_train_steps",
+    "num_epochs",
+    "checkpoint_every_steps",
+    "eval_every_steps",
+    "init_from",
+    "seed",
+    "half_precision",
+    "batch_size",
+    "model",
+    "dataset",
+  ]:
     assert field in c, field
   assert c.optimizer in optim.OPTIMIZERS
   assert c.lr_schedule in optim.SCHEDULES
@@ -28,12 +39,14 @@ def test_config_builds(name, preset):
 
 def test_unknown_preset():
   from configs import v3
+
   with pytest.raises(ValueError, match="unknown preset 'huge'"):
     v3.get_config("huge")
 
 
 def test_v1_is_the_googlenet_recipe():
   from configs import v1
+
   c = v1.get_config()
   assert (c.model, c.optimizer, c.momentum) == ("googlenet", "sgd", 0.9)
   assert (c.lr_decay_rate, c.lr_decay_epochs) == (0.96, 8.0)
@@ -55,6 +68,7 @@ def test_rethinking_recipes(name, model):
 def test_bn_inception_recipe(preset):
   """Table 3's BN-Inception row: the paper's dense stem, before RMSProp and label smoothing."""
   from configs import bn_inception
+
   c = bn_inception.get_config(preset)
   assert (c.model, c.model_overrides.stem, c.optimizer) == ("bn_inception", "7x7", "sgd")
   assert (c.label_smoothing, c.aux_loss_weight) == (0.0, 0.0)
@@ -65,9 +79,16 @@ def test_command_line_overrides(tmp_path):
   """--config.field=value works for every kind of field, placeholders included."""
   from absl import flags
   from ml_collections import config_flags
-  argv = ["prog", f"--config={ROOT}/configs/v1.py:local", "--config.batch_size=32",
-          "--config.half_precision=True", f"--config.init_from={tmp_path}",
-          "--config.model_overrides.width_multiplier=0.5", "--config.num_train_steps=7"]
+
+  argv = [
+    "prog",
+    f"--config={ROOT}/configs/v1.py:local",
+    "--config.batch_size=32",
+    "--config.half_precision=True",
+    f"--config.init_from={tmp_path}",
+    "--config.model_overrides.width_multiplier=0.5",
+    "--config.num_train_steps=7",
+  ]
   fv = flags.FlagValues()
   config_flags.DEFINE_config_file("config", None, flag_values=fv, sys_argv=argv)
   fv(argv)
@@ -78,9 +99,11 @@ def test_command_line_overrides(tmp_path):
 
 # ---- Input convention: one field of the recipe, the same for training and evaluation ----------
 
+
 def test_input_scale_follows_the_model():
   from configs import v1, v3
   from inception_jax import data, train
+
   c = v1.get_config()
   assert train.input_scale(c) == "caffe"  # the paper's GoogLeNet, as BVLC fed it
   options = train.preprocess_options(c)
@@ -101,6 +124,7 @@ def test_input_scale_follows_the_model():
 def test_inconsistent_input_scale_is_refused():
   from configs import v1
   from inception_jax import train
+
   c = v1.get_config()
   c.preprocess.mean, c.preprocess.std = (0.5,) * 3, (0.5,) * 3
   assert train.input_scale(c) is None  # "auto": preprocess's own scaling is used as given
@@ -121,6 +145,7 @@ def test_inconsistent_input_scale_is_refused():
 def test_evaluation_gets_the_recipes_input_scale(monkeypatch):
   from configs import v1
   from inception_jax import data, evaluate
+
   seen = {}
   monkeypatch.setattr(data, "create_eval_iterator", lambda *a, **k: seen.update(k))
   evaluate.eval_batches(v1.get_config("local"), 16, 10)
@@ -129,11 +154,15 @@ def test_evaluation_gets_the_recipes_input_scale(monkeypatch):
 
 def test_finetune_presets():
   from configs import finetune
+
   full, local, probe = (finetune.get_config(p) for p in (None, "local", "local_probe"))
   assert (full.model, full.image_size, full.freeze) == ("inception_v3", 299, "backbone")
   assert full.model_overrides.bn_scale is False  # slim's Inception-v3 has no BN scale
-  assert (local.model, local.freeze, local.model_overrides.transform_input) == ("googlenet_bn", "",
-                                                                               True)
+  assert (local.model, local.freeze, local.model_overrides.transform_input) == (
+    "googlenet_bn",
+    "",
+    True,
+  )
   assert local.preprocess.mean == (0.485, 0.456, 0.406)  # torchvision's input convention
   assert probe.freeze == "backbone" and probe.model_overrides.aux_logits is False
   assert "MEASURED" not in finetune.__doc__

@@ -10,6 +10,7 @@ logits must differ, so an input-independent network cannot pass.
 
 Under CI=true a missing torch / torchvision / keras fails instead of skipping.
 """
+
 import copy
 import functools
 import importlib
@@ -103,8 +104,9 @@ def torchvision_peer(builder: str, model_name: str, image_size: int) -> Peer:
   statistics, and our conversion of it."""
   require("torch")
   torchvision = require("torchvision")
-  net = getattr(torchvision.models, builder)(weights=None, aux_logits=True, transform_input=True,
-                                             init_weights=True)
+  net = getattr(torchvision.models, builder)(
+    weights=None, aux_logits=True, transform_input=True, init_weights=True
+  )
   randomize_torch_bn(net, image_size)
   return Peer(net, model_name, *convert.from_torchvision(net, model_name))
 
@@ -124,22 +126,27 @@ def test_googlenet_matches_torchvision(googlenet_peer, size):
   p = googlenet_peer
   assert p.model.transform_input and p.model.aux_logits and p.model.num_classes == 1000
   x = images(size, "NCHW")
-  assert_parity(p.apply(p.variables, x.transpose(0, 2, 3, 1)), p.torch_logits(x),
-                f"googlenet_bn {size}x{size}")
+  assert_parity(
+    p.apply(p.variables, x.transpose(0, 2, 3, 1)), p.torch_logits(x), f"googlenet_bn {size}x{size}"
+  )
 
 
 def test_inception_v3_matches_torchvision(inception_v3_peer):
   p = inception_v3_peer
   assert p.model.pool_count_include_pad and p.model.transform_input and p.model.aux_logits
   x = images(299, "NCHW")
-  assert_parity(p.apply(p.variables, x.transpose(0, 2, 3, 1)), p.torch_logits(x), "inception_v3 299x299")
+  assert_parity(
+    p.apply(p.variables, x.transpose(0, 2, 3, 1)), p.torch_logits(x), "inception_v3 299x299"
+  )
 
 
 def test_googlenet_aux_heads_match_torchvision_in_training_mode(googlenet_peer):
   """Batch statistics, dropout off: both aux heads, incl. fc1's (C, H, W) -> (H, W, C) permutation."""
   torch = require("torch")
   p = googlenet_peer
-  net = copy.deepcopy(p.net).train()  # train mode updates running stats: keep the shared peer intact
+  net = copy.deepcopy(
+    p.net
+  ).train()  # train mode updates running stats: keep the shared peer intact
   for m in net.modules():
     if isinstance(m, torch.nn.Dropout):
       m.p = 0.0
@@ -148,10 +155,14 @@ def test_googlenet_aux_heads_match_torchvision_in_training_mode(googlenet_peer):
     out = net(torch.from_numpy(x))
   model = p.model.clone(dropout_rate=0.0, aux_dropout_rate=0.0)
   (logits, aux), _ = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
-      p.variables, x.transpose(0, 2, 3, 1))
+    p.variables, x.transpose(0, 2, 3, 1)
+  )
   assert len(aux) == 2
-  for what, ours, ref in (("logits", logits, out.logits), ("aux1 (Mixed_4b)", aux[0], out.aux_logits1),
-                          ("aux2 (Mixed_4e)", aux[1], out.aux_logits2)):
+  for what, ours, ref in (
+    ("logits", logits, out.logits),
+    ("aux1 (Mixed_4b)", aux[0], out.aux_logits1),
+    ("aux2 (Mixed_4e)", aux[1], out.aux_logits2),
+  ):
     assert_parity(ours, ref.numpy(), f"googlenet_bn train-mode {what}")
 
 
@@ -183,8 +194,12 @@ def test_state_dict_file_and_module_convert_alike(googlenet_peer, tmp_path):
 def test_torchvision_num_classes_and_no_aux_are_inferred():
   require("torch")
   torchvision = require("torchvision")
-  net = torchvision.models.googlenet(weights=None, aux_logits=False, num_classes=10, init_weights=True)
-  model, variables = convert.from_torchvision(net.state_dict(), "googlenet_bn", transform_input=False)
+  net = torchvision.models.googlenet(
+    weights=None, aux_logits=False, num_classes=10, init_weights=True
+  )
+  model, variables = convert.from_torchvision(
+    net.state_dict(), "googlenet_bn", transform_input=False
+  )
   assert model.num_classes == 10 and not model.aux_logits and not model.transform_input
   assert variables["params"]["Logits"]["kernel"].shape == (1024, 10)
   assert not any(k.startswith("AuxLogits") for k in variables["params"])
@@ -192,8 +207,11 @@ def test_torchvision_num_classes_and_no_aux_are_inferred():
 
 def test_wrong_architecture_names_first_mismatching_tensor(googlenet_peer):
   sd = googlenet_peer.net.state_dict()
-  with pytest.raises(ValueError, match=r"first mismatching tensor 'Conv2d_1a_3x3\.conv\.weight' is "
-                     r"missing \(expected shape \(32, 3, 3, 3\)\).*'conv1\.conv\.weight' \(64, 3, 7, 7\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"first mismatching tensor 'Conv2d_1a_3x3\.conv\.weight' is "
+    r"missing \(expected shape \(32, 3, 3, 3\)\).*'conv1\.conv\.weight' \(64, 3, 7, 7\)",
+  ):
     convert.from_torchvision(sd, "inception_v3")
 
 
@@ -201,14 +219,20 @@ def test_misshaped_missing_and_unexpected_tensors_are_named(googlenet_peer):
   torch = require("torch")
   sd = dict(googlenet_peer.net.state_dict())
   bad = dict(sd, **{"inception4a.branch2.1.conv.weight": torch.zeros(208, 96, 5, 5)})
-  with pytest.raises(convert.ConversionError, match=re.escape(
-      "'inception4a.branch2.1.conv.weight' has shape (208, 96, 5, 5), expected (208, 96, 3, 3)")):
+  with pytest.raises(
+    convert.ConversionError,
+    match=re.escape(
+      "'inception4a.branch2.1.conv.weight' has shape (208, 96, 5, 5), expected (208, 96, 3, 3)"
+    ),
+  ):
     convert.from_torchvision(bad, "googlenet_bn")
   missing = {k: v for k, v in sd.items() if k != "inception5b.branch3.0.bn.running_var"}
   with pytest.raises(ValueError, match=r"'inception5b\.branch3\.0\.bn\.running_var' is missing"):
     convert.from_torchvision(missing, "googlenet_bn")
   extra = dict(sd, **{"head.weight": torch.zeros(3, 3)})
-  with pytest.raises(ValueError, match=r"'head\.weight' \(3, 3\) is not a tensor of this architecture"):
+  with pytest.raises(
+    ValueError, match=r"'head\.weight' \(3, 3\) is not a tensor of this architecture"
+  ):
     convert.from_torchvision(extra, "googlenet_bn")
 
 
@@ -236,7 +260,9 @@ def keras_peer():
   for bn in bns:
     var = bn.moving_variance.numpy()
     n = var.shape[0]
-    bn.moving_mean.assign(bn.moving_mean.numpy() + 0.2 * np.sqrt(var) * rng.standard_normal(n).astype(np.float32))
+    bn.moving_mean.assign(
+      bn.moving_mean.numpy() + 0.2 * np.sqrt(var) * rng.standard_normal(n).astype(np.float32)
+    )
     bn.moving_variance.assign(var * np.exp(0.3 * rng.standard_normal(n)).astype(np.float32))
     bn.momentum = 0.99
   model, variables = convert.from_keras(net, "inception_v3")
@@ -248,15 +274,22 @@ def test_inception_v3_matches_keras(keras_peer):
   net, model, variables, apply = keras_peer
   assert not model.bn_scale and not model.aux_logits and not model.pool_count_include_pad
   x = np.random.default_rng(2).uniform(-1, 1, (2, 299, 299, 3)).astype(np.float32)  # [-1, 1] input
-  assert_parity(apply(variables, x), keras.ops.convert_to_numpy(net(x, training=False)),
-                "keras inception_v3 299x299")
+  assert_parity(
+    apply(variables, x),
+    keras.ops.convert_to_numpy(net(x, training=False)),
+    "keras inception_v3 299x299",
+  )
 
 
 def test_keras_layers_are_taken_in_creation_order(keras_peer):
   """The graph walk yields conv2d, conv2d_1, ... (auto names count creations); model.layers does not."""
   keras = require("keras")
   net = keras_peer[0]
-  convs = [layer.name for layer in convert._keras_creation_order(net) if isinstance(layer, keras.layers.Conv2D)]
+  convs = [
+    layer.name
+    for layer in convert._keras_creation_order(net)
+    if isinstance(layer, keras.layers.Conv2D)
+  ]
   index = lambda n: int(re.fullmatch(r"conv2d(?:_(\d+))?", n).group(1) or 0)  # noqa: E731
   assert len(convs) == 94 and convs == sorted(convs, key=index)
   by_depth = [layer.name for layer in net.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -283,7 +316,9 @@ def test_keras_other_models_are_refused(tmp_path):
   x = keras.layers.Conv2D(8, 3, use_bias=False)(inputs)
   x = keras.layers.BatchNormalization(scale=False)(x)
   outputs = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x))
-  with pytest.raises(convert.ConversionError, match="has 1 Conv2D, 1 BatchNormalization and 1 Dense"):
+  with pytest.raises(
+    convert.ConversionError, match="has 1 Conv2D, 1 BatchNormalization and 1 Dense"
+  ):
     convert.from_keras(keras.Model(inputs, outputs))
   path = tmp_path / "junk.h5"
   path.write_bytes(b"\x00garbage" * 64)
@@ -296,10 +331,22 @@ def test_command_line_round_trip(googlenet_peer, tmp_path):
   torch = require("torch")
   src, out = tmp_path / "googlenet.pth", tmp_path / "converted"
   torch.save(googlenet_peer.net.state_dict(), src)
-  cmd = [sys.executable, "-m", "inception_jax.convert", "--from=torchvision", "--model=googlenet_bn",
-         f"--input={src}", f"--output={out}"]
-  done = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  cmd = [
+    sys.executable,
+    "-m",
+    "inception_jax.convert",
+    "--from=torchvision",
+    "--model=googlenet_bn",
+    f"--input={src}",
+    f"--output={out}",
+  ]
+  done = subprocess.run(
+    cmd,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  )
   assert done.returncode == 0, done.stderr
   assert (out / convert.STATE_DIR).is_dir()
   meta = json.loads((out / convert.META_FILE).read_text())
@@ -310,16 +357,24 @@ def test_command_line_round_trip(googlenet_peer, tmp_path):
   assert model == googlenet_peer.model
   jax.tree.map(np.testing.assert_array_equal, variables, googlenet_peer.variables)
   x = images(224, "NHWC", seed=3)
-  np.testing.assert_array_equal(np.asarray(benchmark.make_eval_step(model)(variables, x)),
-                                np.asarray(googlenet_peer.apply(googlenet_peer.variables, x)))
+  np.testing.assert_array_equal(
+    np.asarray(benchmark.make_eval_step(model)(variables, x)),
+    np.asarray(googlenet_peer.apply(googlenet_peer.variables, x)),
+  )
 
 
 def test_command_line_reports_bad_input(tmp_path, capsys):
   garbage = tmp_path / "garbage.pth"
   garbage.write_bytes(b"not torch")
   require("torch")
-  code = convert.main(["--from=torchvision", "--model=inception_v3", f"--input={garbage}",
-                       f"--output={tmp_path / 'out'}"])
+  code = convert.main(
+    [
+      "--from=torchvision",
+      "--model=inception_v3",
+      f"--input={garbage}",
+      f"--output={tmp_path / 'out'}",
+    ]
+  )
   assert code == 2 and "is not a PyTorch state_dict file" in capsys.readouterr().err
 
 
@@ -344,17 +399,23 @@ def test_load_refuses_files_that_are_not_checkpoints(tmp_path):
 def test_load_refuses_a_checkpoint_of_another_architecture(googlenet_peer, tmp_path):
   p = googlenet_peer
   out = convert.save(tmp_path / "g", "googlenet_bn", p.model, p.variables, source="test")
-  with pytest.raises(convert.ConversionError,
-                     match=r"\(its metadata says 'googlenet_bn'\) does not match inception_v3: first "
-                           r"mismatching tensor 'params/AuxLogits/conv0/bn/bias' is missing"):
+  with pytest.raises(
+    convert.ConversionError,
+    match=r"\(its metadata says 'googlenet_bn'\) does not match inception_v3: first "
+    r"mismatching tensor 'params/AuxLogits/conv0/bn/bias' is missing",
+  ):
     convert.load(out, "inception_v3")
   meta = json.loads((out / convert.META_FILE).read_text())
   (out / convert.META_FILE).write_text(json.dumps(dict(meta, model="inception_v3")))
-  with pytest.raises(convert.ConversionError, match="does not match inception_v3: first mismatching tensor"):
+  with pytest.raises(
+    convert.ConversionError, match="does not match inception_v3: first mismatching tensor"
+  ):
     convert.load(out)
   (out / convert.META_FILE).write_text(json.dumps(dict(meta, num_classes=10)))
-  with pytest.raises(convert.ConversionError, match=re.escape(
-      "'params/AuxLogits_Mixed_4b/fc2/bias' has shape (1000,), expected (10,)")):
+  with pytest.raises(
+    convert.ConversionError,
+    match=re.escape("'params/AuxLogits_Mixed_4b/fc2/bias' has shape (1000,), expected (10,)"),
+  ):
     convert.load(out)
   with pytest.raises(FileExistsError):
     convert.save(out, "googlenet_bn", p.model, p.variables)

@@ -10,6 +10,7 @@ with the same argmax. TensorFlow only, no torch, in this module (the two in one 
 segfault). Under CI=true a missing tf-slim / tf_keras or missing photographs fail instead of
 skipping.
 """
+
 import functools
 import json
 import os
@@ -30,8 +31,11 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IMAGENET_TAR = SHARED / "imagenet-sample-500.tar"
 PHOTOS = 4  # per batch: one calibration batch, one test batch
 # slim net -> (our model, input size, slim's scope)
-NETS = {"inception_v1": ("googlenet_bn", 224), "inception_v2": ("bn_inception", 224),
-        "inception_v3": ("inception_v3", 299)}
+NETS = {
+  "inception_v1": ("googlenet_bn", 224),
+  "inception_v2": ("bn_inception", 224),
+  "inception_v3": ("inception_v3", 299),
+}
 
 
 def _ci() -> bool:
@@ -57,10 +61,11 @@ def photographs(size: int) -> np.ndarray:
   if not IMAGENET_TAR.exists():
     (pytest.fail if _ci() else pytest.skip)(f"shared test data missing: {IMAGENET_TAR}")
   from PIL import Image
+
   root = Path(tempfile.mkdtemp(prefix="inception_jax_slim_"))
   samples.extract_imagenet_sample(IMAGENET_TAR, root, limit=2 * PHOTOS)
   out = []
-  for path in sorted(root.glob("train/*/*"))[:2 * PHOTOS]:
+  for path in sorted(root.glob("train/*/*"))[: 2 * PHOTOS]:
     img = Image.open(path).convert("RGB")
     side = min(img.size)
     left, top = (img.size[0] - side) // 2, (img.size[1] - side) // 2
@@ -98,10 +103,15 @@ class SlimPeer:
         if name.endswith(("BatchNorm/beta", "biases")):
           var.load(0.2 * rng.standard_normal(var.shape).astype(np.float32), self.session)
       # Calibration: the batch statistics of slim's training-mode graph become the moving ones.
-      bns = [op for op in self.graph.get_operations()
-             if op.type.startswith("FusedBatchNorm") and op.get_attr("is_training")]
+      bns = [
+        op
+        for op in self.graph.get_operations()
+        if op.type.startswith("FusedBatchNorm") and op.get_attr("is_training")
+      ]
       assert bns, "no BatchNorm found in slim's training graph"
-      pre_bn = self.session.run([op.inputs[0] for op in bns], {self.x: photographs(self.size)[PHOTOS:]})
+      pre_bn = self.session.run(
+        [op.inputs[0] for op in bns], {self.x: photographs(self.size)[PHOTOS:]}
+      )
       for op, act in zip(bns, pre_bn):
         prefix = _variable_name(op.inputs[2]).removesuffix("/beta")  # the offset reads beta
         mean, var = act.mean(axis=(0, 1, 2)), act.var(axis=(0, 1, 2))
@@ -118,8 +128,11 @@ class SlimPeer:
 
   @property
   def scope(self) -> str:
-    return {"inception_v1": "InceptionV1", "inception_v2": "InceptionV2",
-            "inception_v3": "InceptionV3"}[self.net]
+    return {
+      "inception_v1": "InceptionV1",
+      "inception_v2": "InceptionV2",
+      "inception_v3": "InceptionV3",
+    }[self.net]
 
   def run(self, tensor, images):
     return self.session.run(tensor, {self.x: images})
@@ -176,8 +189,10 @@ def test_parameter_counts_equal_slims(peer):
   model, variables = convert.from_slim(peer.prefix, peer.model_name)
   ours = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))
   assert ours == peer.trainable
-  assert peer.trainable == {"inception_v1": 6_618_649, "inception_v2": 11_179_361,
-                            "inception_v3": 27_145_970}[peer.net]  # PAPERS.md, measured with slim
+  assert (
+    peer.trainable
+    == {"inception_v1": 6_618_649, "inception_v2": 11_179_361, "inception_v3": 27_145_970}[peer.net]
+  )  # PAPERS.md, measured with slim
 
 
 @pytest.mark.slow
@@ -203,9 +218,13 @@ def test_inception_v3_aux_head_matches_slim(workdir):
   feats = model.clone(return_features=True).apply(variables, x, train=False)
   from inception_jax.blocks import InceptionV3AuxHead
   from inception_jax.layers import ConvBN
+
   head = InceptionV3AuxHead(1001, conv=functools.partial(ConvBN, bn_scale=False))
-  ours = head.apply({k: variables[k]["AuxLogits"] for k in ("params", "batch_stats")},
-                    feats["Mixed_6e"], train=False)
+  ours = head.apply(
+    {k: variables[k]["AuxLogits"] for k in ("params", "batch_stats")},
+    feats["Mixed_6e"],
+    train=False,
+  )
   assert_parity(ours, theirs, "slim inception_v3 AuxLogits")
 
 
@@ -234,14 +253,26 @@ def test_checkpoint_directory_and_command_line(workdir, tmp_path):
   p = _peer("inception_v1", workdir)
   _, variables = convert.from_slim(Path(p.prefix).parent, "googlenet_bn")  # the directory
   out = tmp_path / "converted"
-  assert convert.main(["--from=slim", "--model=googlenet_bn", f"--input={p.prefix}",
-                       f"--output={out}", "--drop_background"]) == 0
+  assert (
+    convert.main(
+      [
+        "--from=slim",
+        "--model=googlenet_bn",
+        f"--input={p.prefix}",
+        f"--output={out}",
+        "--drop_background",
+      ]
+    )
+    == 0
+  )
   meta = json.loads((out / convert.META_FILE).read_text())
   assert meta["num_classes"] == 1000 and meta["model_overrides"]["padding"] == "same"
   loaded_model, loaded = convert.load(out)
   assert loaded_model.padding == "same" and loaded_model.num_classes == 1000
-  np.testing.assert_array_equal(np.asarray(loaded["params"]["Logits"]["kernel"]),
-                                np.asarray(variables["params"]["Logits"]["kernel"])[:, 1:])
+  np.testing.assert_array_equal(
+    np.asarray(loaded["params"]["Logits"]["kernel"]),
+    np.asarray(variables["params"]["Logits"]["kernel"])[:, 1:],
+  )
 
 
 # ---- Bad input -------------------------------------------------------------------------------------
@@ -266,28 +297,46 @@ def _checkpoint_tensors(prefix: str) -> dict:
 def test_missing_and_misshaped_tensors_are_named(workdir, tmp_path):
   p = _peer("inception_v2", workdir)
   tensors = _checkpoint_tensors(p.prefix)
-  extra = dict(tensors, **{"global_step": np.int64(5),
-                           "InceptionV2/Mixed_3b/Branch_0/Conv2d_0a_1x1/weights/RMSProp":
-                           tensors["InceptionV2/Mixed_3b/Branch_0/Conv2d_0a_1x1/weights"]})
+  extra = dict(
+    tensors,
+    **{
+      "global_step": np.int64(5),
+      "InceptionV2/Mixed_3b/Branch_0/Conv2d_0a_1x1/weights/RMSProp": tensors[
+        "InceptionV2/Mixed_3b/Branch_0/Conv2d_0a_1x1/weights"
+      ],
+    },
+  )
   model, _ = convert.from_slim(write_checkpoint(extra, tmp_path / "extra.ckpt"), "bn_inception")
   assert model.num_classes == 1001  # optimizer slots and the step counter are not the network
   missing = dict(tensors)
   del missing["InceptionV2/Mixed_4c/Branch_2/Conv2d_0b_3x3/weights"]
-  with pytest.raises(convert.ConversionError,
-                     match=r"'Mixed_4c/Branch_2/Conv2d_0b_3x3/weights' is missing \(expected shape "
-                           r"\(3, 3, 96, 128\)\)"):
+  with pytest.raises(
+    convert.ConversionError,
+    match=r"'Mixed_4c/Branch_2/Conv2d_0b_3x3/weights' is missing \(expected shape "
+    r"\(3, 3, 96, 128\)\)",
+  ):
     convert.from_slim(write_checkpoint(missing, tmp_path / "missing.ckpt"), "bn_inception")
   wrong = dict(tensors)
-  wrong["InceptionV2/Mixed_3b/Branch_0/Conv2d_0a_1x1/weights"] = np.zeros((1, 1, 192, 65), np.float32)
-  with pytest.raises(convert.ConversionError,
-                     match=r"'Mixed_3b/Branch_0/Conv2d_0a_1x1/weights' has shape \(1, 1, 192, 65\), "
-                           r"expected \(1, 1, 192, 64\)"):
+  wrong["InceptionV2/Mixed_3b/Branch_0/Conv2d_0a_1x1/weights"] = np.zeros(
+    (1, 1, 192, 65), np.float32
+  )
+  with pytest.raises(
+    convert.ConversionError,
+    match=r"'Mixed_3b/Branch_0/Conv2d_0a_1x1/weights' has shape \(1, 1, 192, 65\), "
+    r"expected \(1, 1, 192, 64\)",
+  ):
     convert.from_slim(write_checkpoint(wrong, tmp_path / "wrong.ckpt"), "bn_inception")
-  unexpected = dict(tensors, **{"InceptionV2/Mixed_6a/Branch_0/Conv2d_0a_1x1/weights":
-                                np.zeros((1, 1, 1024, 8), np.float32)})
-  with pytest.raises(convert.ConversionError,
-                     match=r"'Mixed_6a/Branch_0/Conv2d_0a_1x1/weights' \(1, 1, 1024, 8\) is not a "
-                           r"tensor of this architecture"):
+  unexpected = dict(
+    tensors,
+    **{
+      "InceptionV2/Mixed_6a/Branch_0/Conv2d_0a_1x1/weights": np.zeros((1, 1, 1024, 8), np.float32)
+    },
+  )
+  with pytest.raises(
+    convert.ConversionError,
+    match=r"'Mixed_6a/Branch_0/Conv2d_0a_1x1/weights' \(1, 1, 1024, 8\) is not a "
+    r"tensor of this architecture",
+  ):
     convert.from_slim(write_checkpoint(unexpected, tmp_path / "unexpected.ckpt"), "bn_inception")
 
 
@@ -304,7 +353,9 @@ def test_truncated_checkpoint_is_refused(workdir, tmp_path):
 @pytest.mark.slow
 def test_another_architecture_is_refused_by_name(workdir):
   p = _peer("inception_v3", workdir)
-  with pytest.raises(convert.ConversionError, match="holds slim's inception_v3: use 'inception_v3'"):
+  with pytest.raises(
+    convert.ConversionError, match="holds slim's inception_v3: use 'inception_v3'"
+  ):
     convert.from_slim(p.prefix, "bn_inception")
 
 
@@ -314,8 +365,9 @@ def test_bad_paths_and_names(tmp_path):
     convert.from_slim(tmp_path / "nothing.ckpt", "inception_v3")
   with pytest.raises(convert.ConversionError, match="slim's inception_v2 is our 'bn_inception'"):
     convert.from_slim(tmp_path / "nothing.ckpt", "inception_v2")
-  prefix = write_checkpoint({"InceptionV3/Logits/Conv2d_1c_1x1/biases": np.zeros(3, np.float32)},
-                            tmp_path / "tiny.ckpt")
+  prefix = write_checkpoint(
+    {"InceptionV3/Logits/Conv2d_1c_1x1/biases": np.zeros(3, np.float32)}, tmp_path / "tiny.ckpt"
+  )
   with pytest.raises(convert.ConversionError, match="pass the checkpoint prefix"):
     convert.from_slim(prefix + ".index", "inception_v3")
   with pytest.raises(convert.ConversionError, match="'Conv2d_1a_3x3/weights' is missing"):

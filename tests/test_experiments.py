@@ -3,6 +3,7 @@
 Most tests drive the runner with `sweep.SimulatedTrainer` (no training; seconds). One test trains
 and evaluates a real tiny variant end to end with the real trainer.
 """
+
 import csv
 import importlib
 import json
@@ -17,8 +18,10 @@ REQUIRED_COLUMNS = ("variant", "paper", "ours", "macs", "params", "command")
 
 @pytest.fixture(scope="module")
 def ablation_files():
-  return {name: importlib.import_module(f"experiments.{name}")
-          for name in ("v1_ablations", "v3_ablations")}
+  return {
+    name: importlib.import_module(f"experiments.{name}")
+    for name in ("v1_ablations", "v3_ablations")
+  }
 
 
 def read_csv(path):
@@ -76,8 +79,9 @@ def test_interrupted_sweep_resumes_without_redoing_finished_variants(ablation_fi
 def test_run_stopped_mid_training_is_resumed_not_recorded(ablation_files, tmp_path):
   s = ablation_files["v3_ablations"].make_sweep("tiny")
   with pytest.raises(sweep.SweepInterrupted):
-    sweep.run_sweep(s, tmp_path, only=["rf79"], trainer=sweep.SimulatedTrainer(stop_at=2),
-                    log=lambda m: None)
+    sweep.run_sweep(
+      s, tmp_path, only=["rf79"], trainer=sweep.SimulatedTrainer(stop_at=2), log=lambda m: None
+    )
   assert not (tmp_path / "rf79" / "seed0" / "result.json").exists()
   resumed = sweep.SimulatedTrainer()
   sweep.run_sweep(s, tmp_path, only=["rf79"], trainer=resumed, log=lambda m: None)
@@ -92,8 +96,9 @@ def test_only_filter_runs_what_a_row_needs(ablation_files, tmp_path):
   trainer = sweep.SimulatedTrainer()
   sweep.run_sweep(s, tmp_path, only=["ensemble_10"], trainer=trainer, log=lambda m: None)
   assert sorted(trainer.trained) == [str(tmp_path / "googlenet" / f"seed{i}") for i in (0, 1)]
-  assert trainer.evaluated == [((str(tmp_path / "googlenet" / "seed0"),
-                                 str(tmp_path / "googlenet" / "seed1")), 10)]
+  assert trainer.evaluated == [
+    ((str(tmp_path / "googlenet" / "seed0"), str(tmp_path / "googlenet" / "seed1")), 10)
+  ]
   rows = {(r["ablation"], r["variant"]): r for r in read_csv(tmp_path / "results.csv")}
   assert rows[("crops", "ensemble_10")]["ours"] != ""
   assert rows[("module", "naive")]["ours"] == ""  # not run: a blank, not a wrong number
@@ -103,22 +108,29 @@ def test_only_filter_runs_what_a_row_needs(ablation_files, tmp_path):
 
 # Paper figures (docs/PAPERS.md) that must sit on these rows.
 PAPER_ROWS = {
-    "v3_ablations": {
-        ("table3", "v2"): (23.4, "top-1 err"), ("table3", "v2_rmsprop"): (23.1, "top-1 err"),
-        ("table3", "v2_rmsprop_ls"): (22.8, "top-1 err"),
-        ("table3", "v2_rmsprop_ls_f7x7"): (21.6, "top-1 err"), ("table3", "v3"): (21.2, "top-1 err"),
-        ("table2", "v3"): (23.4, "top-1 err"), ("table2", "rf151"): (23.6, "top-1 err"),
-        ("table2", "rf79"): (24.8, "top-1 err"),
-        ("figure2", "v3"): (22.8, "top-1 err"), ("figure2", "linear"): (23.8, "top-1 err"),
-    },
-    "v1_ablations": {
-        ("module", "googlenet"): (1.5, "G multiply-adds"),
-        ("norm", "googlenet_lrn"): (29.0, "top-1 err"), ("norm", "googlenet"): (26.8, "top-1 err"),
-        ("crops", "crops_1"): (10.07, "top-5 err"), ("crops", "crops_10"): (9.15, "top-5 err"),
-        ("crops", "crops_144"): (7.89, "top-5 err"), ("crops", "ensemble_1"): (8.09, "top-5 err"),
-        ("crops", "ensemble_10"): (7.62, "top-5 err"),
-        ("crops", "ensemble_144"): (6.67, "top-5 err"),
-    },
+  "v3_ablations": {
+    ("table3", "v2"): (23.4, "top-1 err"),
+    ("table3", "v2_rmsprop"): (23.1, "top-1 err"),
+    ("table3", "v2_rmsprop_ls"): (22.8, "top-1 err"),
+    ("table3", "v2_rmsprop_ls_f7x7"): (21.6, "top-1 err"),
+    ("table3", "v3"): (21.2, "top-1 err"),
+    ("table2", "v3"): (23.4, "top-1 err"),
+    ("table2", "rf151"): (23.6, "top-1 err"),
+    ("table2", "rf79"): (24.8, "top-1 err"),
+    ("figure2", "v3"): (22.8, "top-1 err"),
+    ("figure2", "linear"): (23.8, "top-1 err"),
+  },
+  "v1_ablations": {
+    ("module", "googlenet"): (1.5, "G multiply-adds"),
+    ("norm", "googlenet_lrn"): (29.0, "top-1 err"),
+    ("norm", "googlenet"): (26.8, "top-1 err"),
+    ("crops", "crops_1"): (10.07, "top-5 err"),
+    ("crops", "crops_10"): (9.15, "top-5 err"),
+    ("crops", "crops_144"): (7.89, "top-5 err"),
+    ("crops", "ensemble_1"): (8.09, "top-5 err"),
+    ("crops", "ensemble_10"): (7.62, "top-5 err"),
+    ("crops", "ensemble_144"): (6.67, "top-5 err"),
+  },
 }
 
 
@@ -181,8 +193,9 @@ def test_variant_configs_and_config_file_entry(ablation_files):
 
 
 def test_full_scale_prints_commands_and_device_hours(ablation_files, capsys):
-  text = ablation_files["v3_ablations"].sweep.main(ablation_files["v3_ablations"].make_sweep,
-                                                    ["--scale=full", "--workdir=/w"])
+  text = ablation_files["v3_ablations"].sweep.main(
+    ablation_files["v3_ablations"].make_sweep, ["--scale=full", "--workdir=/w"]
+  )
   assert "python -m experiments.run --config=experiments/v3_ablations.py:full,rf79,0" in text
   assert "--workdir=/w/rf79/seed0" in text and "device-hours" in text
   line = next(l for l in text.splitlines() if l.startswith("| v3 |"))

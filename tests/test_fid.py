@@ -1,6 +1,7 @@
 """inception_jax.fid without torch: the resize, the statistics, the distance and the score against
 closed forms, the sharded features on 8 simulated devices against one device, the command line on
 saved statistics, and bad input. (Parity with pytorch-fid itself: tests/test_fid_parity.py.)"""
+
 import json
 import subprocess
 import sys
@@ -17,11 +18,13 @@ from inception_jax import fid, models
 # ---- resize --------------------------------------------------------------------------------------
 def test_resize_weights_are_torch_bilinear_without_antialiasing():
   # Upsampling 2 -> 4 (align_corners=False): [a, 3a/4 + b/4, a/4 + 3b/4, b] (edges clamp).
-  np.testing.assert_allclose(fid.resize_weights(2, 4),
-                             [[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]], atol=1e-7)
+  np.testing.assert_allclose(
+    fid.resize_weights(2, 4), [[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]], atol=1e-7
+  )
   # Downsampling 4 -> 2 samples at 0.5 and 2.5: two-pixel averages, no wider (antialiased) filter.
-  np.testing.assert_allclose(fid.resize_weights(4, 2), [[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]],
-                             atol=1e-7)
+  np.testing.assert_allclose(
+    fid.resize_weights(4, 2), [[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]], atol=1e-7
+  )
   np.testing.assert_array_equal(fid.resize_weights(299, 299), np.eye(299, dtype=np.float32))
   for n in (17, 300, 512):
     np.testing.assert_allclose(fid.resize_weights(n).sum(axis=1), 1, atol=1e-6)
@@ -66,6 +69,7 @@ def test_frechet_distance_fallbacks(monkeypatch):
   diagonal above 1e-3: pytorch-fid raises; here the same fallback is tried first, and a root that
   stays imaginary raises."""
   import scipy.linalg
+
   real_sqrtm = scipy.linalg.sqrtm
   sigma = np.diag([1.0, 4.0])
   calls = []
@@ -73,6 +77,7 @@ def test_frechet_distance_fallbacks(monkeypatch):
   def nan_first(a):
     calls.append(a.copy())
     return np.full_like(a, np.nan) if len(calls) == 1 else real_sqrtm(a)
+
   monkeypatch.setattr(scipy.linalg, "sqrtm", nan_first)
   with pytest.warns(RuntimeWarning, match="singular product"):
     d = fid.frechet_distance(np.zeros(2), sigma, np.zeros(2), sigma)
@@ -82,7 +87,9 @@ def test_frechet_distance_fallbacks(monkeypatch):
   def imaginary(extra):
     def sqrtm(a):
       return real_sqrtm(a) + 1j * extra(len(calls.append(0) or calls)) * np.eye(2)
+
     return sqrtm
+
   calls.clear()
   monkeypatch.setattr(scipy.linalg, "sqrtm", imaginary(lambda n: 1e-2 if n == 1 else 1e-4))
   with pytest.warns(RuntimeWarning, match="pytorch-fid raises here"):
@@ -142,6 +149,7 @@ def test_folder_without_images_is_refused(tmp_path):
 
 def test_grayscale_files_are_converted_and_counted_unreadable_ones_refused_or_skipped(tmp_path):
   from PIL import Image
+
   rng = np.random.default_rng(4)
   Image.fromarray(rng.integers(0, 256, (20, 30), dtype=np.uint8), "L").save(tmp_path / "a.png")
   Image.fromarray(rng.integers(0, 256, (25, 20, 3), dtype=np.uint8)).save(tmp_path / "b.png")
@@ -160,7 +168,9 @@ def test_grayscale_files_are_converted_and_counted_unreadable_ones_refused_or_sk
   assert [p.endswith("c.png") for p in summary["unreadable_skipped"]] == [True]
   assert summary["image_sizes_hxw"]["distinct"] == 2
   assert (summary["image_sizes_hxw"]["smallest"], summary["image_sizes_hxw"]["largest"]) == (
-      "25x20", "20x30")
+    "25x20",
+    "20x30",
+  )
   with pytest.raises(ValueError, match="needs 299x299 images"):
     list(fid.folder_batches(files[1:2], 8, fid.FolderReport(), resize="none"))
 
@@ -192,10 +202,21 @@ def test_command_line_on_saved_statistics(tmp_path):
   m1, s1 = _stats_file(tmp_path / "a.npz", 0, n=500)
   m2, s2 = _stats_file(tmp_path / "b.npz", 1, shift=0.05)
   card_path = tmp_path / "card.json"
-  proc = subprocess.run([sys.executable, "-m", "inception_jax.fid", f"--card={card_path}",
-                         str(tmp_path / "a.npz"), str(tmp_path / "b.npz")],
-                        env=subprocess_env(), check=False, capture_output=True, text=True,
-                        timeout=300)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "inception_jax.fid",
+      f"--card={card_path}",
+      str(tmp_path / "a.npz"),
+      str(tmp_path / "b.npz"),
+    ],
+    env=subprocess_env(),
+    check=False,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   expected = np.sum((m1 - m2) ** 2) + np.sum((np.sqrt(np.diag(s1)) - np.sqrt(np.diag(s2))) ** 2)
   card = json.loads(card_path.read_text())
@@ -204,9 +225,14 @@ def test_command_line_on_saved_statistics(tmp_path):
   assert card["sides"][0]["mu_sha256"] == fid.array_sha256(m1)
   assert [s["n"] for s in card["sides"]] == [500, None]
   assert "N=500 < 2048" in proc.stderr and "biased" in card["warnings"][0]
-  bad = subprocess.run([sys.executable, "-m", "inception_jax.fid", str(tmp_path / "a.npz"),
-                        str(tmp_path)], env=subprocess_env(), check=False, capture_output=True,
-                       text=True, timeout=300)
+  bad = subprocess.run(
+    [sys.executable, "-m", "inception_jax.fid", str(tmp_path / "a.npz"), str(tmp_path)],
+    env=subprocess_env(),
+    check=False,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert bad.returncode == 2 and "--weights=" in bad.stderr
 
 
@@ -215,8 +241,9 @@ def test_fid_network_differs_from_the_classifier_only_where_pytorch_fid_patches_
   fid_net, v3 = models.create("inception_v3_fid"), models.create("inception_v3")
   assert (fid_net.num_classes, fid_net.aux_logits, fid_net.mixed_7c_pool) == (1008, False, "max")
   assert (v3.mixed_7c_pool, fid_net.pool_count_include_pad) == ("avg", False)
-  differs = {f for f in models.valid_overrides("inception_v3")
-             if getattr(fid_net, f) != getattr(v3, f)}
+  differs = {
+    f for f in models.valid_overrides("inception_v3") if getattr(fid_net, f) != getattr(v3, f)
+  }
   assert differs == {"num_classes", "aux_logits", "mixed_7c_pool"}
   with pytest.raises(ValueError, match="mixed_7c_pool must be one of"):
     models.create("inception_v3_fid", mixed_7c_pool="min")
@@ -255,8 +282,15 @@ SHARDED_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_statistics_on_8_devices_equal_one_device():
-  proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], env=subprocess_env(8), cwd=ROOT,
-                        check=False, capture_output=True, text=True, timeout=900)
+  proc = subprocess.run(
+    [sys.executable, "-c", SHARDED_SCRIPT],
+    env=subprocess_env(8),
+    cwd=ROOT,
+    check=False,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert proc.returncode == 0, proc.stderr[-5000:]
   res = json.loads(proc.stdout.split("RESULT", 1)[1])
   eight, one = res["8"], res["1"]
@@ -267,8 +301,10 @@ def test_statistics_on_8_devices_equal_one_device():
   assert np.abs(a1[0] - a1[1]).max() > 1e-3 * np.abs(a1).max()  # features depend on the image
   np.testing.assert_allclose(a8, a1, rtol=0, atol=1e-5 * np.abs(a1).max())
   np.testing.assert_allclose(eight["mu"], one["mu"], rtol=0, atol=1e-5 * np.abs(one["mu"]).max())
-  np.testing.assert_allclose(eight["sigma_diag"], one["sigma_diag"], rtol=0,
-                             atol=1e-4 * np.abs(one["sigma_diag"]).max())
+  np.testing.assert_allclose(
+    eight["sigma_diag"], one["sigma_diag"], rtol=0, atol=1e-4 * np.abs(one["sigma_diag"]).max()
+  )
   assert eight["sigma"] == pytest.approx(one["sigma"], rel=1e-5)
-  np.testing.assert_allclose(eight["logits"], one["logits"], rtol=0,
-                             atol=1e-5 * np.abs(one["logits"]).max())
+  np.testing.assert_allclose(
+    eight["logits"], one["logits"], rtol=0, atol=1e-5 * np.abs(one["logits"]).max()
+  )

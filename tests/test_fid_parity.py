@@ -9,6 +9,7 @@ monkeypatched to return the peer so that pytorch-fid's own InceptionV3 wrapper a
 calculate_fid_given_paths run on it. Under CI=true a missing torch / torchvision / pytorch-fid /
 shared data fails instead of skipping.
 """
+
 import io
 import json
 import os
@@ -36,11 +37,14 @@ def photographs(n, offset=0):
       pytest.fail(f"shared test data missing: {IMAGENET_TAR}")
     pytest.skip(f"shared test data missing: {IMAGENET_TAR}")
   from PIL import Image
+
   out = []
   with tarfile.open(IMAGENET_TAR) as tar:
-    members = sorted((m for m in tar.getmembers() if m.isfile()
-                      and m.name.lower().endswith((".jpeg", ".jpg"))), key=lambda m: m.name)
-    for m in members[offset:offset + n]:
+    members = sorted(
+      (m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith((".jpeg", ".jpg"))),
+      key=lambda m: m.name,
+    )
+    for m in members[offset : offset + n]:
       with Image.open(io.BytesIO(tar.extractfile(m).read())) as img:
         out.append(np.asarray(img.convert("RGB")))
   return out
@@ -49,17 +53,19 @@ def photographs(n, offset=0):
 def center_crop(img, h, w):
   """A crop of h x w (the photo scaled up first with PIL if it is smaller)."""
   from PIL import Image
+
   H, W = img.shape[:2]
   if H < h or W < w:
     s = max(h / H, w / W)
     img = np.asarray(Image.fromarray(img).resize((int(np.ceil(W * s)), int(np.ceil(H * s)))))
     H, W = img.shape[:2]
   top, left = (H - h) // 2, (W - w) // 2
-  return img[top:top + h, left:left + w]
+  return img[top : top + h, left : left + w]
 
 
 def shrink(img, h, w):
   from PIL import Image
+
   return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
 
 
@@ -76,8 +82,9 @@ def peer(tmp_path_factory):
   torchvision = require("torchvision")
   pfi = require("pytorch_fid.inception")
   torch.manual_seed(0)
-  net = torchvision.models.inception_v3(weights=None, num_classes=1008, aux_logits=False,
-                                        init_weights=True)
+  net = torchvision.models.inception_v3(
+    weights=None, num_classes=1008, aux_logits=False, init_weights=True
+  )
   # Exactly fid_inception_v3's patches (pytorch_fid/inception.py), without load_state_dict.
   net.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)
   net.Mixed_5c = pfi.FIDInceptionA(256, pool_features=64)
@@ -143,14 +150,17 @@ def test_pool3_and_logits_match_pytorch_fid(peer, pytorch_fid_on_peer, size):
   x = torch_input(batch)
   with torch.no_grad():
     theirs = wrapper(x)[0].squeeze(3).squeeze(2).numpy()
-    resized = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear",
-                                              align_corners=False)
+    resized = torch.nn.functional.interpolate(
+      x, size=(299, 299), mode="bilinear", align_corners=False
+    )
     their_logits = net(2 * resized - 1).numpy()
   # uint8 input, and the batch split 4 + 2 (a padded, masked last batch).
   out = fid.features(batch, model, variables, batch_size=4)
-  for what, ours, ref in (("pool3", out["pool3"], theirs), ("logits", out["logits"], their_logits),
-                          ("logits without bias", out["logits_unbiased"],
-                           their_logits - net.fc.bias.detach().numpy())):
+  for what, ours, ref in (
+    ("pool3", out["pool3"], theirs),
+    ("logits", out["logits"], their_logits),
+    ("logits without bias", out["logits_unbiased"], their_logits - net.fc.bias.detach().numpy()),
+  ):
     assert ours.shape == ref.shape, (what, ours.shape, ref.shape)
     scale = np.abs(ref).max()
     err = np.abs(ours - ref).max() / scale
@@ -158,8 +168,12 @@ def test_pool3_and_logits_match_pytorch_fid(peer, pytorch_fid_on_peer, size):
     assert err <= RTOL_ACTIVATIONS, (what, err)
   assert np.abs(theirs[0] - theirs[1]).max() > 1e-2 * np.abs(theirs).max()  # looks at the image
   # float input in [0, 1] gives the same features as the uint8 it came from.
-  np.testing.assert_allclose(fid.activations(batch.astype(np.float32) / 255, model, variables,
-                                             batch_size=6), out["pool3"], rtol=0, atol=1e-5 * scale)
+  np.testing.assert_allclose(
+    fid.activations(batch.astype(np.float32) / 255, model, variables, batch_size=6),
+    out["pool3"],
+    rtol=0,
+    atol=1e-5 * scale,
+  )
 
 
 def test_antialiased_resize_option_matches_torch_antialias():
@@ -167,14 +181,30 @@ def test_antialiased_resize_option_matches_torch_antialias():
   pytorch-fid itself does not antialias)."""
   torch = require("torch")
   import jax.numpy as jnp
+
   photo = center_crop(photographs(1, 20)[0], 341, 397)[None].astype(np.float32) / 255
   with torch.no_grad():
-    ref = torch.nn.functional.interpolate(torch.from_numpy(photo.transpose(0, 3, 1, 2)),
-                                          size=(299, 299), mode="bilinear", align_corners=False,
-                                          antialias=True).numpy().transpose(0, 2, 3, 1)
-    plain = torch.nn.functional.interpolate(torch.from_numpy(photo.transpose(0, 3, 1, 2)),
-                                            size=(299, 299), mode="bilinear",
-                                            align_corners=False).numpy().transpose(0, 2, 3, 1)
+    ref = (
+      torch.nn.functional.interpolate(
+        torch.from_numpy(photo.transpose(0, 3, 1, 2)),
+        size=(299, 299),
+        mode="bilinear",
+        align_corners=False,
+        antialias=True,
+      )
+      .numpy()
+      .transpose(0, 2, 3, 1)
+    )
+    plain = (
+      torch.nn.functional.interpolate(
+        torch.from_numpy(photo.transpose(0, 3, 1, 2)),
+        size=(299, 299),
+        mode="bilinear",
+        align_corners=False,
+      )
+      .numpy()
+      .transpose(0, 2, 3, 1)
+    )
   ours = np.asarray(fid.resize(jnp.asarray(photo), "bilinear_antialias"))
   ours_plain = np.asarray(fid.resize(jnp.asarray(photo), "bilinear"))
   print("antialias max err", np.abs(ours - ref).max(), "plain", np.abs(ours_plain - plain).max())
@@ -200,10 +230,12 @@ def test_frechet_distance_matches_pytorch_fid():
   assert theirs > 1.0
 
 
-def test_whole_fid_of_two_folders_matches_calculate_fid_given_paths(peer, pytorch_fid_on_peer,
-                                                                    tmp_path, capsys):
+def test_whole_fid_of_two_folders_matches_calculate_fid_given_paths(
+  peer, pytorch_fid_on_peer, tmp_path, capsys
+):
   fs = require("pytorch_fid.fid_score")
   from PIL import Image
+
   photos = photographs(2 * N_PER_FOLDER, offset=100)
   a, b = tmp_path / "a", tmp_path / "b"
   a.mkdir()
@@ -212,13 +244,18 @@ def test_whole_fid_of_two_folders_matches_calculate_fid_given_paths(peer, pytorc
     Image.fromarray(center_crop(p, 320, 360)).save(a / f"{i:03d}.png")
   for i, p in enumerate(photos[N_PER_FOLDER:]):  # 160x140: upsampled
     Image.fromarray(shrink(p, 160, 140)).save(b / f"{i:03d}.png")
-  theirs = float(fs.calculate_fid_given_paths([str(a), str(b)], batch_size=N_PER_FOLDER,
-                                              device="cpu", dims=2048, num_workers=0))
+  theirs = float(
+    fs.calculate_fid_given_paths(
+      [str(a), str(b)], batch_size=N_PER_FOLDER, device="cpu", dims=2048, num_workers=0
+    )
+  )
   card_path = tmp_path / "card.json"
   card = fid.run([str(a), str(b)], str(peer[1]), batch_size=16, card_path=str(card_path))
   ours = card["fid"]
-  print(f"FID of two folders of {N_PER_FOLDER}: ours {ours!r}, pytorch-fid {theirs!r}, "
-        f"relative {abs(ours - theirs) / theirs:.2e}")
+  print(
+    f"FID of two folders of {N_PER_FOLDER}: ours {ours!r}, pytorch-fid {theirs!r}, "
+    f"relative {abs(ours - theirs) / theirs:.2e}"
+  )
   assert abs(ours - theirs) <= RTOL_FID * abs(theirs)
   # The card: what the score depends on.
   saved = json.loads(card_path.read_text())

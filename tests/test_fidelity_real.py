@@ -8,6 +8,7 @@ layer divides its input: the mean of the divisor over every position, and the ac
 mean sum(input) / sum(output), the factor by which the layer shrinks what it receives (positions
 that ReLU zeroed are not divided at all). docs/FIDELITY.md reports both figures.
 """
+
 import functools
 import os
 import shutil
@@ -31,54 +32,71 @@ NUM_IMAGES = 48
 
 @functools.lru_cache(maxsize=None)
 def _images_dir() -> Path:
-    if not IMAGENET_TAR.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"shared test data missing: {IMAGENET_TAR}")
-        pytest.skip(f"shared test data missing: {IMAGENET_TAR}")
-    root = Path(tempfile.mkdtemp(prefix="inception_jax_lrn_"))
-    import atexit
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
-    samples.extract_imagenet_sample(IMAGENET_TAR, root / "imagenet", limit=NUM_IMAGES)
-    return root / "imagenet"
+  if not IMAGENET_TAR.exists():
+    if os.environ.get("CI", "").lower() == "true":
+      pytest.fail(f"shared test data missing: {IMAGENET_TAR}")
+    pytest.skip(f"shared test data missing: {IMAGENET_TAR}")
+  root = Path(tempfile.mkdtemp(prefix="inception_jax_lrn_"))
+  import atexit
+
+  atexit.register(shutil.rmtree, root, ignore_errors=True)
+  samples.extract_imagenet_sample(IMAGENET_TAR, root / "imagenet", limit=NUM_IMAGES)
+  return root / "imagenet"
 
 
 def lrn_divisors(config) -> list[tuple[float, float]]:
-    """(mean divisor, sum(input) / sum(output)) of each LRN layer, in network order."""
-    files = sorted(p for p in _images_dir().rglob("*") if p.is_file())
-    assert len(files) == NUM_IMAGES
-    options = preprocessing.make_config(train.preprocess_options(config))  # what evaluation uses
-    images = np.stack([preprocessing.eval_image(tf.constant(f.read_bytes()), config.image_size,
-                                                options).numpy() for f in files])
-    model = models.create(config.model, num_classes=1000, **config.model_overrides.to_dict())
-    assert model.norm == "lrn"
-    variables = model.init(jax.random.key(config.seed), jnp.zeros((1, 224, 224, 3)), train=False)
-    _, state = model.apply(variables, jnp.asarray(images), train=False,
-                           capture_intermediates=True, mutable=["intermediates"])
-    conv = {k: v["__call__"][0] for k, v in state["intermediates"].items()
-            if k in ("Conv2d_1a_7x7", "Conv2d_2c_3x3")}
-    lrn_inputs = [layers.max_pool(conv["Conv2d_1a_7x7"], 3, 2, padding=0, ceil_mode=True),
-                  conv["Conv2d_2c_3x3"]]  # pool1 -> norm1, conv2 -> norm2 (Figure 3)
-    lrn = layers.LocalResponseNorm()
-    out = []
-    for x in lrn_inputs:
-        divisor = lrn.divisor(x)
-        out.append((float(divisor.mean()), float(x.sum() / (x / divisor).sum())))
-    return out
+  """(mean divisor, sum(input) / sum(output)) of each LRN layer, in network order."""
+  files = sorted(p for p in _images_dir().rglob("*") if p.is_file())
+  assert len(files) == NUM_IMAGES
+  options = preprocessing.make_config(train.preprocess_options(config))  # what evaluation uses
+  images = np.stack(
+    [
+      preprocessing.eval_image(tf.constant(f.read_bytes()), config.image_size, options).numpy()
+      for f in files
+    ]
+  )
+  model = models.create(config.model, num_classes=1000, **config.model_overrides.to_dict())
+  assert model.norm == "lrn"
+  variables = model.init(jax.random.key(config.seed), jnp.zeros((1, 224, 224, 3)), train=False)
+  _, state = model.apply(
+    variables,
+    jnp.asarray(images),
+    train=False,
+    capture_intermediates=True,
+    mutable=["intermediates"],
+  )
+  conv = {
+    k: v["__call__"][0]
+    for k, v in state["intermediates"].items()
+    if k in ("Conv2d_1a_7x7", "Conv2d_2c_3x3")
+  }
+  lrn_inputs = [
+    layers.max_pool(conv["Conv2d_1a_7x7"], 3, 2, padding=0, ceil_mode=True),
+    conv["Conv2d_2c_3x3"],
+  ]  # pool1 -> norm1, conv2 -> norm2 (Figure 3)
+  lrn = layers.LocalResponseNorm()
+  out = []
+  for x in lrn_inputs:
+    divisor = lrn.divisor(x)
+    out.append((float(divisor.mean()), float(x.sum() / (x / divisor).sum())))
+  return out
 
 
 def test_lrn_divides_at_the_recipes_input_scale():
-    config = v1.get_config()
-    assert train.input_scale(config) == "caffe"
-    (mean1, weighted1), (mean2, weighted2) = lrn_divisors(config)
-    print(f"LRN divisors at Caffe's scale: norm1 mean {mean1:.3f}, weighted {weighted1:.3f}; "
-          f"norm2 mean {mean2:.3f}, weighted {weighted2:.3f}")
-    assert weighted1 >= 1.3 and mean1 > 1.2  # the first LRN normalises
-    assert weighted2 > 1.02 and mean2 > 1.01  # the second, after conv2, less so (as in BVLC)
+  config = v1.get_config()
+  assert train.input_scale(config) == "caffe"
+  (mean1, weighted1), (mean2, weighted2) = lrn_divisors(config)
+  print(
+    f"LRN divisors at Caffe's scale: norm1 mean {mean1:.3f}, weighted {weighted1:.3f}; "
+    f"norm2 mean {mean2:.3f}, weighted {weighted2:.3f}"
+  )
+  assert weighted1 >= 1.3 and mean1 > 1.2  # the first LRN normalises
+  assert weighted2 > 1.02 and mean2 > 1.01  # the second, after conv2, less so (as in BVLC)
 
 
 def test_lrn_does_nothing_at_minus_one_to_one():
-    # The scale the recipe had before: both layers divide by 1.000, LRN is the identity.
-    config = v1.get_config()
-    config.input_scale = "inception"
-    for mean, weighted in lrn_divisors(config):
-        assert mean < 1.001 and weighted < 1.001
+  # The scale the recipe had before: both layers divide by 1.000, LRN is the identity.
+  config = v1.get_config()
+  config.input_scale = "inception"
+  for mean, weighted in lrn_divisors(config):
+    assert mean < 1.001 and weighted < 1.001

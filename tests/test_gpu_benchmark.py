@@ -2,6 +2,7 @@
 that it cannot rot: both frameworks, the combined JSON and its summary. Nothing here asserts a
 speed. Also: the benchmark's import path needs no TensorFlow, TFDS or ml_collections (the GPU
 machine's image has none of them). Under CI=true a missing torch / torchvision fails."""
+
 import json
 import os
 import subprocess
@@ -11,9 +12,18 @@ import pytest
 from test_train_utils import ROOT, subprocess_env
 
 # torchvision's inception_v3 aux head needs a 299 input in training (its 5x5 conv after a 5/3 pool).
-TINY = ["--models=inception_v3,googlenet_bn", "--dtypes=bfloat16", "--v3-size=299",
-        "--googlenet-size=64", "--v3-batch=2", "--googlenet-batch=2", "--steps=1",
-        "--width-multiplier=0.25", "--peak-size=256", "--no-torch-compile"]
+TINY = [
+  "--models=inception_v3,googlenet_bn",
+  "--dtypes=bfloat16",
+  "--v3-size=299",
+  "--googlenet-size=64",
+  "--v3-batch=2",
+  "--googlenet-batch=2",
+  "--steps=1",
+  "--width-multiplier=0.25",
+  "--peak-size=256",
+  "--no-torch-compile",
+]
 
 
 def require_torch():
@@ -22,26 +32,36 @@ def require_torch():
     import torchvision  # noqa: F401
   except ImportError as e:
     if os.environ.get("CI", "").lower() == "true":
-      pytest.fail(f"torch and torchvision are required for the GPU benchmark's test under CI=true: "
-                  f"{e}")
+      pytest.fail(
+        f"torch and torchvision are required for the GPU benchmark's test under CI=true: {e}"
+      )
     pytest.skip(f"torch / torchvision not installed: {e}")
 
 
 def test_benchmark_import_path_needs_no_tensorflow():
-  code = ("import sys\n"
-          "import experiments.gpu_benchmark as g, inception_jax.benchmark, inception_jax.train\n"
-          "from inception_jax import checkpoint, models, optim, parallel\n"
-          "bad = [m for m in ('tensorflow', 'tensorflow_datasets', 'ml_collections') "
-          "if m in sys.modules]\n"
-          "assert not bad, bad\n"
-          "print('ok')\n")
-  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=subprocess_env(),
-                        capture_output=True, text=True, timeout=300)
+  code = (
+    "import sys\n"
+    "import experiments.gpu_benchmark as g, inception_jax.benchmark, inception_jax.train\n"
+    "from inception_jax import checkpoint, models, optim, parallel\n"
+    "bad = [m for m in ('tensorflow', 'tensorflow_datasets', 'ml_collections') "
+    "if m in sys.modules]\n"
+    "assert not bad, bad\n"
+    "print('ok')\n"
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", code],
+    cwd=ROOT,
+    env=subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
 
 def test_bad_flags_fail_before_anything_runs(tmp_path):
   from experiments import gpu_benchmark
+
   with pytest.raises(ValueError, match="unknown model 'resnet'"):
     gpu_benchmark.main([f"--out={tmp_path}/g.json", "--models=resnet"])
   with pytest.raises(ValueError, match="unknown dtype"):
@@ -52,9 +72,14 @@ def test_bad_flags_fail_before_anything_runs(tmp_path):
 def test_tiny_run_writes_both_frameworks(tmp_path):
   require_torch()
   out = tmp_path / "out" / "gpu.json"
-  proc = subprocess.run([sys.executable, "-m", "experiments.gpu_benchmark", f"--out={out}", *TINY],
-                        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                        timeout=900)
+  proc = subprocess.run(
+    [sys.executable, "-m", "experiments.gpu_benchmark", f"--out={out}", *TINY],
+    cwd=ROOT,
+    env=subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   result = json.loads(out.read_text())
   jax_part, torch_part = result["jax"], result["torch"]
@@ -73,7 +98,8 @@ def test_tiny_run_writes_both_frameworks(tmp_path):
     assert r["compile_seconds"] > 0 and r["train_images_per_sec"] > 0
     assert r["eval_images_per_sec"] > 0
     assert r["utilization_vs_bf16_matmul"] == pytest.approx(
-        r["achieved_flops_per_sec"] / peak, rel=1e-3)
+      r["achieved_flops_per_sec"] / peak, rel=1e-3
+    )
   theirs = {r["model"]: r for r in torch_part["results"]}
   assert sorted(theirs) == ["googlenet_bn", "inception_v3"]
   for r in theirs.values():
@@ -89,10 +115,22 @@ def test_tiny_run_writes_both_frameworks(tmp_path):
 def test_budget_skips_what_does_not_fit(tmp_path):
   """With no time left every item is listed as skipped, and the JSON is still written."""
   out = tmp_path / "gpu.json"
-  proc = subprocess.run([sys.executable, "-m", "experiments.gpu_benchmark", f"--out={out}", *TINY,
-                         "--budget-seconds=0", "--no-torch"],
-                        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                        timeout=600)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.gpu_benchmark",
+      f"--out={out}",
+      *TINY,
+      "--budget-seconds=0",
+      "--no-torch",
+    ],
+    cwd=ROOT,
+    env=subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   result = json.loads(out.read_text())
   assert result["torch"] is None

@@ -3,6 +3,7 @@
 The sweeps are run by `inception_jax.sweep.run_sweep` with `SimulatedTrainer` (the tables, curves
 and file layout of a real sweep, in seconds); tests/test_experiments.py trains a real tiny variant.
 """
+
 import importlib
 import os
 import pathlib
@@ -28,8 +29,9 @@ def tiny_sweeps(tmp_path_factory):
   for name in ABLATION_NOTEBOOKS.values():
     workdir = tmp_path_factory.mktemp(name)
     module = importlib.import_module(f"experiments.{name}")
-    sweep.run_sweep(module.make_sweep("tiny"), workdir, trainer=sweep.SimulatedTrainer(),
-                    log=lambda m: None)
+    sweep.run_sweep(
+      module.make_sweep("tiny"), workdir, trainer=sweep.SimulatedTrainer(), log=lambda m: None
+    )
     out[name] = workdir
   return out
 
@@ -39,17 +41,20 @@ def execute(path: pathlib.Path, env: dict[str, str], monkeypatch) -> "nbformat.N
   for key, value in env.items():
     monkeypatch.setenv(key, value)
   # The kernel is a child process: it must import this checkout even without `pip install -e`.
-  monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT),
-                                                                  os.environ.get("PYTHONPATH")])))
+  monkeypatch.setenv(
+    "PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+  )
   nb = nbformat.read(path, as_version=4)
-  client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                   resources={"metadata": {"path": str(NOTEBOOKS)}})
+  client = nbclient.NotebookClient(
+    nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+  )
   client.execute()
   return nb
 
 
 def kernel_python_ok() -> bool:
   from jupyter_client.kernelspec import KernelSpecManager
+
   try:
     KernelSpecManager().get_kernel_spec("python3")
   except Exception:  # noqa: BLE001
@@ -60,16 +65,25 @@ def kernel_python_ok() -> bool:
 @pytest.fixture(scope="module", autouse=True)
 def python3_kernel():
   if not kernel_python_ok():
-    pytest.fail("no 'python3' Jupyter kernel: `python -m ipykernel install --user` "
-                f"(with {sys.executable})")
+    pytest.fail(
+      f"no 'python3' Jupyter kernel: `python -m ipykernel install --user` (with {sys.executable})"
+    )
 
 
 @pytest.mark.parametrize("notebook", sorted(ABLATION_NOTEBOOKS))
 def test_ablation_notebook_executes_on_a_tiny_sweep(notebook, tiny_sweeps, monkeypatch):
-  nb = execute(NOTEBOOKS / notebook,
-               {"SWEEP_WORKDIR": str(tiny_sweeps[ABLATION_NOTEBOOKS[notebook]])}, monkeypatch)
-  images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if "image/png" in o.get("data", {})]
+  nb = execute(
+    NOTEBOOKS / notebook,
+    {"SWEEP_WORKDIR": str(tiny_sweeps[ABLATION_NOTEBOOKS[notebook]])},
+    monkeypatch,
+  )
+  images = [
+    o
+    for c in nb.cells
+    if c.cell_type == "code"
+    for o in c.get("outputs", [])
+    if "image/png" in o.get("data", {})
+  ]
   assert len(images) >= 3  # paper vs ours, cost vs accuracy, learning curves
   errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
   assert not errors

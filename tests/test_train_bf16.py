@@ -5,6 +5,7 @@ What bfloat16 changes is the compute dtype of convolutions and matrix products (
 with half precision); parameters, BatchNorm statistics, the loss and the optimizer state stay
 float32, which is asserted leaf by leaf. The losses of the two runs are compared step by step.
 """
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -29,26 +30,40 @@ ABS_TOL, REL_TOL = 0.15, 0.15
 
 
 def _config(half_precision):
-  return ml_collections.ConfigDict(dict(
-      model="googlenet_bn", model_overrides=ml_collections.ConfigDict({"width_multiplier": 0.125}),
-      image_size=SIZE, half_precision=half_precision, seed=0, batch_norm="sync", label_smoothing=0.1,
-      aux_loss_weight=0.3, weight_decay=1e-4, ema_decay=0.0, ema_warmup=False))
+  return ml_collections.ConfigDict(
+    dict(
+      model="googlenet_bn",
+      model_overrides=ml_collections.ConfigDict({"width_multiplier": 0.125}),
+      image_size=SIZE,
+      half_precision=half_precision,
+      seed=0,
+      batch_norm="sync",
+      label_smoothing=0.1,
+      aux_loss_weight=0.3,
+      weight_decay=1e-4,
+      ema_decay=0.0,
+      ema_warmup=False,
+    )
+  )
 
 
 def _batches():
   """Learnable synthetic images: each class a different colour and stripe direction, plus noise."""
   rng = np.random.default_rng(0)
   yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
-  patterns = np.stack([np.sin(8 * xx), np.sin(8 * yy), np.sin(8 * (xx + yy)),
-                       np.sin(8 * (xx - yy))])
+  patterns = np.stack(
+    [np.sin(8 * xx), np.sin(8 * yy), np.sin(8 * (xx + yy)), np.sin(8 * (xx - yy))]
+  )
   colours = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], np.float32)
   out = []
   for _ in range(STEPS):
     labels = rng.integers(0, CLASSES, BATCH)
-    images = (patterns[labels][..., None] * colours[labels][:, None, None, :]
-              + 0.3 * rng.standard_normal((BATCH, SIZE, SIZE, 3)))
-    out.append({"image": np.clip(images, -1, 1).astype(np.float32),
-                "label": labels.astype(np.int32)})
+    images = patterns[labels][..., None] * colours[labels][
+      :, None, None, :
+    ] + 0.3 * rng.standard_normal((BATCH, SIZE, SIZE, 3))
+    out.append(
+      {"image": np.clip(images, -1, 1).astype(np.float32), "label": labels.astype(np.int32)}
+    )
   return out
 
 
@@ -69,8 +84,10 @@ def _train(half_precision, batches):
 
 
 def _dtypes(tree):
-  return {jax.tree_util.keystr(p): jnp.dtype(x.dtype) for p, x in
-          jax.tree_util.tree_leaves_with_path(tree)}
+  return {
+    jax.tree_util.keystr(p): jnp.dtype(x.dtype)
+    for p, x in jax.tree_util.tree_leaves_with_path(tree)
+  }
 
 
 def test_bfloat16_training_tracks_float32_and_keeps_float32_state():
@@ -83,8 +100,11 @@ def test_bfloat16_training_tracks_float32_and_keeps_float32_state():
   jax.tree.map(np.testing.assert_array_equal, init32, init16)
 
   # State and loss stay float32 in the bfloat16 run.
-  for name, tree in [("params", state16.params), ("batch_stats", state16.batch_stats),
-                     ("opt_state", state16.opt_state)]:
+  for name, tree in [
+    ("params", state16.params),
+    ("batch_stats", state16.batch_stats),
+    ("opt_state", state16.opt_state),
+  ]:
     floats = {k: d for k, d in _dtypes(tree).items() if jnp.issubdtype(d, jnp.floating)}
     assert floats, name
     wrong = {k: str(d) for k, d in floats.items() if d != jnp.float32}
@@ -103,7 +123,10 @@ def test_bfloat16_training_tracks_float32_and_keeps_float32_state():
   gap = np.abs(mean16 - mean32)
   bound = ABS_TOL + REL_TOL * mean32
   assert np.all(gap <= bound), (
-      f"bf16 vs f32 mean-loss gap {gap.round(4)} (bound {bound.round(4)}); "
-      f"f32 {loss32.round(3)}, bf16 {loss16.round(3)}")
-  print(f"window means f32 {mean32.round(4)} bf16 {mean16.round(4)}; gaps {gap.round(4)}; "
-        f"largest single-step gap {np.abs(loss16 - loss32).max():.3f}")
+    f"bf16 vs f32 mean-loss gap {gap.round(4)} (bound {bound.round(4)}); "
+    f"f32 {loss32.round(3)}, bf16 {loss16.round(3)}"
+  )
+  print(
+    f"window means f32 {mean32.round(4)} bf16 {mean16.round(4)}; gaps {gap.round(4)}; "
+    f"largest single-step gap {np.abs(loss16 - loss32).max():.3f}"
+  )

@@ -1,4 +1,5 @@
 """Two processes on localhost (jax.distributed, gloo CPU collectives) train and checkpoint."""
+
 import json
 import socket
 import subprocess
@@ -19,13 +20,27 @@ def free_port():
 
 def test_two_processes_train_and_checkpoint(tmp_path):
   port = free_port()
-  procs = [subprocess.Popen(
-      [sys.executable, SCRIPT, str(tmp_path), f"--coordinator_address=localhost:{port}",
-       "--num_processes=2", f"--process_id={i}", "--config.num_train_steps=6",
-       "--config.checkpoint_every_steps=3", "--config.log_every_steps=3",
-       "--config.batch_norm='per_replica'"],
-      env=subprocess_env(num_devices=2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-      text=True) for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        SCRIPT,
+        str(tmp_path),
+        f"--coordinator_address=localhost:{port}",
+        "--num_processes=2",
+        f"--process_id={i}",
+        "--config.num_train_steps=6",
+        "--config.checkpoint_every_steps=3",
+        "--config.log_every_steps=3",
+        "--config.batch_norm='per_replica'",
+      ],
+      env=subprocess_env(num_devices=2),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-5000:]

@@ -1,5 +1,6 @@
 """The `:local` preset (the paper's GoogLeNet on `digits`) learns: well above chance after a short
 run. The full preset reaches >= 90% test top-1 (docs/TRAINING.md has the measured figures)."""
+
 import json
 
 import pytest
@@ -19,4 +20,4 @@ def test_v1_local_preset_learns(tmp_path):
   rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   final = [r for r in rows if "eval/top1" in r][-1]
   assert final["step"] == 320
-  assert final["eval/top1"] > 0.3, final   # chance is 0.1
+  assert final["eval/top1"] > 0.3, final  # chance is 0.1

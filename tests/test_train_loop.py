@@ -1,5 +1,6 @@
 """train_and_evaluate end to end with the tiny stand-in network on `digits`: outputs, resumption,
 NaN stop, checkpoint errors, init_from, and the multi-crop / ensemble evaluator."""
+
 import json
 import shutil
 
@@ -29,15 +30,25 @@ def test_outputs_and_resume(tmp_path):
   train_rows = [r for r in rows if "train/loss" in r]
   eval_rows = [r for r in rows if "eval/top1" in r]
   assert [r["step"] for r in train_rows] == [4, 8]
-  for key in ["train/loss", "train/ce_loss", "train/aux_loss", "train/weight_decay",
-              "train/learning_rate", "train/images_per_sec", "train/top1"]:
+  for key in [
+    "train/loss",
+    "train/ce_loss",
+    "train/aux_loss",
+    "train/weight_decay",
+    "train/learning_rate",
+    "train/images_per_sec",
+    "train/top1",
+  ]:
     assert key in train_rows[0], key
   assert eval_rows[-1]["step"] == 8
   for key in ["eval/loss", "eval/top1", "eval/top5", "eval_ema/top1", "eval_ema/top5"]:
     assert key in eval_rows[-1], key
   total = train_rows[0]
-  np.testing.assert_allclose(total["train/loss"], total["train/ce_loss"] + total["train/aux_loss"]
-                             + total["train/weight_decay"], rtol=1e-5)
+  np.testing.assert_allclose(
+    total["train/loss"],
+    total["train/ce_loss"] + total["train/aux_loss"] + total["train/weight_decay"],
+    rtol=1e-5,
+  )
   assert json.loads((tmp_path / "config.json").read_text())["model"] == "tiny"
   assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["4", "8"]
@@ -64,8 +75,15 @@ def test_relative_workdir(tmp_path, monkeypatch):
 
 def test_non_finite_loss_stops_naming_the_step(tmp_path):
   # A huge learning rate makes the second step's loss non-finite; step 1 was saved.
-  config = tiny_config(optimizer="sgd", learning_rate=1e30, grad_clip_norm=0.0, num_train_steps=6,
-                       log_every_steps=1, checkpoint_every_steps=1, ema_decay=0.0)
+  config = tiny_config(
+    optimizer="sgd",
+    learning_rate=1e30,
+    grad_clip_norm=0.0,
+    num_train_steps=6,
+    log_every_steps=1,
+    checkpoint_every_steps=1,
+    ema_decay=0.0,
+  )
   with pytest.raises(train.NonFiniteLossError, match=r"at step 2\b"):
     train.train_and_evaluate(config, str(tmp_path))
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1"]
@@ -88,7 +106,9 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
   train.train_and_evaluate(tiny_config(num_train_steps=2, checkpoint_every_steps=2), str(tmp_path))
   wider = tiny_config(num_train_steps=4)
   wider.model_overrides = {"width": 16}
-  with pytest.raises(checkpoint.CheckpointError, match="incompatible with this run: model_overrides"):
+  with pytest.raises(
+    checkpoint.CheckpointError, match="incompatible with this run: model_overrides"
+  ):
     train.train_and_evaluate(wider, str(tmp_path))
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
 
@@ -98,7 +118,9 @@ def test_checkpoint_of_another_optimizer_state_is_refused(tmp_path):
   config = tiny_config(num_train_steps=2, checkpoint_every_steps=2, grad_clip_norm=0.0)
   train.train_and_evaluate(config, str(tmp_path))
   clipped = tiny_config(num_train_steps=4, grad_clip_norm=2.0)
-  with pytest.raises(checkpoint.CheckpointError, match=r"does not match this run's state: .*opt_state"):
+  with pytest.raises(
+    checkpoint.CheckpointError, match=r"does not match this run's state: .*opt_state"
+  ):
     train.train_and_evaluate(clipped, str(tmp_path))
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
 
@@ -106,16 +128,24 @@ def test_checkpoint_of_another_optimizer_state_is_refused(tmp_path):
 def test_init_from_another_run(tmp_path):
   source = tmp_path / "source"
   state = train.train_and_evaluate(tiny_config(num_train_steps=2), str(source))
-  config = tiny_config(num_train_steps=1, init_from=str(source), learning_rate=0.0,
-                       weight_decay=0.0, momentum=0.0, model_overrides={"dropout_rate": 0.0})
+  config = tiny_config(
+    num_train_steps=1,
+    init_from=str(source),
+    learning_rate=0.0,
+    weight_decay=0.0,
+    momentum=0.0,
+    model_overrides={"dropout_rate": 0.0},
+  )
   config.ema_decay = 0.0
   # With a zero learning rate, one step leaves the loaded parameters unchanged.
   started = train.train_and_evaluate(config, str(tmp_path / "target"))
-  jax.tree.map(np.testing.assert_array_equal, parallel.fetch(started.params),
-               parallel.fetch(state.params))
+  jax.tree.map(
+    np.testing.assert_array_equal, parallel.fetch(started.params), parallel.fetch(state.params)
+  )
   with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
-    train.train_and_evaluate(tiny_config(init_from=str(tmp_path / "nowhere")),
-                             str(tmp_path / "other"))
+    train.train_and_evaluate(
+      tiny_config(init_from=str(tmp_path / "nowhere")), str(tmp_path / "other")
+    )
 
 
 def test_multicrop_and_ensemble_average_softmax():
@@ -129,9 +159,9 @@ def test_multicrop_and_ensemble_average_softmax():
       return jnp.mean(x, axis=(1, 2)) * w
 
   model, mesh = Scale(), parallel.make_mesh()
-  images = np.zeros((2, 3, 4, 4, 3), np.float32)   # 2 examples, 3 crops
-  images[0, 0, ..., 0] = 5.0                         # crop 0 of example 0 says class 0
-  images[0, 1:, ..., 2] = 1.0                        # crops 1, 2 weakly say class 2
+  images = np.zeros((2, 3, 4, 4, 3), np.float32)  # 2 examples, 3 crops
+  images[0, 0, ..., 0] = 5.0  # crop 0 of example 0 says class 0
+  images[0, 1:, ..., 2] = 1.0  # crops 1, 2 weakly say class 2
   images[1, :, ..., 1] = 2.0
   batch = {"image": images, "label": np.array([2, 1], np.int32), "mask": np.array([True, False])}
   v1 = {"params": {"w": jnp.ones(3)}}
@@ -142,11 +172,12 @@ def test_multicrop_and_ensemble_average_softmax():
   expected0 = (softmax(np.array([5.0, 0, 0])) + 2 * softmax(np.array([0, 0, 1.0]))) / 3
   np.testing.assert_allclose(probs[0], expected0, rtol=1e-5)
   results = ev.evaluate({"one": [v1], "both": [v1, v2]}, [batch])
-  assert results["one"]["count"] == 1            # the masked example is not counted
-  assert results["one"]["top1"] == 0.0           # the averaged crops favour class 0 ...
-  assert results["both"]["top1"] == 1.0          # ... the ensemble with v2 favours class 2
-  p_both = (expected0 + np.asarray(evaluate.crop_averaged_probabilities(
-      model, v2, jnp.asarray(images)))[0]) / 2
+  assert results["one"]["count"] == 1  # the masked example is not counted
+  assert results["one"]["top1"] == 0.0  # the averaged crops favour class 0 ...
+  assert results["both"]["top1"] == 1.0  # ... the ensemble with v2 favours class 2
+  p_both = (
+    expected0 + np.asarray(evaluate.crop_averaged_probabilities(model, v2, jnp.asarray(images)))[0]
+  ) / 2
   np.testing.assert_allclose(results["both"]["loss"], -np.log(p_both[2]), rtol=1e-5)
 
 
@@ -155,8 +186,9 @@ def test_evaluate_workdirs_ensemble_table(tmp_path, capsys):
   for seed in (0, 1):
     config.seed = seed
     train.train_and_evaluate(config, str(tmp_path / f"m{seed}"))
-  results = evaluate.evaluate_workdirs(config, [str(tmp_path / "m0"), str(tmp_path / "m1")],
-                                       crops=10, batch_size=32)
+  results = evaluate.evaluate_workdirs(
+    config, [str(tmp_path / "m0"), str(tmp_path / "m1")], crops=10, batch_size=32
+  )
   assert set(results) == {"model_0", "model_1", "ensemble"}
   assert all(r["count"] == 297 for r in results.values())  # the whole digits test split
   table = capsys.readouterr().out
@@ -168,6 +200,7 @@ def test_init_from_converted_weights_layout(tmp_path):
   import orbax.checkpoint as ocp
   from test_train_utils import TinyNet
   import jax.numpy as jnp
+
   variables = TinyNet(num_classes=10).init(jax.random.key(7), jnp.zeros((1, 16, 16, 3)))
   variables = jax.tree.map(lambda x: x + 1.0, variables)
   with ocp.StandardCheckpointer() as saver:
@@ -175,5 +208,7 @@ def test_init_from_converted_weights_layout(tmp_path):
   loaded = checkpoint.load_variables(str(tmp_path / "converted"))
   jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(dict(variables)))
   with pytest.raises(checkpoint.CheckpointError, match="does not fit the model"):
-    train.train_and_evaluate(tiny_config(init_from=str(tmp_path / "converted"),
-                                         model_overrides={"width": 4}), str(tmp_path / "run"))
+    train.train_and_evaluate(
+      tiny_config(init_from=str(tmp_path / "converted"), model_overrides={"width": 4}),
+      str(tmp_path / "run"),
+    )

@@ -1,4 +1,5 @@
 """Label smoothing, the auxiliary term and weight decay change the loss exactly as defined."""
+
 import math
 
 import jax
@@ -36,8 +37,10 @@ def test_aux_weights_add_exactly():
   key = jax.random.key(0)
   main, a1, a2 = jax.random.normal(key, (3, 8, 5))
   labels = jnp.arange(8) % 5
-  params = {"conv": {"kernel": jnp.full((2, 2), 3.0), "bias": jnp.ones(2)},
-            "bn": {"scale": jnp.ones(2)}}
+  params = {
+    "conv": {"kernel": jnp.full((2, 2), 3.0), "bias": jnp.ones(2)},
+    "bn": {"scale": jnp.ones(2)},
+  }
   kw = dict(label_smoothing=0.1, weight_decay=1e-2)
   base, t0 = losses.training_loss(main, (), labels, params, aux_loss_weight=0.3, **kw)
   total, t = losses.training_loss(main, (a1, a2), labels, params, aux_loss_weight=0.3, **kw)

@@ -1,4 +1,5 @@
 """Learning-rate schedules give the papers' values at the epoch boundaries; optimizers as defined."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,8 +33,8 @@ def test_googlenet_schedule_four_percent_every_eight_epochs():
   fn = optim.create_learning_rate_fn(c, spe, total_steps=10**7)
   base = 0.01 * 256 / 32  # linear scaling rule from the BVLC batch of 32
   for k in range(0, 30, 7):
-    np.testing.assert_allclose(lr_at_epoch(fn, spe, 8 * k + 0.01), base * 0.96 ** k, rtol=1e-5)
-    np.testing.assert_allclose(lr_at_epoch(fn, spe, 8 * k + 7.99), base * 0.96 ** k, rtol=1e-5)
+    np.testing.assert_allclose(lr_at_epoch(fn, spe, 8 * k + 0.01), base * 0.96**k, rtol=1e-5)
+    np.testing.assert_allclose(lr_at_epoch(fn, spe, 8 * k + 7.99), base * 0.96**k, rtol=1e-5)
 
 
 def test_linear_scaling_and_warmup():
@@ -52,8 +53,9 @@ def test_cosine_and_constant():
   c = v3.get_config()
   c.lr_schedule = "cosine"
   fn = optim.create_learning_rate_fn(c, 10.0, total_steps=100)
-  np.testing.assert_allclose([float(fn(0)), float(fn(50)), float(fn(100))], [0.045, 0.0225, 0.0],
-                             atol=1e-7)
+  np.testing.assert_allclose(
+    [float(fn(0)), float(fn(50)), float(fn(100))], [0.045, 0.0225, 0.0], atol=1e-7
+  )
   c.lr_schedule = "constant"
   fn = optim.create_learning_rate_fn(c, 10.0, total_steps=100)
   np.testing.assert_allclose(float(fn(77)), 0.045)
@@ -119,9 +121,13 @@ def test_bias_lr_multiplier_is_bvlcs_lr_mult_2_on_layer_biases_only():
   assert c.bias_lr_multiplier == 2.0  # BVLC train_val: lr_mult 2, decay_mult 0 on every bias
   c.momentum, c.grad_clip_norm = 0.0, 0.0
   tx = optim.create_optimizer(c, lambda step: 0.1)
-  params = {"Conv2d_1a_7x7": {"conv": {"kernel": jnp.ones(3), "bias": jnp.ones(2)},
-                              "bn": {"bias": jnp.ones(2), "scale": jnp.ones(2)}},
-            "Logits": {"kernel": jnp.ones(3), "bias": jnp.ones(2)}}
+  params = {
+    "Conv2d_1a_7x7": {
+      "conv": {"kernel": jnp.ones(3), "bias": jnp.ones(2)},
+      "bn": {"bias": jnp.ones(2), "scale": jnp.ones(2)},
+    },
+    "Logits": {"kernel": jnp.ones(3), "bias": jnp.ones(2)},
+  }
   grads = jax.tree.map(jnp.ones_like, params)
   updates, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(updates["Conv2d_1a_7x7"]["conv"]["kernel"], -0.1)

@@ -1,6 +1,7 @@
 """A run checkpointed on 2 processes x 2 devices resumes on 1 process x 4 devices (and the
 reverse): the checkpoint is resharded onto the new devices, every step sees the same global batch
 as an uninterrupted run, and the final parameters agree up to summation order."""
+
 import json
 import subprocess
 import sys
@@ -10,8 +11,12 @@ from test_train_distributed import SCRIPT, free_port
 from test_train_utils import subprocess_env
 
 STEPS, STOP = 6, 3
-ARGS = [f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=3",
-        "--config.log_every_steps=3", "--config.batch_norm='per_replica'"]
+ARGS = [
+  f"--config.num_train_steps={STEPS}",
+  "--config.checkpoint_every_steps=3",
+  "--config.log_every_steps=3",
+  "--config.batch_norm='per_replica'",
+]
 
 
 def train(workdir, processes, devices, log, stop_at=0):
@@ -21,12 +26,21 @@ def train(workdir, processes, devices, log, stop_at=0):
   env["TINY_BATCH_LOG"] = str(log)
   if stop_at:
     env["TINY_STOP_AT"] = str(stop_at)
-  extra = lambda i: ([f"--coordinator_address=localhost:{port}",
-                      f"--num_processes={processes}", f"--process_id={i}"]
-                     if processes > 1 else [])
-  procs = [subprocess.Popen([sys.executable, SCRIPT, str(workdir), *extra(i), *ARGS], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(processes)]
+  extra = lambda i: (
+    [f"--coordinator_address=localhost:{port}", f"--num_processes={processes}", f"--process_id={i}"]
+    if processes > 1
+    else []
+  )
+  procs = [
+    subprocess.Popen(
+      [sys.executable, SCRIPT, str(workdir), *extra(i), *ARGS],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(processes)
+  ]
   outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-5000:]
@@ -39,8 +53,7 @@ def global_batches(log, processes):
   per_process = []
   for i in range(processes):
     lines = (log.parent / f"{log.name}.{i}").read_text().splitlines()
-    per_process.append({r["step"]: [tuple(x) for x in r["rows"]]
-                        for r in map(json.loads, lines)})
+    per_process.append({r["step"]: [tuple(x) for x in r["rows"]] for r in map(json.loads, lines)})
   steps = set().union(*per_process)
   return {s: [row for p in per_process for row in p[s]] for s in steps}
 
@@ -63,26 +76,34 @@ def test_resume_on_another_cluster_shape(tmp_path):
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == [str(STOP)]
     meta = json.loads((workdir / "checkpoints" / str(STOP) / "meta" / "metadata").read_text())
     assert (meta["process_count"], meta["device_count"], meta["data_order"]) == (
-        first[0], 4, "global")
+      first[0],
+      4,
+      "global",
+    )
     out = train(workdir, *second, tmp_path / f"{name}.b.log")
     assert f"resumed from {workdir / 'checkpoints' / str(STOP)} at step {STOP}" in out
-    seen = {**global_batches(tmp_path / f"{name}.a.log", first[0]),
-            **global_batches(tmp_path / f"{name}.b.log", second[0])}
+    seen = {
+      **global_batches(tmp_path / f"{name}.a.log", first[0]),
+      **global_batches(tmp_path / f"{name}.b.log", second[0]),
+    }
     assert sorted(seen) == list(range(STEPS)), name
     for step in range(STEPS):
       assert seen[step] == expected[step], f"{name}: step {step} saw other examples"
     got = final(workdir)
     assert got.keys() == reference.keys()
     for k in reference:
-      np.testing.assert_allclose(got[k], reference[k], rtol=1e-4, atol=1e-6,
-                                 err_msg=f"{name}: {k}")
+      np.testing.assert_allclose(got[k], reference[k], rtol=1e-4, atol=1e-6, err_msg=f"{name}: {k}")
 
 
 def test_a_topology_failure_is_not_called_corruption(tmp_path):
   from inception_jax import checkpoint
+
   path = tmp_path / "checkpoints" / "3"
-  topology = checkpoint._unreadable(path, ValueError(
-      "Topology mismatch detected. The checkpoint was saved with a different topology"), [3])
+  topology = checkpoint._unreadable(
+    path,
+    ValueError("Topology mismatch detected. The checkpoint was saved with a different topology"),
+    [3],
+  )
   assert "corrupt" not in str(topology) and "not known to be damaged" in str(topology)
   damaged = checkpoint._unreadable(path, FileNotFoundError("ocdbt manifest missing"), [3])
   assert f"checkpoint {path} is corrupt" in str(damaged)

@@ -1,4 +1,5 @@
 """A run killed with kill -9 and restarted ends with the same parameters as an uninterrupted run."""
+
 import os
 import re
 import signal
@@ -11,15 +12,24 @@ import numpy as np
 from test_train_utils import ROOT, subprocess_env
 
 SCRIPT = os.path.join(ROOT, "tests", "test_train_utils.py")
-ARGS = ["--config.num_train_steps=24", "--config.checkpoint_every_steps=6",
-        "--config.log_every_steps=3", "--config.ema_decay=0.9"]
+ARGS = [
+  "--config.num_train_steps=24",
+  "--config.checkpoint_every_steps=6",
+  "--config.log_every_steps=3",
+  "--config.ema_decay=0.9",
+]
 
 
 def run(workdir, sleep=0.0):
   env = subprocess_env()
   env["TINY_STEP_SLEEP"] = str(sleep)
-  return subprocess.Popen([sys.executable, SCRIPT, str(workdir), *ARGS], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen(
+    [sys.executable, SCRIPT, str(workdir), *ARGS],
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def finish(proc, timeout=300):
@@ -45,8 +55,9 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     time.sleep(0.1)
   os.kill(proc.pid, signal.SIGKILL)
   proc.wait()
-  steps = sorted(int(p.name) for p in (tmp_path / "killed" / "checkpoints").iterdir()
-                 if p.name.isdigit())
+  steps = sorted(
+    int(p.name) for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name.isdigit()
+  )
   assert steps and steps[-1] < 24, steps
   out = finish(run(tmp_path / "killed"))
   assert "resumed from" in out

@@ -1,5 +1,6 @@
 """The train step on a mesh: 8 simulated CPU devices match one device (synchronised BN); per-replica
 BN matches replicas computed one by one; bad configs fail before compiling."""
+
 import subprocess
 import sys
 import textwrap
@@ -71,14 +72,21 @@ EIGHT_DEVICES = textwrap.dedent("""
 
 
 def test_eight_devices_match_one_device():
-  result = subprocess.run([sys.executable, "-c", EIGHT_DEVICES], cwd=f"{ROOT}/tests",
-                          env=subprocess_env(num_devices=8), capture_output=True, text=True,
-                          timeout=600)
+  result = subprocess.run(
+    [sys.executable, "-c", EIGHT_DEVICES],
+    cwd=f"{ROOT}/tests",
+    env=subprocess_env(num_devices=8),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
   assert "sync ok" in result.stdout and "per-replica ok" in result.stdout
 
 
-@pytest.mark.parametrize("field, value, message", [
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
     ("model", "inception_v9", "unknown model 'inception_v9'"),
     ("optimizer", "lamb", "unknown optimizer 'lamb'"),
     ("batch_norm", "ghost", "unknown batch_norm 'ghost'"),
@@ -86,9 +94,11 @@ def test_eight_devices_match_one_device():
     ("batch_size", 12, "batch_size=12 is not divisible by the number of devices \\(8\\)"),
     ("eval_batch_size", 20, "eval_batch_size=20 is not divisible"),
     ("image_size", 4, "image_size=4 is below the smallest input"),
-])
+  ],
+)
 def test_bad_configs_fail_with_a_clear_message(field, value, message):
   from inception_jax import train
+
   install_tiny_model()
   config = tiny_config(**{field: value})  # batch 16, eval batch 32
   eight_devices = types.SimpleNamespace(devices=np.empty(8, dtype=object))
@@ -98,6 +108,7 @@ def test_bad_configs_fail_with_a_clear_message(field, value, message):
 
 def test_bad_config_fails_before_compiling(tmp_path, monkeypatch):
   from inception_jax import train
+
   install_tiny_model()
   compiled = []
   monkeypatch.setattr(jax, "jit", lambda *a, **k: compiled.append(1))
@@ -108,6 +119,7 @@ def test_bad_config_fails_before_compiling(tmp_path, monkeypatch):
 
 def test_unknown_model_override_is_a_config_error():
   from inception_jax import train
+
   config = tiny_config(model="googlenet")
   config.model_overrides = {"widht_multiplier": 0.5}
   with pytest.raises(train.ConfigError, match="widht_multiplier"):

@@ -9,6 +9,7 @@ Run as a script, it trains: python tests/test_train_utils.py WORKDIR [--config.f
 (with optional --coordinator_address/--num_processes/--process_id, and TINY_STEP_SLEEP seconds
 per step to leave time for a kill -9).
 """
+
 import os
 import sys
 from typing import Any
@@ -23,8 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class TinyNet(nn.Module):
   """conv-BN-ReLU x2 with an auxiliary head after the first block; [B, S, S, 3] -> [B, K].
   The classifiers carry the real networks' names (Logits, AuxLogits) for the transfer tests."""
+
   num_classes: int = 10
-  norm: str = "bn"              # "bn" | "none" (like the paper GoogLeNet: no batch_stats)
+  norm: str = "bn"  # "bn" | "none" (like the paper GoogLeNet: no batch_stats)
   width: int = 8
   dropout_rate: float = 0.2
   dtype: Any = jnp.float32
@@ -32,12 +34,20 @@ class TinyNet(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     def block(x, features, strides, name):
-      x = nn.Conv(features, (3, 3), strides=strides, use_bias=self.norm == "none",
-                  dtype=self.dtype, name=f"{name}_conv")(x)
+      x = nn.Conv(
+        features,
+        (3, 3),
+        strides=strides,
+        use_bias=self.norm == "none",
+        dtype=self.dtype,
+        name=f"{name}_conv",
+      )(x)
       if self.norm == "bn":
-        x = nn.BatchNorm(momentum=0.9, epsilon=1e-3, dtype=self.dtype,
-                         name=f"{name}_bn")(x, use_running_average=not train)
+        x = nn.BatchNorm(momentum=0.9, epsilon=1e-3, dtype=self.dtype, name=f"{name}_bn")(
+          x, use_running_average=not train
+        )
       return nn.relu(x)
+
     x = block(x.astype(self.dtype), self.width, 2, "b1")
     aux = None
     if train or self.is_initializing():
@@ -54,6 +64,7 @@ class TinyNet(nn.Module):
 def install_tiny_model() -> None:
   """Makes `models.create("tiny", ...)` return TinyNet (idempotent)."""
   from inception_jax import models
+
   if "tiny" in models.NAMES:
     return
   create, min_size = models.create, models.min_image_size
@@ -75,6 +86,7 @@ def tiny_config(**overrides):
   """The v3 recipe on digits with the tiny network: a few seconds per run."""
   sys.path.insert(0, ROOT)
   from configs import v3
+
   c = v3.get_config("local")
   c.model = "tiny"
   c.model_overrides = {}
@@ -108,6 +120,7 @@ def _log_batches(path: str) -> None:
   import json
 
   from inception_jax import data
+
   create = data.create_train_iterator
 
   class Logged:
@@ -123,8 +136,10 @@ def _log_batches(path: str) -> None:
     def __next__(self):
       step = self.it.step
       batch = next(self.it)
-      rows = [[int(label), hashlib.sha1(image.tobytes()).hexdigest()[:16]]
-              for image, label in zip(batch["image"], batch["label"])]
+      rows = [
+        [int(label), hashlib.sha1(image.tobytes()).hexdigest()[:16]]
+        for image, label in zip(batch["image"], batch["label"])
+      ]
       with open(path, "a") as f:
         f.write(json.dumps({"step": step, "rows": rows}) + "\n")
       return batch
@@ -135,6 +150,7 @@ def _log_batches(path: str) -> None:
 def _main(argv: list[str]) -> None:
   """Trains the tiny network in argv[1] with --config.x=y overrides (see the module docstring)."""
   import argparse
+
   parser = argparse.ArgumentParser()
   parser.add_argument("workdir")
   parser.add_argument("--coordinator_address")
@@ -142,13 +158,16 @@ def _main(argv: list[str]) -> None:
   parser.add_argument("--process_id", type=int)
   args, rest = parser.parse_known_args(argv[1:])
   from absl import logging
+
   logging.use_absl_handler()
   logging.set_verbosity(logging.INFO)
   from inception_jax import parallel
+
   if args.coordinator_address:
     parallel.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
   install_tiny_model()
   import ast
+
   overrides = {}
   for item in rest:
     key, value = item.removeprefix("--config.").split("=", 1)
@@ -160,24 +179,32 @@ def _main(argv: list[str]) -> None:
   sleep = float(os.environ.get("TINY_STEP_SLEEP", "0"))
   if sleep:
     import time
+
     shard_batch = parallel.shard_batch
+
     def slow_shard_batch(batch, mesh):
       time.sleep(sleep)
       return shard_batch(batch, mesh)
+
     parallel.shard_batch = slow_shard_batch
   stop_at = int(os.environ.get("TINY_STOP_AT", "0"))
   if stop_at:  # as if preempted: save and stop at that step
     from inception_jax import checkpoint
+
     checkpoint.Checkpointer.should_stop = lambda self, step: step >= stop_at
   batch_log = os.environ.get("TINY_BATCH_LOG")
   if batch_log:
     _log_batches(f"{batch_log}.{jax.process_index()}")
   from inception_jax import train
+
   state = train.train_and_evaluate(config, args.workdir)
   if jax.process_index() == 0:
     import numpy as np
-    flat = {jax.tree_util.keystr(k): np.asarray(v) for k, v in
-            jax.tree_util.tree_leaves_with_path(train.parallel.fetch(state.variables()))}
+
+    flat = {
+      jax.tree_util.keystr(k): np.asarray(v)
+      for k, v in jax.tree_util.tree_leaves_with_path(train.parallel.fetch(state.variables()))
+    }
     np.savez(os.path.join(args.workdir, "final_variables.npz"), **flat)
 
 

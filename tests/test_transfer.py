@@ -1,6 +1,7 @@
 """Transfer learning with the tiny stand-in network on `digits`: init_from with another class count
 or without auxiliary heads, init_exclude, frozen parameters and BatchNorm statistics, the
 learning rate of the new layers, a resumed fine-tune, and the errors raised before compiling."""
+
 import json
 import logging
 import shutil
@@ -39,7 +40,8 @@ def save_variables(directory, variables, meta=None):
 def tiny_checkpoint(directory, num_classes=10, drop=(), **overrides):
   """TinyNet weights unlike any fresh initialisation (+1 everywhere), minus the layers `drop`."""
   variables = TinyNet(num_classes=num_classes, **overrides).init(
-      jax.random.key(7), jnp.zeros((1, 16, 16, 3)))
+    jax.random.key(7), jnp.zeros((1, 16, 16, 3))
+  )
   variables = jax.tree.map(lambda x: np.asarray(x) + 1.0, dict(variables))
   for collection in variables.values():
     for layer in drop:
@@ -49,8 +51,14 @@ def tiny_checkpoint(directory, num_classes=10, drop=(), **overrides):
 
 def unchanged_config(**overrides):
   """One step that leaves the parameters where they started (learning rate 0, no decay)."""
-  config = tiny_config(num_train_steps=1, learning_rate=0.0, weight_decay=0.0, momentum=0.0,
-                       model_overrides={"dropout_rate": 0.0}, **overrides)
+  config = tiny_config(
+    num_train_steps=1,
+    learning_rate=0.0,
+    weight_decay=0.0,
+    momentum=0.0,
+    model_overrides={"dropout_rate": 0.0},
+    **overrides,
+  )
   config.ema_decay = 0.0
   return config
 
@@ -67,18 +75,26 @@ def no_compile(monkeypatch):
       if not isinstance(rng, jax.core.Tracer):
         raise AssertionError("the state initializer was compiled before the error")
       return init(rng)
+
     return initialize
 
   def compile_step(*args, **kwargs):
     raise AssertionError("the train step was compiled before the error")
+
   monkeypatch.setattr(train, "state_initializer", guarded)
   monkeypatch.setattr(train, "compile_train_step", compile_step)
 
 
 # ---- Names, presets, plans -----------------------------------------------------------------------
 def test_presets_split_classifiers_from_backbone():
-  names = ["Logits/kernel", "AuxLogits/fc/bias", "AuxLogits_Mixed_4b/fc2/kernel",
-           "Mixed_3b/branch1/conv/kernel", "Conv2d_1a_7x7/bn/mean", "MyLogits/kernel"]
+  names = [
+    "Logits/kernel",
+    "AuxLogits/fc/bias",
+    "AuxLogits_Mixed_4b/fc2/kernel",
+    "Mixed_3b/branch1/conv/kernel",
+    "Conv2d_1a_7x7/bn/mean",
+    "MyLogits/kernel",
+  ]
   classifiers = transfer.parse_patterns("classifiers", "freeze")
   backbone = transfer.parse_patterns("backbone", "freeze")
   assert [n for n in names if transfer.matches(n, classifiers)] == names[:3]
@@ -89,19 +105,33 @@ def test_presets_split_classifiers_from_backbone():
 
 
 def test_plan_ignores_aux_heads_the_model_lacks_and_refuses_other_differences():
-  model = {"params": {"Mixed": {"kernel": np.zeros((3, 4))}, "Logits": {"kernel": np.zeros((4, 10)),
-                                                                       "bias": np.zeros(10)}}}
-  ckpt = {"params": {"Mixed": {"kernel": np.ones((3, 4))},
-                     "Logits": {"kernel": np.ones((4, 1000)), "bias": np.ones(1000)},
-                     "AuxLogits": {"fc": {"kernel": np.ones((4, 1000))}}}}
+  model = {
+    "params": {
+      "Mixed": {"kernel": np.zeros((3, 4))},
+      "Logits": {"kernel": np.zeros((4, 10)), "bias": np.zeros(10)},
+    }
+  }
+  ckpt = {
+    "params": {
+      "Mixed": {"kernel": np.ones((3, 4))},
+      "Logits": {"kernel": np.ones((4, 1000)), "bias": np.ones(1000)},
+      "AuxLogits": {"fc": {"kernel": np.ones((4, 1000))}},
+    }
+  }
   plan = transfer.plan_init(model, ckpt)
   assert plan.load == ["params/Mixed/kernel"]
   assert plan.reinitialised == ["Logits"]
-  assert sorted(plan.ignored) == ["params/AuxLogits/fc/kernel", "params/Logits/bias",
-                                 "params/Logits/kernel"]
+  assert sorted(plan.ignored) == [
+    "params/AuxLogits/fc/kernel",
+    "params/Logits/bias",
+    "params/Logits/kernel",
+  ]
   ckpt["params"]["Mixed"]["kernel"] = np.ones((3, 5))
-  with pytest.raises(ValueError, match=r"another architecture .*params/Mixed/kernel: checkpoint "
-                                       r"\(3, 5\), model \(3, 4\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"another architecture .*params/Mixed/kernel: checkpoint "
+    r"\(3, 5\), model \(3, 4\)",
+  ):
     transfer.plan_init(model, ckpt)
   plan = transfer.plan_init(model, ckpt, init_exclude=("^Mixed/",))  # ... unless excluded
   assert plan.load == [] and plan.reinitialised == ["Logits", "Mixed"]
@@ -140,9 +170,16 @@ def test_checkpoint_without_aux_heads_and_init_exclude(tmp_path, caplog):
 # ---- Freezing ------------------------------------------------------------------------------------
 def test_frozen_parameters_and_batch_norm_statistics_are_bit_identical(tmp_path):
   source, saved = tiny_checkpoint(tmp_path / "source")
-  config = tiny_config(init_from=str(source), freeze="backbone", optimizer="sgd",
-                       learning_rate=0.1, momentum=0.9, weight_decay=1e-2, num_train_steps=6,
-                       ema_decay=0.9)
+  config = tiny_config(
+    init_from=str(source),
+    freeze="backbone",
+    optimizer="sgd",
+    learning_rate=0.1,
+    momentum=0.9,
+    weight_decay=1e-2,
+    num_train_steps=6,
+    ema_decay=0.9,
+  )
   state = train.train_and_evaluate(config, str(tmp_path / "run"))
   for ema in (False, True):
     end = flat(state.variables(ema=ema))
@@ -160,7 +197,9 @@ def test_frozen_parameters_and_batch_norm_statistics_are_bit_identical(tmp_path)
 def test_frozen_batch_norm_uses_running_averages_in_training():
   layer = ConvBN(4, 3, padding=1, bn_momentum=0.5)
   x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
-  variables = nn.Module.init(layer, jax.random.key(1), x)  # ConvBN's `init` field is its initialiser
+  variables = nn.Module.init(
+    layer, jax.random.key(1), x
+  )  # ConvBN's `init` field is its initialiser
   stats = jax.tree.map(lambda s: s + 0.5, variables["batch_stats"])  # not the batch's
   variables = {"params": variables["params"], "batch_stats": stats}
   eval_out = layer.apply(variables, x, train=False)
@@ -175,31 +214,49 @@ def test_frozen_batch_norm_uses_running_averages_in_training():
 
 
 def test_frozen_kernels_are_not_weight_decayed():
-  params = {"Mixed": {"kernel": jnp.full((2, 2), 3.0)}, "Logits": {"kernel": jnp.ones((2, 2)),
-                                                                  "bias": jnp.ones(2)}}
+  params = {
+    "Mixed": {"kernel": jnp.full((2, 2), 3.0)},
+    "Logits": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)},
+  }
   frozen = transfer.mask(params, transfer.parse_patterns("backbone", "freeze"))
   np.testing.assert_allclose(losses.l2_weight_decay(params, 0.1, frozen), 0.1 * 0.5 * 4)
   np.testing.assert_allclose(losses.l2_weight_decay(params, 0.1), 0.1 * 0.5 * (4 + 36))
 
 
 def test_new_layers_learning_rate_and_frozen_updates():
-  config = tiny_config(optimizer="sgd", momentum=0.0, grad_clip_norm=0.0, freeze="^Mixed_3b/",
-                       init_exclude="^Mixed_4b/", new_layers_lr_multiplier=10.0)
-  params = {name: {"kernel": jnp.ones((2, 2))} for name in
-            ("Mixed_3b", "Mixed_4b", "Mixed_5b", "Logits", "AuxLogits_Mixed_4e")}
+  config = tiny_config(
+    optimizer="sgd",
+    momentum=0.0,
+    grad_clip_norm=0.0,
+    freeze="^Mixed_3b/",
+    init_exclude="^Mixed_4b/",
+    new_layers_lr_multiplier=10.0,
+  )
+  params = {
+    name: {"kernel": jnp.ones((2, 2))}
+    for name in ("Mixed_3b", "Mixed_4b", "Mixed_5b", "Logits", "AuxLogits_Mixed_4e")
+  }
   tx = optim.create_optimizer(config, lambda step: 0.1)
   updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
   got = {name: float(u["kernel"][0, 0]) for name, u in updates.items()}
-  np.testing.assert_allclose([got["Mixed_3b"], got["Mixed_5b"], got["Mixed_4b"], got["Logits"],
-                              got["AuxLogits_Mixed_4e"]], [0.0, -0.1, -1.0, -1.0, -1.0],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    [got["Mixed_3b"], got["Mixed_5b"], got["Mixed_4b"], got["Logits"], got["AuxLogits_Mixed_4e"]],
+    [0.0, -0.1, -1.0, -1.0, -1.0],
+    rtol=1e-6,
+  )
 
 
 # ---- Resumption ----------------------------------------------------------------------------------
 def test_resumed_finetune_continues_exactly(tmp_path):
   source, _ = tiny_checkpoint(tmp_path / "imagenet", num_classes=1000)
-  config = tiny_config(init_from=str(source), freeze="^b1_", new_layers_lr_multiplier=5.0,
-                       num_train_steps=8, checkpoint_every_steps=4, ema_decay=0.9)
+  config = tiny_config(
+    init_from=str(source),
+    freeze="^b1_",
+    new_layers_lr_multiplier=5.0,
+    num_train_steps=8,
+    checkpoint_every_steps=4,
+    ema_decay=0.9,
+  )
   straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
   config.num_train_steps = 4
   train.train_and_evaluate(config, str(tmp_path / "interrupted"))
@@ -214,15 +271,21 @@ def test_resumed_finetune_continues_exactly(tmp_path):
 # ---- Errors before anything compiles -------------------------------------------------------------
 def test_checkpoint_of_another_architecture_is_refused(tmp_path, no_compile):
   wider, _ = tiny_checkpoint(tmp_path / "wider", width=4)
-  with pytest.raises(checkpoint.CheckpointError,
-                     match=r"does not fit the model \(tiny\): .* another architecture .*"
-                           r"params/b1_conv/kernel: checkpoint \(3, 3, 3, 4\), model \(3, 3, 3, 8\)"):
+  with pytest.raises(
+    checkpoint.CheckpointError,
+    match=r"does not fit the model \(tiny\): .* another architecture .*"
+    r"params/b1_conv/kernel: checkpoint \(3, 3, 3, 4\), model \(3, 3, 3, 8\)",
+  ):
     train.train_and_evaluate(tiny_config(init_from=str(wider)), str(tmp_path / "a"))
   converted, _ = tiny_checkpoint(tmp_path / "converted")
-  (converted / "convert_meta.json").write_text(json.dumps(
-      {"model": "googlenet_bn", "num_classes": 10, "model_overrides": {}}))
-  with pytest.raises(checkpoint.CheckpointError, match=r"holds 'googlenet_bn' weights .* but "
-                                                      r"config.model is 'tiny'"):
+  (converted / "convert_meta.json").write_text(
+    json.dumps({"model": "googlenet_bn", "num_classes": 10, "model_overrides": {}})
+  )
+  with pytest.raises(
+    checkpoint.CheckpointError,
+    match=r"holds 'googlenet_bn' weights .* but "
+    r"config.model is 'tiny'",
+  ):
     train.train_and_evaluate(tiny_config(init_from=str(converted)), str(tmp_path / "b"))
 
 
@@ -243,6 +306,7 @@ def test_truncated_checkpoints_are_refused(tmp_path, no_compile):
 
 def flax_bytes(variables):
   import flax.serialization
+
   return flax.serialization.msgpack_serialize(jax.device_get(dict(variables)))
 
 
@@ -258,27 +322,39 @@ def test_freeze_and_exclude_patterns_that_match_nothing_are_refused(tmp_path, no
 def test_frozen_batch_norm_configured_in_its_constructor_is_an_error():
   """A BatchNorm given use_running_average in its constructor and frozen is a loud error, not a
   silently training layer."""
+
   class Constructed(nn.Module):
     @nn.compact
     def __call__(self, x, train=False):
       return nn.BatchNorm(use_running_average=not train, name="bn")(x)
+
   x = jnp.ones((2, 3))
   variables = Constructed().init(jax.random.key(0), x)
-  with (pytest.raises(ValueError, match="use_running_average"),
-        transfer.frozen_batch_norm(frozenset({("bn",)}))):
+  with (
+    pytest.raises(ValueError, match="use_running_average"),
+    transfer.frozen_batch_norm(frozenset({("bn",)})),
+  ):
     Constructed().apply(variables, x, train=True, mutable=["batch_stats"])
 
 
 def test_wrong_model_for_the_converter_is_refused(tmp_path, capsys):
   """--model names an architecture the source does not have: an error, nothing converted."""
   from inception_jax import convert
+
   weights = tmp_path / "inception_v3.h5"
   weights.write_bytes(b"unused")
-  code = convert.main(["--from=keras", "--model=googlenet_bn", f"--input={weights}",
-                       f"--output={tmp_path / 'out'}"])
+  code = convert.main(
+    ["--from=keras", "--model=googlenet_bn", f"--input={weights}", f"--output={tmp_path / 'out'}"]
+  )
   assert code == 2 and "Keras conversion supports ('inception_v3',)" in capsys.readouterr().err
   with pytest.raises(SystemExit) as exit_info:
-    convert.main(["--from=torchvision", "--model=resnet50", f"--input={weights}",
-                  f"--output={tmp_path / 'out'}"])
+    convert.main(
+      [
+        "--from=torchvision",
+        "--model=resnet50",
+        f"--input={weights}",
+        f"--output={tmp_path / 'out'}",
+      ]
+    )
   assert exit_info.value.code == 2 and "invalid choice: 'resnet50'" in capsys.readouterr().err
   assert not (tmp_path / "out").exists()

@@ -13,6 +13,7 @@
 | `bn_inception_reduction.py` | `BNInceptionReduction` | BN-Inception Figure 5 table: 3c, 4e (stride 2) |
 | `separable_conv.py` | `SeparableConv` | BN-Inception's first row as slim's released checkpoint has it |
 """
+
 from inception_jax.blocks.asymmetric_7x7 import Asymmetric7x7Module
 from inception_jax.blocks.bn_inception_module import BNInceptionModule
 from inception_jax.blocks.bn_inception_reduction import BNInceptionReduction
@@ -25,8 +26,16 @@ from inception_jax.blocks.inception_v3_aux import InceptionV3AuxHead
 from inception_jax.blocks.separable_conv import SeparableConv
 
 __all__ = [
-    "Asymmetric7x7Module", "BNInceptionModule", "BNInceptionReduction", "ExpandedFilterBankModule",
-    "Factorized5x5Module", "GoogLeNetAuxHead",
-    "GridReduction17to8", "GridReduction35to17", "InceptionModule", "NaiveInceptionModule",
-    "InceptionV3AuxHead", "SeparableConv",
+  "Asymmetric7x7Module",
+  "BNInceptionModule",
+  "BNInceptionReduction",
+  "ExpandedFilterBankModule",
+  "Factorized5x5Module",
+  "GoogLeNetAuxHead",
+  "GridReduction17to8",
+  "GridReduction35to17",
+  "InceptionModule",
+  "NaiveInceptionModule",
+  "InceptionV3AuxHead",
+  "SeparableConv",
 ]

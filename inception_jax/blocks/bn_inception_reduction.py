@@ -5,6 +5,7 @@ Branches, concatenated on channels (no 1x1 branch, #1x1 = 0 in the table):
     1x1 -> 3x3/2 | 1x1 -> 3x3 -> 3x3/2 | 3x3/2 max pool passing every input channel through.
 Padding is TF 'SAME', as in slim: 28x28 -> 14x14 and 14x14 -> 7x7 (the extra pixel at the end).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -19,30 +20,31 @@ ModuleDef = Callable[..., nn.Module]
 
 
 class BNInceptionReduction(nn.Module):
-    """Widths: #3x3 reduce, #3x3, double #3x3 reduce, double #3x3 (Figure 5's columns).
+  """Widths: #3x3 reduce, #3x3, double #3x3 reduce, double #3x3 (Figure 5's columns).
 
-    [batch, h, w, c] -> [batch, ceil(h / 2), ceil(w / 2), ch3x3 + ch3x3dbl + c]
-    """
+  [batch, h, w, c] -> [batch, ceil(h / 2), ceil(w / 2), ch3x3 + ch3x3dbl + c]
+  """
 
-    ch3x3red: int
-    ch3x3: int
-    ch3x3dblred: int
-    ch3x3dbl: int
-    conv: ModuleDef = ConvBN
-    reduce_init: Any = None  # initialisers of the 1x1 reductions / pool projection (None: conv's)
-    proj_init: Any = None
-    width_multiplier: float = 1.0
+  ch3x3red: int
+  ch3x3: int
+  ch3x3dblred: int
+  ch3x3dbl: int
+  conv: ModuleDef = ConvBN
+  reduce_init: Any = None  # initialisers of the 1x1 reductions / pool projection (None: conv's)
+  proj_init: Any = None
+  width_multiplier: float = 1.0
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
-        b3 = self.conv(d(self.ch3x3red), 1, name="branch3x3_1",
-                       **init_override(self.reduce_init))(x, train)
-        b3 = self.conv(d(self.ch3x3), 3, strides=2, padding="SAME", name="branch3x3_2")(b3, train)
-        bd = self.conv(d(self.ch3x3dblred), 1, name="branch3x3dbl_1",
-                       **init_override(self.reduce_init))(x, train)
-        bd = self.conv(d(self.ch3x3dbl), 3, padding="SAME", name="branch3x3dbl_2")(bd, train)
-        bd = self.conv(d(self.ch3x3dbl), 3, strides=2, padding="SAME", name="branch3x3dbl_3")(bd, train)
-        bp = max_pool(x, 3, 2, padding="SAME")
-        return jnp.concatenate([b3, bd, bp], axis=-1)
-
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
+    b3 = self.conv(d(self.ch3x3red), 1, name="branch3x3_1", **init_override(self.reduce_init))(
+      x, train
+    )
+    b3 = self.conv(d(self.ch3x3), 3, strides=2, padding="SAME", name="branch3x3_2")(b3, train)
+    bd = self.conv(
+      d(self.ch3x3dblred), 1, name="branch3x3dbl_1", **init_override(self.reduce_init)
+    )(x, train)
+    bd = self.conv(d(self.ch3x3dbl), 3, padding="SAME", name="branch3x3dbl_2")(bd, train)
+    bd = self.conv(d(self.ch3x3dbl), 3, strides=2, padding="SAME", name="branch3x3dbl_3")(bd, train)
+    bp = max_pool(x, 3, 2, padding="SAME")
+    return jnp.concatenate([b3, bd, bp], axis=-1)

@@ -7,6 +7,7 @@ absolute top-1. With `bn_fc=False` (Inception-v2 of Table 3) that layer is conv 
 Smaller inputs shrink both 5x5 kernels to the grid, as tf-slim's `_reduced_kernel_size_for_small_input`
 does; at 299x299 this is exactly torchvision's `InceptionAux`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -22,23 +23,24 @@ ModuleDef = Callable[..., nn.Module]
 
 
 class InceptionV3AuxHead(nn.Module):
-    """[batch, 17, 17, 768] -> [batch, num_classes] logits."""
+  """[batch, 17, 17, 768] -> [batch, num_classes] logits."""
 
-    num_classes: int
-    conv: ModuleDef = ConvBN
-    bn_fc: bool = True
-    width_multiplier: float = 1.0
-    scheme: Scheme | None = None  # None: Flax's defaults (`conv` carries the trunk's own)
-    dtype: Any = jnp.float32
+  num_classes: int
+  conv: ModuleDef = ConvBN
+  bn_fc: bool = True
+  width_multiplier: float = 1.0
+  scheme: Scheme | None = None  # None: Flax's defaults (`conv` carries the trunk's own)
+  dtype: Any = jnp.float32
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = avg_pool(x, min(5, *x.shape[1:3]), 3)
-        x = self.conv(depth(128, self.width_multiplier), 1, name="conv0")(x, train)
-        k = min(5, *x.shape[1:3])
-        kinds = self.scheme or Scheme(*(None,) * 5)
-        fc_norm = {} if self.bn_fc else {"norm": None}
-        x = self.conv(depth(768, self.width_multiplier), k, layer_init=kinds.aux_conv, name="conv1",
-                      **fc_norm)(x, train)
-        x = jnp.mean(x, axis=(1, 2))
-        return dense(self.num_classes, kinds.aux_logits, x.shape[-1], self.dtype, name="fc")(x)
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    x = avg_pool(x, min(5, *x.shape[1:3]), 3)
+    x = self.conv(depth(128, self.width_multiplier), 1, name="conv0")(x, train)
+    k = min(5, *x.shape[1:3])
+    kinds = self.scheme or Scheme(*(None,) * 5)
+    fc_norm = {} if self.bn_fc else {"norm": None}
+    x = self.conv(
+      depth(768, self.width_multiplier), k, layer_init=kinds.aux_conv, name="conv1", **fc_norm
+    )(x, train)
+    x = jnp.mean(x, axis=(1, 2))
+    return dense(self.num_classes, kinds.aux_logits, x.shape[-1], self.dtype, name="fc")(x)

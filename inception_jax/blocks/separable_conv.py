@@ -10,6 +10,7 @@ BatchNorm (tensorflow/models issue 4843: the checkpoint holds `depthwise_weights
 
 Depthwise channel order is TF's: output channel c * multiplier + m comes from input channel c.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -23,24 +24,32 @@ ModuleDef = Callable[..., nn.Module]
 
 
 class SeparableConv(nn.Module):
-    """[batch, h, w, c] -> [batch, h / stride, w / stride, features] (TF 'SAME' by default).
+  """[batch, h, w, c] -> [batch, h / stride, w / stride, features] (TF 'SAME' by default).
 
-    depthwise: `kernel_size` conv per input channel, `depth_multiplier` outputs each, linear, no bias;
-    pointwise: 1x1 conv to `features`, + bias, ReLU (`norm=None`), or BatchNorm with `norm="bn"`.
-    """
+  depthwise: `kernel_size` conv per input channel, `depth_multiplier` outputs each, linear, no bias;
+  pointwise: 1x1 conv to `features`, + bias, ReLU (`norm=None`), or BatchNorm with `norm="bn"`.
+  """
 
-    features: int
-    kernel_size: int = 7
-    strides: int = 2
-    depth_multiplier: int = 8
-    padding: Padding = "SAME"
-    norm: str | None = None
-    conv: ModuleDef = ConvBN
+  features: int
+  kernel_size: int = 7
+  strides: int = 2
+  depth_multiplier: int = 8
+  padding: Padding = "SAME"
+  norm: str | None = None
+  conv: ModuleDef = ConvBN
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        channels = x.shape[-1]
-        x = self.conv(channels * self.depth_multiplier, self.kernel_size, strides=self.strides,
-                      padding=self.padding, norm=None, activation=False, use_bias=False,
-                      feature_group_count=channels, name="depthwise")(x, train)
-        return self.conv(self.features, 1, norm=self.norm, name="pointwise")(x, train)
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    channels = x.shape[-1]
+    x = self.conv(
+      channels * self.depth_multiplier,
+      self.kernel_size,
+      strides=self.strides,
+      padding=self.padding,
+      norm=None,
+      activation=False,
+      use_bias=False,
+      feature_group_count=channels,
+      name="depthwise",
+    )(x, train)
+    return self.conv(self.features, 1, norm=self.norm, name="pointwise")(x, train)

@@ -33,22 +33,22 @@ from typing import Any
 
 # Public name -> the submodule that defines it.
 _EXPORTS = {
-    "DatasetError": "datasets",
-    "DatasetInfo": "datasets",
-    "DatasetNotFoundError": "datasets",
-    "host_slice": "datasets",
-    "crop_names": "multicrop",
-    "CorruptImageError": "pipeline",
-    "EvalIterator": "pipeline",
-    "TrainIterator": "pipeline",
-    "check_dataset": "pipeline",
-    "create_eval_iterator": "pipeline",
-    "create_train_iterator": "pipeline",
-    "get_info": "pipeline",
-    "INPUT_SCALES": "conventions",
-    "PREPROCESS_DEFAULTS": "preprocessing",
-    "default_config": "preprocessing",
-    "make_config": "preprocessing",
+  "DatasetError": "datasets",
+  "DatasetInfo": "datasets",
+  "DatasetNotFoundError": "datasets",
+  "host_slice": "datasets",
+  "crop_names": "multicrop",
+  "CorruptImageError": "pipeline",
+  "EvalIterator": "pipeline",
+  "TrainIterator": "pipeline",
+  "check_dataset": "pipeline",
+  "create_eval_iterator": "pipeline",
+  "create_train_iterator": "pipeline",
+  "get_info": "pipeline",
+  "INPUT_SCALES": "conventions",
+  "PREPROCESS_DEFAULTS": "preprocessing",
+  "default_config": "preprocessing",
+  "make_config": "preprocessing",
 }
 __all__ = sorted(_EXPORTS)
 

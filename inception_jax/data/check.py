@@ -22,61 +22,73 @@ from inception_jax.data import datasets, preprocessing
 
 
 def _decoded(split_ds: tf.data.Dataset) -> tf.data.Dataset:
-    """(encoded, index) -> (index, number of decoded values); undecodable images are dropped."""
-    def decode(encoded, index):
-        return index, tf.size(preprocessing.decode_image(encoded))
-    options = tf.data.Options()
-    options.deterministic = False
-    return (split_ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-            .ignore_errors().batch(256).prefetch(tf.data.AUTOTUNE).with_options(options))
+  """(encoded, index) -> (index, number of decoded values); undecodable images are dropped."""
+
+  def decode(encoded, index):
+    return index, tf.size(preprocessing.decode_image(encoded))
+
+  options = tf.data.Options()
+  options.deterministic = False
+  return (
+    split_ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    .ignore_errors()
+    .batch(256)
+    .prefetch(tf.data.AUTOTUNE)
+    .with_options(options)
+  )
 
 
-def find_unreadable(dataset: str, splits: Sequence[str] | None = None,
-                    data_dir: str | None = None) -> dict[str, tuple[int, list[str]]]:
-    """{split: (number of images, names of the unreadable ones)} for each split."""
-    source = datasets.get_source(dataset, data_dir,
-                                 in_memory_max_bytes=datasets.DEFAULT_IN_MEMORY_MAX_BYTES)
-    results = {}
-    for split in splits or sorted(source.info.splits):
-        n = source.check_split(split)
-        table = source.table(split, 0, n)
-        if table is not None:
-            ds = tf.data.Dataset.range(n).map(lambda i, t=table: (t.fetch(i)[0], i))
-            describe = table.describe
-        else:
-            ds = source.stream(split, 0, n).enumerate().map(lambda i, ex: (ex[0], i))
-            describe = lambda i, s=split: source.describe(s, i)  # noqa: E731
-        readable = set()
-        for indices, _ in _decoded(ds).as_numpy_iterator():
-            readable.update(indices.tolist())
-        results[split] = (n, [describe(i) for i in range(n) if i not in readable])
-    return results
+def find_unreadable(
+  dataset: str, splits: Sequence[str] | None = None, data_dir: str | None = None
+) -> dict[str, tuple[int, list[str]]]:
+  """{split: (number of images, names of the unreadable ones)} for each split."""
+  source = datasets.get_source(
+    dataset, data_dir, in_memory_max_bytes=datasets.DEFAULT_IN_MEMORY_MAX_BYTES
+  )
+  results = {}
+  for split in splits or sorted(source.info.splits):
+    n = source.check_split(split)
+    table = source.table(split, 0, n)
+    if table is not None:
+      ds = tf.data.Dataset.range(n).map(lambda i, t=table: (t.fetch(i)[0], i))
+      describe = table.describe
+    else:
+      ds = source.stream(split, 0, n).enumerate().map(lambda i, ex: (ex[0], i))
+      describe = lambda i, s=split: source.describe(s, i)  # noqa: E731
+    readable = set()
+    for indices, _ in _decoded(ds).as_numpy_iterator():
+      readable.update(indices.tolist())
+    results[split] = (n, [describe(i) for i in range(n) if i not in readable])
+  return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inception_jax.data.check",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", help="TFDS name, folder:PATH or digits")
-    parser.add_argument("--split", action="append", help="split to check (repeatable; default all)")
-    parser.add_argument("--data_dir", "--data-dir", default=None, help="TFDS data directory")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        results = find_unreadable(args.dataset, args.split, args.data_dir)
-    except (datasets.DatasetNotFoundError, datasets.DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    seconds = time.perf_counter() - start
-    total_bad = 0
-    for split, (n, bad) in results.items():
-        total_bad += len(bad)
-        print(f"{split}: {n} images, {len(bad)} unreadable")
-        for name in bad:
-            print(f"  {name}")
-    print(f"checked {sum(n for n, _ in results.values())} images in {seconds:.1f}s; "
-          f"{total_bad} unreadable")
-    return 1 if total_bad else 0
+  parser = argparse.ArgumentParser(
+    prog="python -m inception_jax.data.check", description=__doc__.splitlines()[0]
+  )
+  parser.add_argument("dataset", help="TFDS name, folder:PATH or digits")
+  parser.add_argument("--split", action="append", help="split to check (repeatable; default all)")
+  parser.add_argument("--data_dir", "--data-dir", default=None, help="TFDS data directory")
+  args = parser.parse_args(argv)
+  start = time.perf_counter()
+  try:
+    results = find_unreadable(args.dataset, args.split, args.data_dir)
+  except (datasets.DatasetNotFoundError, datasets.DatasetError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  seconds = time.perf_counter() - start
+  total_bad = 0
+  for split, (n, bad) in results.items():
+    total_bad += len(bad)
+    print(f"{split}: {n} images, {len(bad)} unreadable")
+    for name in bad:
+      print(f"  {name}")
+  print(
+    f"checked {sum(n for n, _ in results.values())} images in {seconds:.1f}s; "
+    f"{total_bad} unreadable"
+  )
+  return 1 if total_bad else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+  sys.exit(main())

@@ -13,6 +13,6 @@ from typing import Any
 # order (OpenCV decoding); the same means in our RGB order.
 CAFFE_MEAN_RGB = (123.0, 117.0, 104.0)
 INPUT_SCALES: dict[str, dict[str, Any]] = {
-    "inception": dict(input_range=(-1.0, 1.0), mean=None, std=None),
-    "caffe": dict(mean=tuple(m / 255.0 for m in CAFFE_MEAN_RGB), std=(1.0 / 255.0,) * 3),
+  "inception": dict(input_range=(-1.0, 1.0), mean=None, std=None),
+  "caffe": dict(mean=tuple(m / 255.0 for m in CAFFE_MEAN_RGB), std=(1.0 / 255.0,) * 3),
 }

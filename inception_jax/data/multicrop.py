@@ -41,86 +41,92 @@ POSITIONS_144 = ("top_left", "top_right", "bottom_left", "bottom_right", "center
 
 
 def crop_names(crops: int) -> list[str]:
-    """Names of the crops of a layout, in output order (e.g. 'scale256/left/top_left/mirror')."""
-    if crops == 1:
-        return ["center"]
-    if crops == 10:
-        return [p + m for m in ("", "/mirror") for p in POSITIONS_10]
-    if crops == 144:
-        return [f"scale{i}/square{j}/{p}{m}" for m in ("", "/mirror") for i in range(4)
-                for j in range(3) for p in POSITIONS_144]
-    raise ValueError(f"crops must be one of {LAYOUTS}, not {crops}")
+  """Names of the crops of a layout, in output order (e.g. 'scale256/left/top_left/mirror')."""
+  if crops == 1:
+    return ["center"]
+  if crops == 10:
+    return [p + m for m in ("", "/mirror") for p in POSITIONS_10]
+  if crops == 144:
+    return [
+      f"scale{i}/square{j}/{p}{m}"
+      for m in ("", "/mirror")
+      for i in range(4)
+      for j in range(3)
+      for p in POSITIONS_144
+    ]
+  raise ValueError(f"crops must be one of {LAYOUTS}, not {crops}")
 
 
 def multicrop_scales(image_size: int, config) -> list[int]:
-    """Shorter-side sizes of the 144-crop scheme for `image_size` (256..352 at 224)."""
-    return [int(round(s * image_size / 224)) for s in config.multicrop_scales]
+  """Shorter-side sizes of the 144-crop scheme for `image_size` (256..352 at 224)."""
+  return [int(round(s * image_size / 224)) for s in config.multicrop_scales]
 
 
 def resize_shorter_side(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Resizes (bilinear, float32) so the shorter side is `size`, longer = floor(longer*size/shorter)."""
-    shape = tf.shape(image)
-    h, w = shape[0], shape[1]
-    short = tf.minimum(h, w)
-    new_h = tf.where(h <= w, size, (h * size) // short)
-    new_w = tf.where(h <= w, (w * size) // short, size)
-    return tf.image.resize(tf.cast(image, tf.float32), tf.stack([new_h, new_w]), method="bilinear")
+  """Resizes (bilinear, float32) so the shorter side is `size`, longer = floor(longer*size/shorter)."""
+  shape = tf.shape(image)
+  h, w = shape[0], shape[1]
+  short = tf.minimum(h, w)
+  new_h = tf.where(h <= w, size, (h * size) // short)
+  new_w = tf.where(h <= w, (w * size) // short, size)
+  return tf.image.resize(tf.cast(image, tf.float32), tf.stack([new_h, new_w]), method="bilinear")
 
 
 def _corner_and_center_crops(image: tf.Tensor, crop: int) -> list[tf.Tensor]:
-    """The 4 corner crops and the centre crop of size `crop` (tl, tr, bl, br, centre)."""
-    shape = tf.shape(image)
-    dy, dx = shape[0] - crop, shape[1] - crop
-    offsets = [(0, 0), (0, dx), (dy, 0), (dy, dx), (dy // 2, dx // 2)]
-    return [tf.image.crop_to_bounding_box(image, y, x, crop, crop) for y, x in offsets]
+  """The 4 corner crops and the centre crop of size `crop` (tl, tr, bl, br, centre)."""
+  shape = tf.shape(image)
+  dy, dx = shape[0] - crop, shape[1] - crop
+  offsets = [(0, 0), (0, dx), (dy, 0), (dy, dx), (dy // 2, dx // 2)]
+  return [tf.image.crop_to_bounding_box(image, y, x, crop, crop) for y, x in offsets]
 
 
 def ten_crops(image: tf.Tensor, image_size: int, config) -> tf.Tensor:
-    """uint8 [h, w, 3] -> float32 [10, S, S, 3] in [0, 255]; see the module docstring."""
-    side = int(round(image_size / config.eval_crop_fraction))
-    if config.ten_crop == "caffe":
-        resized = tf.image.resize(tf.cast(image, tf.float32), [side, side], method="bilinear")
-    else:
-        resized = resize_shorter_side(image, side)
-        if config.ten_crop == "krizhevsky":
-            shape = tf.shape(resized)
-            resized = tf.image.crop_to_bounding_box(resized, (shape[0] - side) // 2,
-                                                    (shape[1] - side) // 2, side, side)
-    crops = tf.stack(_corner_and_center_crops(resized, image_size))
-    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+  """uint8 [h, w, 3] -> float32 [10, S, S, 3] in [0, 255]; see the module docstring."""
+  side = int(round(image_size / config.eval_crop_fraction))
+  if config.ten_crop == "caffe":
+    resized = tf.image.resize(tf.cast(image, tf.float32), [side, side], method="bilinear")
+  else:
+    resized = resize_shorter_side(image, side)
+    if config.ten_crop == "krizhevsky":
+      shape = tf.shape(resized)
+      resized = tf.image.crop_to_bounding_box(
+        resized, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side
+      )
+  crops = tf.stack(_corner_and_center_crops(resized, image_size))
+  return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
 
 
 def crops_144(image: tf.Tensor, image_size: int, config) -> tf.Tensor:
-    """uint8 [h, w, 3] -> float32 [144, S, S, 3] in [0, 255]; see the module docstring."""
-    out = []
-    for scale in multicrop_scales(image_size, config):
-        resized = resize_shorter_side(image, scale)
-        shape = tf.shape(resized)
-        h, w = shape[0], shape[1]
-        landscape = w >= h
-        slack = tf.abs(w - h)
-        for start in (0, slack // 2, slack):
-            y = tf.where(landscape, 0, start)
-            x = tf.where(landscape, start, 0)
-            square = tf.image.crop_to_bounding_box(resized, y, x, scale, scale)
-            out.extend(_corner_and_center_crops(square, image_size))
-            out.append(tf.image.resize(square, [image_size, image_size], method="bilinear"))
-    crops = tf.stack(out)
-    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+  """uint8 [h, w, 3] -> float32 [144, S, S, 3] in [0, 255]; see the module docstring."""
+  out = []
+  for scale in multicrop_scales(image_size, config):
+    resized = resize_shorter_side(image, scale)
+    shape = tf.shape(resized)
+    h, w = shape[0], shape[1]
+    landscape = w >= h
+    slack = tf.abs(w - h)
+    for start in (0, slack // 2, slack):
+      y = tf.where(landscape, 0, start)
+      x = tf.where(landscape, start, 0)
+      square = tf.image.crop_to_bounding_box(resized, y, x, scale, scale)
+      out.extend(_corner_and_center_crops(square, image_size))
+      out.append(tf.image.resize(square, [image_size, image_size], method="bilinear"))
+  crops = tf.stack(out)
+  return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
 
 
 def eval_crops(encoded: tf.Tensor, image_size: int, crops: int, config) -> tf.Tensor:
-    """Encoded image -> float32 [crops, S, S, 3], scaled to the network's input range."""
-    if crops == 1:
-        return preprocessing.eval_image(encoded, image_size, config)[None]
-    image = preprocessing.decode_image(encoded)
-    if crops == 10:
-        out = ten_crops(image, image_size, config)
-    elif crops == 144:
-        out = crops_144(image, image_size, config)
-    else:
-        raise ValueError(f"crops must be one of {LAYOUTS}, not {crops}")
-    out = tf.clip_by_value(out / 255.0, 0.0, 1.0)
-    out = preprocessing.scale_inputs(out, config)
-    out.set_shape([crops, image_size, image_size, 3])
-    return out
+  """Encoded image -> float32 [crops, S, S, 3], scaled to the network's input range."""
+  if crops == 1:
+    return preprocessing.eval_image(encoded, image_size, config)[None]
+  image = preprocessing.decode_image(encoded)
+  if crops == 10:
+    out = ten_crops(image, image_size, config)
+  elif crops == 144:
+    out = crops_144(image, image_size, config)
+  else:
+    raise ValueError(f"crops must be one of {LAYOUTS}, not {crops}")
+  out = tf.clip_by_value(out / 255.0, 0.0, 1.0)
+  out = preprocessing.scale_inputs(out, config)
+  out.set_shape([crops, image_size, image_size, 3])
+  return out

@@ -20,56 +20,63 @@ import tarfile
 from pathlib import Path
 
 
-def extract_imagenet_sample(tar_path: str | os.PathLike, dest: str | os.PathLike,
-                            split: str = "train", limit: int | None = None) -> Path:
-    """Extracts the ImageNet sample to `dest/<split>/<wnid>/<file>`; returns `dest`."""
-    dest = Path(dest)
-    with tarfile.open(tar_path) as tar:
-        members = sorted((m for m in tar.getmembers() if m.isfile()
-                          and m.name.lower().endswith((".jpeg", ".jpg"))), key=lambda m: m.name)
-        for member in members[:limit]:
-            name = Path(member.name).name
-            out = dest / split / name.split("_")[0] / name
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with tar.extractfile(member) as src:
-                out.write_bytes(src.read())
-    return dest
+def extract_imagenet_sample(
+  tar_path: str | os.PathLike,
+  dest: str | os.PathLike,
+  split: str = "train",
+  limit: int | None = None,
+) -> Path:
+  """Extracts the ImageNet sample to `dest/<split>/<wnid>/<file>`; returns `dest`."""
+  dest = Path(dest)
+  with tarfile.open(tar_path) as tar:
+    members = sorted(
+      (m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith((".jpeg", ".jpg"))),
+      key=lambda m: m.name,
+    )
+    for member in members[:limit]:
+      name = Path(member.name).name
+      out = dest / split / name.split("_")[0] / name
+      out.parent.mkdir(parents=True, exist_ok=True)
+      with tar.extractfile(member) as src:
+        out.write_bytes(src.read())
+  return dest
 
 
-def extract_cifar10(tar_path: str | os.PathLike, dest: str | os.PathLike,
-                    per_class: int | None = None) -> Path:
-    """Extracts CIFAR-10 JPEGs to `dest/{train,test}/<class>/`, at most `per_class` per class."""
-    dest = Path(dest)
-    counts: collections.Counter = collections.Counter()
-    with tarfile.open(tar_path) as tar:
-        for member in tar:  # streamed: a .tar.gz has no index, so stop reading nothing early
-            parts = Path(member.name).parts
-            if not member.isfile() or len(parts) != 4 or parts[0] != "cifar10":
-                continue
-            _, split, label, name = parts
-            if per_class is not None and counts[split, label] >= per_class:
-                continue
-            counts[split, label] += 1
-            out = dest / split / label / name
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with tar.extractfile(member) as src:
-                out.write_bytes(src.read())
-    return dest
+def extract_cifar10(
+  tar_path: str | os.PathLike, dest: str | os.PathLike, per_class: int | None = None
+) -> Path:
+  """Extracts CIFAR-10 JPEGs to `dest/{train,test}/<class>/`, at most `per_class` per class."""
+  dest = Path(dest)
+  counts: collections.Counter = collections.Counter()
+  with tarfile.open(tar_path) as tar:
+    for member in tar:  # streamed: a .tar.gz has no index, so stop reading nothing early
+      parts = Path(member.name).parts
+      if not member.isfile() or len(parts) != 4 or parts[0] != "cifar10":
+        continue
+      _, split, label, name = parts
+      if per_class is not None and counts[split, label] >= per_class:
+        continue
+      counts[split, label] += 1
+      out = dest / split / label / name
+      out.parent.mkdir(parents=True, exist_ok=True)
+      with tar.extractfile(member) as src:
+        out.write_bytes(src.read())
+  return dest
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=["imagenet", "cifar10"])
-    parser.add_argument("tar")
-    parser.add_argument("dest")
-    parser.add_argument("--per-class", type=int, default=None, help="cifar10 only")
-    args = parser.parse_args(argv)
-    if args.which == "imagenet":
-        out = extract_imagenet_sample(args.tar, args.dest)
-    else:
-        out = extract_cifar10(args.tar, args.dest, per_class=args.per_class)
-    print(f"folder:{out}")
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("which", choices=["imagenet", "cifar10"])
+  parser.add_argument("tar")
+  parser.add_argument("dest")
+  parser.add_argument("--per-class", type=int, default=None, help="cifar10 only")
+  args = parser.parse_args(argv)
+  if args.which == "imagenet":
+    out = extract_imagenet_sample(args.tar, args.dest)
+  else:
+    out = extract_cifar10(args.tar, args.dest, per_class=args.per_class)
+  print(f"folder:{out}")
 
 
 if __name__ == "__main__":
-    main()
+  main()

@@ -14,6 +14,7 @@ unknown name or an invalid value raises a ValueError before anything is traced. 
 selects the initial weights: each network's reference by default (`googlenet`: BVLC's Caffe
 GoogLeNet; the others: tf-slim), or "torchvision" / "flax" (`inception_jax.initializers`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,23 +29,39 @@ from inception_jax.models.googlenet import GoogLeNet
 from inception_jax.models.inception_v3 import InceptionV3, InceptionV3FID
 
 _PRESETS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
-    "googlenet": (GoogLeNet, {}),
-    "googlenet_bn": (GoogLeNet, dict(norm="bn", branch3_kernel=3, pool5_window=2, dropout_rate=0.2,
-                                     aux_pooling="adaptive", initializer="slim")),
-    "bn_inception": (BNInception, {}),
-    "inception_v2": (InceptionV3, dict(stem="7x7", aux_bn=False)),
-    "inception_v3": (InceptionV3, {}),
-    "inception_v3_fid": (InceptionV3FID, {}),
+  "googlenet": (GoogLeNet, {}),
+  "googlenet_bn": (
+    GoogLeNet,
+    dict(
+      norm="bn",
+      branch3_kernel=3,
+      pool5_window=2,
+      dropout_rate=0.2,
+      aux_pooling="adaptive",
+      initializer="slim",
+    ),
+  ),
+  "bn_inception": (BNInception, {}),
+  "inception_v2": (InceptionV3, dict(stem="7x7", aux_bn=False)),
+  "inception_v3": (InceptionV3, {}),
+  "inception_v3_fid": (InceptionV3FID, {}),
 }
 NAMES = tuple(_PRESETS)
 
 # Values each categorical override accepts (checked in `create`, before any tracing).
 _CHOICES = {
-    "norm": ("lrn", "bn"), "module": ("reduced", "naive"), "branch3_kernel": (3, 5),
-    "pool5_window": (2, 3), "aux_pooling": ("paper", "adaptive"), "stem": ("factorized", "7x7"),
-    "factorization_activation": ("relu", "linear"), "receptive_field": (299, 151, 79),
-    "layout": ("released", "paper"), "initializer": initializers.INITIALIZERS,
-    "padding": ("torchvision", "same"), "mixed_7c_pool": ("avg", "max"),
+  "norm": ("lrn", "bn"),
+  "module": ("reduced", "naive"),
+  "branch3_kernel": (3, 5),
+  "pool5_window": (2, 3),
+  "aux_pooling": ("paper", "adaptive"),
+  "stem": ("factorized", "7x7"),
+  "factorization_activation": ("relu", "linear"),
+  "receptive_field": (299, 151, 79),
+  "layout": ("released", "paper"),
+  "initializer": initializers.INITIALIZERS,
+  "padding": ("torchvision", "same"),
+  "mixed_7c_pool": ("avg", "max"),
 }
 # Where a model's field takes other values than the same field elsewhere.
 _MODEL_CHOICES = {"bn_inception": {"stem": ("separable", "7x7")}}
@@ -52,63 +69,74 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.floa
 
 
 def valid_overrides(name: str) -> tuple[str, ...]:
-    """The override names `create(name, ...)` accepts."""
-    cls, _ = _lookup(name)
-    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name"))
+  """The override names `create(name, ...)` accepts."""
+  cls, _ = _lookup(name)
+  return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name"))
 
 
 def create(name: str, num_classes: int | None = None, **overrides: Any) -> nn.Module:
-    """Builds a network by name; see the module docstring for names and `valid_overrides(name)`.
+  """Builds a network by name; see the module docstring for names and `valid_overrides(name)`.
 
-    num_classes: None is the network's own default (1000; 1008 for `inception_v3_fid`).
-    """
-    cls, preset = _lookup(name)
-    unknown = sorted(set(overrides) - set(valid_overrides(name)))
-    if unknown:
-        raise ValueError(f"unknown override(s) {unknown} for model {name!r}; valid overrides: "
-                         f"{', '.join(sorted(valid_overrides(name)))}")
-    if num_classes is None:
-        num_classes = next(f.default for f in dataclasses.fields(cls) if f.name == "num_classes")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    kwargs = {**preset, **overrides}
-    choices = {**_CHOICES, **_MODEL_CHOICES.get(name, {})}
-    for field, value in kwargs.items():
-        if field in choices and value not in choices[field]:
-            raise ValueError(f"{name}: {field} must be one of {choices[field]}, got {value!r}")
-    if isinstance(kwargs.get("dtype"), str):
-        if kwargs["dtype"] not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {kwargs['dtype']!r}")
-        kwargs["dtype"] = _DTYPES[kwargs["dtype"]]
-    for field in ("width_multiplier",):
-        if field in kwargs and not kwargs[field] > 0:
-            raise ValueError(f"{field} must be > 0, got {kwargs[field]!r}")
-    for field in ("dropout_rate", "aux_dropout_rate"):
-        if field in kwargs and not 0.0 <= kwargs[field] < 1.0:
-            raise ValueError(f"{field} must be in [0, 1), got {kwargs[field]!r}")
-    model = cls(num_classes=num_classes, **kwargs)
-    model.init_scheme()  # e.g. initializer="bvlc" on a network BVLC never trained
-    return model
+  num_classes: None is the network's own default (1000; 1008 for `inception_v3_fid`).
+  """
+  cls, preset = _lookup(name)
+  unknown = sorted(set(overrides) - set(valid_overrides(name)))
+  if unknown:
+    raise ValueError(
+      f"unknown override(s) {unknown} for model {name!r}; valid overrides: "
+      f"{', '.join(sorted(valid_overrides(name)))}"
+    )
+  if num_classes is None:
+    num_classes = next(f.default for f in dataclasses.fields(cls) if f.name == "num_classes")
+  if not isinstance(num_classes, int) or num_classes < 1:
+    raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+  kwargs = {**preset, **overrides}
+  choices = {**_CHOICES, **_MODEL_CHOICES.get(name, {})}
+  for field, value in kwargs.items():
+    if field in choices and value not in choices[field]:
+      raise ValueError(f"{name}: {field} must be one of {choices[field]}, got {value!r}")
+  if isinstance(kwargs.get("dtype"), str):
+    if kwargs["dtype"] not in _DTYPES:
+      raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {kwargs['dtype']!r}")
+    kwargs["dtype"] = _DTYPES[kwargs["dtype"]]
+  for field in ("width_multiplier",):
+    if field in kwargs and not kwargs[field] > 0:
+      raise ValueError(f"{field} must be > 0, got {kwargs[field]!r}")
+  for field in ("dropout_rate", "aux_dropout_rate"):
+    if field in kwargs and not 0.0 <= kwargs[field] < 1.0:
+      raise ValueError(f"{field} must be in [0, 1), got {kwargs[field]!r}")
+  model = cls(num_classes=num_classes, **kwargs)
+  model.init_scheme()  # e.g. initializer="bvlc" on a network BVLC never trained
+  return model
 
 
 def default_image_size(name: str, **overrides: Any) -> int:
-    """The input size each network was designed for (Table 2's receptive field where overridden)."""
-    cls, preset = _lookup(name)
-    if cls in (GoogLeNet, BNInception):
-        return 224
-    return {**preset, **overrides}.get("receptive_field", 299)
+  """The input size each network was designed for (Table 2's receptive field where overridden)."""
+  cls, preset = _lookup(name)
+  if cls in (GoogLeNet, BNInception):
+    return 224
+  return {**preset, **overrides}.get("receptive_field", 299)
 
 
 def min_image_size(name: str, **overrides: Any) -> int:
-    """The smallest square input the network accepts with these overrides."""
-    return create(name, **overrides).min_image_size
+  """The smallest square input the network accepts with these overrides."""
+  return create(name, **overrides).min_image_size
 
 
 def _lookup(name: str) -> tuple[type[nn.Module], dict[str, Any]]:
-    if name not in _PRESETS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(NAMES)}")
-    return _PRESETS[name]
+  if name not in _PRESETS:
+    raise ValueError(f"unknown model {name!r}; valid models: {', '.join(NAMES)}")
+  return _PRESETS[name]
 
 
-__all__ = ["NAMES", "BNInception", "GoogLeNet", "InceptionV3", "InceptionV3FID", "create",
-           "default_image_size", "min_image_size", "valid_overrides"]
+__all__ = [
+  "NAMES",
+  "BNInception",
+  "GoogLeNet",
+  "InceptionV3",
+  "InceptionV3FID",
+  "create",
+  "default_image_size",
+  "min_image_size",
+  "valid_overrides",
+]

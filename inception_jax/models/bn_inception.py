@@ -19,6 +19,7 @@ Widths are slim's, which are the paper's table except where the table contradict
 sizes (docs/FIDELITY.md). The classifier is global average pooling (slim's 7x7 VALID average pool
 at 224), dropout (slim: keep 0.8) and a linear layer. No auxiliary heads (slim builds none).
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,92 +37,110 @@ from inception_jax.models.googlenet import _outputs, _torchvision_to_inception_r
 # The table of Figure 5, by slim end point: (paper row, #1x1, #3x3 reduce, #3x3, double #3x3
 # reduce, double #3x3, pool, pool projection). Stride-2 rows have no 1x1 and pass the pool through.
 FIGURE5 = {
-    "Mixed_3b": ("3a", 64, 64, 64, 64, 96, "avg", 32),
-    "Mixed_3c": ("3b", 64, 64, 96, 64, 96, "avg", 64),
-    "Mixed_4a": ("3c", 0, 128, 160, 64, 96, "max", None),
-    "Mixed_4b": ("4a", 224, 64, 96, 96, 128, "avg", 128),
-    "Mixed_4c": ("4b", 192, 96, 128, 96, 128, "avg", 128),
-    "Mixed_4d": ("4c", 160, 128, 160, 128, 160, "avg", 96),
-    "Mixed_4e": ("4d", 96, 128, 192, 160, 192, "avg", 96),
-    "Mixed_5a": ("4e", 0, 128, 192, 192, 256, "max", None),
-    "Mixed_5b": ("5a", 352, 192, 320, 160, 224, "avg", 128),
-    "Mixed_5c": ("5b", 352, 192, 320, 192, 224, "max", 128),
+  "Mixed_3b": ("3a", 64, 64, 64, 64, 96, "avg", 32),
+  "Mixed_3c": ("3b", 64, 64, 96, 64, 96, "avg", 64),
+  "Mixed_4a": ("3c", 0, 128, 160, 64, 96, "max", None),
+  "Mixed_4b": ("4a", 224, 64, 96, 96, 128, "avg", 128),
+  "Mixed_4c": ("4b", 192, 96, 128, 96, 128, "avg", 128),
+  "Mixed_4d": ("4c", 160, 128, 160, 128, 160, "avg", 96),
+  "Mixed_4e": ("4d", 96, 128, 192, 160, 192, "avg", 96),
+  "Mixed_5a": ("4e", 0, 128, 192, 192, 256, "max", None),
+  "Mixed_5b": ("5a", 352, 192, 320, 160, 224, "avg", 128),
+  "Mixed_5c": ("5b", 352, 192, 320, 192, 224, "max", 128),
 }
 STEMS = ("separable", "7x7")
 
 
 class BNInception(nn.Module):
-    """BN-Inception: images [batch, height, width, 3] in [-1, 1] -> logits [batch, num_classes].
+  """BN-Inception: images [batch, height, width, 3] in [-1, 1] -> logits [batch, num_classes].
 
-    Attributes:
-      stem: "separable" (slim's released checkpoint) or "7x7" (the paper's dense conv).
-      dropout_rate: before the classifier (slim: keep 0.8, so 0.2; the BN paper removes dropout
-        in its accelerated network, Section 4.2.1).
-      transform_input, bn_scale, bn_momentum, bn_axis_name, width_multiplier, dtype,
-      initializer: "slim" (tf-slim inception_v2.py's initial weights, the default) or "flax"
-        (`inception_jax.initializers`, docs/FIDELITY.md).
-      return_features: as in `GoogLeNet`. BN momentum 0.9997 and epsilon 0.001 are slim's.
-    """
+  Attributes:
+    stem: "separable" (slim's released checkpoint) or "7x7" (the paper's dense conv).
+    dropout_rate: before the classifier (slim: keep 0.8, so 0.2; the BN paper removes dropout
+      in its accelerated network, Section 4.2.1).
+    transform_input, bn_scale, bn_momentum, bn_axis_name, width_multiplier, dtype,
+    initializer: "slim" (tf-slim inception_v2.py's initial weights, the default) or "flax"
+      (`inception_jax.initializers`, docs/FIDELITY.md).
+    return_features: as in `GoogLeNet`. BN momentum 0.9997 and epsilon 0.001 are slim's.
+  """
 
-    num_classes: int = 1000
-    stem: str = "separable"
-    dropout_rate: float = 0.2
-    transform_input: bool = False
-    bn_scale: bool = True
-    bn_momentum: float = 0.9997
-    bn_axis_name: str | None = None
-    width_multiplier: float = 1.0
-    initializer: str = "slim"
-    dtype: Any = jnp.float32
-    return_features: bool = False
+  num_classes: int = 1000
+  stem: str = "separable"
+  dropout_rate: float = 0.2
+  transform_input: bool = False
+  bn_scale: bool = True
+  bn_momentum: float = 0.9997
+  bn_axis_name: str | None = None
+  width_multiplier: float = 1.0
+  initializer: str = "slim"
+  dtype: Any = jnp.float32
+  return_features: bool = False
 
-    @property
-    def min_image_size(self) -> int:
-        # TF 'SAME' padding maps every grid n to ceil(n / stride) >= 1: no input is too small.
-        return 1
+  @property
+  def min_image_size(self) -> int:
+    # TF 'SAME' padding maps every grid n to ceil(n / stride) >= 1: no input is too small.
+    return 1
 
-    def init_scheme(self) -> initializers.Scheme:
-        """The initialisers of each kind of layer; raises ValueError for an unknown name."""
-        return initializers.scheme(self.initializer, "bn_inception")
+  def init_scheme(self) -> initializers.Scheme:
+    """The initialisers of each kind of layer; raises ValueError for an unknown name."""
+    return initializers.scheme(self.initializer, "bn_inception")
 
-    @nn.compact
-    def __call__(self, images: jax.Array, train: bool = False):
-        if self.stem not in STEMS:
-            raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
-        check_images(images, self.min_image_size, type(self).__name__)
-        init = self.init_scheme()
-        conv = functools.partial(ConvBN, bn_scale=self.bn_scale, bn_momentum=self.bn_momentum,
-                                 bn_axis_name=self.bn_axis_name, layer_init=init.conv,
-                                 dtype=self.dtype)
-        d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
-        blocks = dict(conv=conv, width_multiplier=self.width_multiplier, reduce_init=init.reduce,
-                      proj_init=init.proj)
-        end_points: dict[str, Any] = {}
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool = False):
+    if self.stem not in STEMS:
+      raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
+    check_images(images, self.min_image_size, type(self).__name__)
+    init = self.init_scheme()
+    conv = functools.partial(
+      ConvBN,
+      bn_scale=self.bn_scale,
+      bn_momentum=self.bn_momentum,
+      bn_axis_name=self.bn_axis_name,
+      layer_init=init.conv,
+      dtype=self.dtype,
+    )
+    d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
+    blocks = dict(
+      conv=conv,
+      width_multiplier=self.width_multiplier,
+      reduce_init=init.reduce,
+      proj_init=init.proj,
+    )
+    end_points: dict[str, Any] = {}
 
-        x = _torchvision_to_inception_range(images) if self.transform_input else images
-        x = x.astype(self.dtype)
-        if self.stem == "separable":
-            # slim: depthwise_multiplier = min(int(depth(64) / 3), 8), so that 3 * it <= depth(64).
-            stem = SeparableConv(d(64), 7, strides=2, depth_multiplier=min(d(64) // 3, 8),
-                                 conv=functools.partial(conv, layer_init=init.stem or init.conv),
-                                 name="Conv2d_1a_7x7")
-        else:
-            stem = conv(d(64), 7, strides=2, padding="SAME", name="Conv2d_1a_7x7")
-        x = end_points["Conv2d_1a_7x7"] = stem(x, train)
-        x = end_points["MaxPool_2a_3x3"] = max_pool(x, 3, 2, padding="SAME")
-        x = end_points["Conv2d_2b_1x1"] = conv(d(64), 1, layer_init=init.proj or init.conv,
-                                                   name="Conv2d_2b_1x1")(x, train)
-        x = end_points["Conv2d_2c_3x3"] = conv(d(192), 3, padding="SAME", name="Conv2d_2c_3x3")(x, train)
-        x = end_points["MaxPool_3a_3x3"] = max_pool(x, 3, 2, padding="SAME")
-        for name, (_, c1, c3r, c3, cdr, cd, pool, proj) in FIGURE5.items():
-            if proj is None:
-                block = BNInceptionReduction(c3r, c3, cdr, cd, name=name, **blocks)
-            else:
-                block = BNInceptionModule(c1, c3r, c3, cdr, cd, proj, pool=pool, name=name, **blocks)
-            x = end_points[name] = block(x, train)
+    x = _torchvision_to_inception_range(images) if self.transform_input else images
+    x = x.astype(self.dtype)
+    if self.stem == "separable":
+      # slim: depthwise_multiplier = min(int(depth(64) / 3), 8), so that 3 * it <= depth(64).
+      stem = SeparableConv(
+        d(64),
+        7,
+        strides=2,
+        depth_multiplier=min(d(64) // 3, 8),
+        conv=functools.partial(conv, layer_init=init.stem or init.conv),
+        name="Conv2d_1a_7x7",
+      )
+    else:
+      stem = conv(d(64), 7, strides=2, padding="SAME", name="Conv2d_1a_7x7")
+    x = end_points["Conv2d_1a_7x7"] = stem(x, train)
+    x = end_points["MaxPool_2a_3x3"] = max_pool(x, 3, 2, padding="SAME")
+    x = end_points["Conv2d_2b_1x1"] = conv(
+      d(64), 1, layer_init=init.proj or init.conv, name="Conv2d_2b_1x1"
+    )(x, train)
+    x = end_points["Conv2d_2c_3x3"] = conv(d(192), 3, padding="SAME", name="Conv2d_2c_3x3")(
+      x, train
+    )
+    x = end_points["MaxPool_3a_3x3"] = max_pool(x, 3, 2, padding="SAME")
+    for name, (_, c1, c3r, c3, cdr, cd, pool, proj) in FIGURE5.items():
+      if proj is None:
+        block = BNInceptionReduction(c3r, c3, cdr, cd, name=name, **blocks)
+      else:
+        block = BNInceptionModule(c1, c3r, c3, cdr, cd, proj, pool=pool, name=name, **blocks)
+      x = end_points[name] = block(x, train)
 
-        x = end_points["PreLogits"] = global_avg_pool(x)
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        logits = dense(self.num_classes, init.logits, x.shape[-1], dtype=self.dtype,
-                       name="Logits")(x).astype(jnp.float32)
-        return _outputs(logits, (), end_points, train, self.return_features)
+    x = end_points["PreLogits"] = global_avg_pool(x)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    logits = dense(self.num_classes, init.logits, x.shape[-1], dtype=self.dtype, name="Logits")(
+      x
+    ).astype(jnp.float32)
+    return _outputs(logits, (), end_points, train, self.return_features)
