@@ -19,8 +19,7 @@ auxiliary head (slim builds none), so no aux loss. Dropout before the classifier
 
 import ml_collections
 
-from configs import common
-from configs import v3
+from configs import common, v3
 
 PRESETS = ("local",)
 

@@ -15,8 +15,7 @@ Local preset (`digits`, 2 CPU cores):
 
 import ml_collections
 
-from configs import common
-from configs import v3
+from configs import common, v3
 
 PRESETS = v3.PRESETS
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +101,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_train(args: argparse.Namespace) -> dict[str, Any]:
   import os
+
   from inception_jax import benchmark, models
 
   if args.fast_conv:

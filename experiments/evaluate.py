@@ -29,6 +29,7 @@ def main(argv):
 
   parallel.initialize_distributed()
   import jax
+
   from inception_jax import evaluate
 
   config = _CONFIG.value

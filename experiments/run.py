@@ -38,6 +38,7 @@ def main(argv):
 
   parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   import jax
+
   from inception_jax import train
 
   config = _CONFIG.value

@@ -32,9 +32,9 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -495,7 +495,7 @@ def from_keras(source: Any, model_name: str = "inception_v3") -> tuple[nn.Module
   abstract = _abstract_variables(model, model_name)
 
   values = {}
-  for path, conv, bn in zip(paths, convs, bns):
+  for path, conv, bn in zip(paths, convs, bns, strict=False):
     where = f"Keras layer '{conv.name}' -> {'/'.join(path)}"
     if _keras_parent(bn) is not conv:
       raise ConversionError(f"{where}: BatchNormalization '{bn.name}' does not follow it")

@@ -38,7 +38,8 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -105,7 +106,7 @@ def _known_cpu_options() -> tuple[tuple[str, str], ...]:
     except Exception as e:  # noqa: BLE001 - XLA reports either as a runtime or value error
       warnings.warn(
         f"this XLA rejects the compiler option {name}={value!r}, running without "
-        f"it (slower, same results): {str(e).splitlines()[0][:200]}"
+        f"it (slower, same results): {str(e).splitlines()[0][:200]}", stacklevel=2
       )
       continue
     known.append((name, value))
@@ -299,7 +300,7 @@ def _spread(v, fill, window, strides, pads, hw):
   slices."""
   config = [(0, 0, 0)] + [
     (k - 1, n + lo + hi - (m - 1) * s - 1, s - 1)
-    for k, n, (lo, hi), m, s in zip(window, hw, pads, v.shape[1:3], strides)
+    for k, n, (lo, hi), m, s in zip(window, hw, pads, v.shape[1:3], strides, strict=False)
   ]
   return lax.pad(v, jnp.asarray(fill, v.dtype), config + [(0, 0, 0)])
 

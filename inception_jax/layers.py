@@ -11,7 +11,8 @@ vs TF/Keras).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -181,7 +182,7 @@ def max_pool(
     if isinstance(pads, str):
       raise ValueError("ceil_mode needs explicit (numeric) padding")
     new = []
-    for (lo, hi), size in zip(pads, x.shape[1:3]):
+    for (lo, hi), size in zip(pads, x.shape[1:3], strict=False):
       out = math.ceil((size + lo + hi - window) / stride) + 1
       if (out - 1) * stride >= size + lo:  # PyTorch: the last window must start inside the input.
         out -= 1

@@ -63,7 +63,7 @@ def auxiliary_loss(
   """sum_i w_i * cross_entropy(aux_logits[i], labels); 0 when there are no heads."""
   weights = aux_head_weights(aux_loss_weight, len(aux_logits))
   total = jnp.zeros((), jnp.float32)
-  for w, logits in zip(weights, aux_logits):
+  for w, logits in zip(weights, aux_logits, strict=False):
     total = total + w * cross_entropy(logits, labels, label_smoothing, example_weights)
   return total
 

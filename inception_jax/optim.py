@@ -80,7 +80,8 @@ def create_learning_rate_fn(
   elif config.lr_schedule == "cosine":
     schedule = cosine_decay(peak, total_steps)
   elif config.lr_schedule == "constant":
-    schedule = lambda step: jnp.full((), peak, jnp.float32)
+    def schedule(step):
+      return jnp.full((), peak, jnp.float32)
   else:
     raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; expected one of {SCHEDULES}")
   return with_linear_warmup(schedule, peak, config.warmup_epochs * steps_per_epoch)

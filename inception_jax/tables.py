@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

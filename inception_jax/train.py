@@ -36,8 +36,8 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from inception_jax import checkpoint as checkpoint_lib
-from inception_jax import evaluate as evaluate_lib
 from inception_jax import data, fast_conv, losses, models, optim, parallel, transfer
+from inception_jax import evaluate as evaluate_lib
 
 if TYPE_CHECKING:
   import ml_collections

@@ -111,7 +111,7 @@ def check_patterns_match(
   """Each pattern must name at least one variable: a typo would otherwise do nothing."""
   names = [n for c in ("params", "batch_stats") for n in flat_names(variables.get(c) or {})]
   items = [i.strip() for i in spec.split(",") if i.strip()] if isinstance(spec, str) else spec
-  for item, pattern in zip(items, patterns):
+  for item, pattern in zip(items, patterns, strict=False):
     if not any(re.search(pattern, n) for n in names):
       example = ", ".join(names[:3])
       raise ValueError(

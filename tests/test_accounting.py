@@ -157,7 +157,7 @@ def test_receptive_field_variants_cost_the_same():
 # ---- The tables --------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tables():
   return tables.compute()
 

@@ -19,7 +19,6 @@ import jax
 import numpy as np
 import pytest
 from PIL import Image
-
 from test_train_utils import ROOT, install_tiny_model, subprocess_env, tiny_config
 
 from inception_jax import checkpoint, cli, data, evaluate, extras, parallel, train
@@ -218,6 +217,7 @@ def test_skipping_keeps_positions_so_resume_is_exact(corrupt_folder, tmp_path):
 
 def test_skipped_slot_weighs_nothing_in_the_loss():
   import jax.numpy as jnp
+
   from inception_jax import losses
 
   logits = jnp.array([[2.0, 0.0], [0.0, 5.0], [1.0, 1.0]])

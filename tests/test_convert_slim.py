@@ -21,10 +21,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from test_convert import require  # the one parity-dependency helper (skip, or fail under CI)
 
 from inception_jax import benchmark, convert
 from inception_jax.data import samples
-from test_convert import require  # the one parity-dependency helper (skip, or fail under CI)
 
 RTOL = 1e-4
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -55,7 +55,7 @@ def slim_nets():
 
 
 # ---- Real photographs ----------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photographs(size: int) -> np.ndarray:
   """2 * PHOTOS ImageNet photographs: central square crop, bilinear resize, scaled to [-1, 1]."""
   if not IMAGENET_TAR.exists():
@@ -112,7 +112,7 @@ class SlimPeer:
       pre_bn = self.session.run(
         [op.inputs[0] for op in bns], {self.x: photographs(self.size)[PHOTOS:]}
       )
-      for op, act in zip(bns, pre_bn):
+      for op, act in zip(bns, pre_bn, strict=False):
         prefix = _variable_name(op.inputs[2]).removesuffix("/beta")  # the offset reads beta
         mean, var = act.mean(axis=(0, 1, 2)), act.var(axis=(0, 1, 2))
         mean = mean + 0.2 * np.sqrt(var) * rng.standard_normal(mean.shape)
@@ -150,7 +150,7 @@ def workdir(tmp_path_factory):
   return tmp_path_factory.mktemp("slim")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _peer(net: str, workdir: Path) -> SlimPeer:
   return SlimPeer(net, workdir)
 

@@ -82,9 +82,9 @@ def test_training_order_is_deterministic_for_a_seed(id_folder):
   a = take(data.create_train_iterator(id_folder, seed=1, **kwargs), 6)
   b = take(data.create_train_iterator(id_folder, seed=1, **kwargs), 6)
   c = take(data.create_train_iterator(id_folder, seed=2, **kwargs), 6)
-  for x, y in zip(a, b):
+  for x, y in zip(a, b, strict=False):
     np.testing.assert_array_equal(x["image"], y["image"])
-  assert not all(np.array_equal(x["label"], y["label"]) for x, y in zip(a, c))
+  assert not all(np.array_equal(x["label"], y["label"]) for x, y in zip(a, c, strict=False))
   # each epoch (5 batches of 10) is a permutation of the 50 examples, reshuffled per epoch
   epoch0 = np.concatenate([ids(x["image"]) for x in a[:5]])
   assert sorted(epoch0) == list(range(50))
@@ -183,7 +183,7 @@ def test_host_slice_arithmetic():
     for count in (1, 2, 3, 8):
       slices = [datasets.host_slice(n, i, count) for i in range(count)]
       assert slices[0][0] == 0 and slices[-1][1] == n
-      assert all(a[1] == b[0] for a, b in zip(slices, slices[1:]))
+      assert all(a[1] == b[0] for a, b in zip(slices, slices[1:], strict=False))
       assert max(b - a for a, b in slices) - min(b - a for a, b in slices) <= 1
   with pytest.raises(ValueError):
     datasets.host_slice(10, 2, 2)

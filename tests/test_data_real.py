@@ -30,7 +30,7 @@ def _require(path: Path) -> None:
     pytest.skip(f"shared test data missing: {path}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _session_dir() -> Path:
   path = Path(tempfile.mkdtemp(prefix="inception_jax_data_"))
   import atexit

@@ -30,7 +30,7 @@ IMAGENET_TAR = SHARED / "imagenet-sample-500.tar"
 NUM_IMAGES = 48
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _images_dir() -> Path:
   if not IMAGENET_TAR.exists():
     if os.environ.get("CI", "").lower() == "true":

@@ -19,7 +19,7 @@ TRUNC_STD = 0.87962566  # std of a normal truncated at +-2 standard deviations, 
 SLIM_HE = math.sqrt(1.3) * TRUNC_STD  # slim: stddev sqrt(1.3 * 2 / n) before truncation
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _params(name, initializer, size):
   model = models.create(name, num_classes=1000, width_multiplier=0.5, initializer=initializer)
   variables = model.init(

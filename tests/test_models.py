@@ -114,7 +114,7 @@ class Net(NamedTuple):
   dropouts: dict  # Dropout path -> (rate, deterministic)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _network(name, size, train, overrides):
   model = models.create(name, return_features=True, **dict(overrides))
   size = size or models.default_image_size(name, **dict(overrides))

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from test_train_utils import ROOT, subprocess_env
 
 SCRIPT = f"{ROOT}/tests/test_train_utils.py"
@@ -42,7 +41,7 @@ def test_two_processes_train_and_checkpoint(tmp_path):
     for i in range(2)
   ]
   outs = [p.communicate(timeout=600)[0] for p in procs]
-  for p, out in zip(procs, outs):
+  for p, out in zip(procs, outs, strict=False):
     assert p.returncode == 0, out[-5000:]
   assert "process 0/2, 2 local / 4 global devices" in outs[0]
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["3", "6"]

@@ -7,7 +7,6 @@ import shutil
 import jax
 import numpy as np
 import pytest
-
 from test_train_utils import install_tiny_model, tiny_config
 
 from inception_jax import checkpoint, evaluate, parallel, train
@@ -168,7 +167,8 @@ def test_multicrop_and_ensemble_average_softmax():
   v2 = {"params": {"w": jnp.array([1.0, 1.0, 3.0])}}
   ev = evaluate.Evaluator(model, mesh)
   probs = np.asarray(evaluate.crop_averaged_probabilities(model, v1, jnp.asarray(images)))
-  softmax = lambda z: np.exp(z) / np.exp(z).sum()
+  def softmax(z):
+    return np.exp(z) / np.exp(z).sum()
   expected0 = (softmax(np.array([5.0, 0, 0])) + 2 * softmax(np.array([0, 0, 1.0]))) / 3
   np.testing.assert_allclose(probs[0], expected0, rtol=1e-5)
   results = ev.evaluate({"one": [v1], "both": [v1, v2]}, [batch])
@@ -197,9 +197,9 @@ def test_evaluate_workdirs_ensemble_table(tmp_path, capsys):
 
 def test_init_from_converted_weights_layout(tmp_path):
   """docs/CONVERT.md's layout: DIR/state is a StandardCheckpointer tree of params + batch_stats."""
+  import jax.numpy as jnp
   import orbax.checkpoint as ocp
   from test_train_utils import TinyNet
-  import jax.numpy as jnp
 
   variables = TinyNet(num_classes=10).init(jax.random.key(7), jnp.zeros((1, 16, 16, 3)))
   variables = jax.tree.map(lambda x: x + 1.0, variables)

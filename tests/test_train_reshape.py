@@ -26,11 +26,12 @@ def train(workdir, processes, devices, log, stop_at=0):
   env["TINY_BATCH_LOG"] = str(log)
   if stop_at:
     env["TINY_STOP_AT"] = str(stop_at)
-  extra = lambda i: (
-    [f"--coordinator_address=localhost:{port}", f"--num_processes={processes}", f"--process_id={i}"]
-    if processes > 1
-    else []
-  )
+  def extra(i):
+    return (
+      [f"--coordinator_address=localhost:{port}", f"--num_processes={processes}", f"--process_id={i}"]
+      if processes > 1
+      else []
+    )
   procs = [
     subprocess.Popen(
       [sys.executable, SCRIPT, str(workdir), *extra(i), *ARGS],
@@ -42,7 +43,7 @@ def train(workdir, processes, devices, log, stop_at=0):
     for i in range(processes)
   ]
   outs = [p.communicate(timeout=600)[0] for p in procs]
-  for p, out in zip(procs, outs):
+  for p, out in zip(procs, outs, strict=False):
     assert p.returncode == 0, out[-5000:]
   assert f"process 0/{processes}, {devices} local / {processes * devices} global" in outs[0]
   return outs[0]

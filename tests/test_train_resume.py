@@ -8,7 +8,6 @@ import sys
 import time
 
 import numpy as np
-
 from test_train_utils import ROOT, subprocess_env
 
 SCRIPT = os.path.join(ROOT, "tests", "test_train_utils.py")

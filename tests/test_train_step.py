@@ -9,7 +9,6 @@ import types
 import jax
 import numpy as np
 import pytest
-
 from test_train_utils import ROOT, install_tiny_model, subprocess_env, tiny_config
 
 EIGHT_DEVICES = textwrap.dedent("""

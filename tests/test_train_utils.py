@@ -138,7 +138,7 @@ def _log_batches(path: str) -> None:
       batch = next(self.it)
       rows = [
         [int(label), hashlib.sha1(image.tobytes()).hexdigest()[:16]]
-        for image, label in zip(batch["image"], batch["label"])
+        for image, label in zip(batch["image"], batch["label"], strict=False)
       ]
       with open(path, "a") as f:
         f.write(json.dumps({"step": step, "rows": rows}) + "\n")

@@ -9,7 +9,7 @@ Each n x n convolution is factorized into 1 x n followed by n x 1 (Section 3.2),
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax

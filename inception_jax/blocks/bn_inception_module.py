@@ -10,13 +10,14 @@ Padding is TF 'SAME' throughout, as in slim (average pools divide by the valid p
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax.layers import ConvBN, init_override, avg_pool, depth, max_pool
+from inception_jax.layers import ConvBN, avg_pool, depth, init_override, max_pool
 
 ModuleDef = Callable[..., nn.Module]
 

@@ -8,13 +8,14 @@ Padding is TF 'SAME', as in slim: 28x28 -> 14x14 and 14x14 -> 7x7 (the extra pix
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax.layers import ConvBN, init_override, depth, max_pool
+from inception_jax.layers import ConvBN, depth, init_override, max_pool
 
 ModuleDef = Callable[..., nn.Module]
 

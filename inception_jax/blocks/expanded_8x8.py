@@ -13,7 +13,7 @@ TensorFlow graph that FID uses has one in its last module (pytorch-fid's FIDInce
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax

@@ -9,7 +9,7 @@ Figure 5 as printed has a 3x3 there: `branch5x5_kernel=3` builds the figure.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax

@@ -9,7 +9,8 @@ As torchvision implements it (`pooling="adaptive"`): adaptive average pooling to
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax

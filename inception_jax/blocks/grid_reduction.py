@@ -9,7 +9,7 @@ cost), Section 4 / Figure 9.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax

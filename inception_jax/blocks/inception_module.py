@@ -10,7 +10,7 @@ The released code (tf-slim, torchvision) uses a 3x3 where the paper has the 5x5 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax

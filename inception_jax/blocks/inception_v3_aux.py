@@ -10,7 +10,8 @@ does; at 299x299 this is exactly torchvision's `InceptionAux`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -13,7 +13,7 @@ Depthwise channel order is TF's: output channel c * multiplier + m comes from in
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax

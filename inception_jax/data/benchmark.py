@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import resource
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from inception_jax.data import pipeline
 

@@ -217,7 +217,7 @@ class FolderSource(Source):
         f"them or remove them; to keep them as classes without examples, {override}."
       )
     names = {s: set(self.class_counts.get(s, {})) for s in splits}
-    for a, b in zip(splits, splits[1:]):
+    for a, b in zip(splits, splits[1:], strict=False):
       if names[a] != names[b]:
         only = {x: sorted(names[x] - names[y]) for x, y in ((a, b), (b, a))}
         raise DatasetError(

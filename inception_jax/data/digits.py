@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from etils import epath
 import tensorflow_datasets as tfds
+from etils import epath
 
 NUM_TRAIN = 1500
 NUM_EXAMPLES = 1797

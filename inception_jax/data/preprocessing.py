@@ -36,7 +36,8 @@ Grayscale, CMYK, paletted and RGBA images all become 3-channel RGB.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import ml_collections
 import numpy as np

@@ -41,6 +41,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from inception_jax import initializers
 from inception_jax.blocks import (
   Asymmetric7x7Module,
   ExpandedFilterBankModule,
@@ -49,7 +50,6 @@ from inception_jax.blocks import (
   GridReduction35to17,
   InceptionV3AuxHead,
 )
-from inception_jax import initializers
 from inception_jax.layers import ConvBN, check_images, dense, depth, global_avg_pool, max_pool
 from inception_jax.models.googlenet import _outputs, _torchvision_to_inception_range
 
@@ -97,7 +97,7 @@ def table2_stem_widths(
 
   def cost(ws, gs):
     ins = (3,) + tuple(ws[:-1])
-    convs = sum(g * g * a * i * o for g, a, i, o in zip(gs, areas, ins, ws))
+    convs = sum(g * g * a * i * o for g, a, i, o in zip(gs, areas, ins, ws, strict=False))
     return convs + next_grid**2 * next_kernel**2 * ws[-1] * next_features
 
   target = cost(widths, twin)
