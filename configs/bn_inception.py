@@ -4,7 +4,8 @@ Rethinking recipe of configs/v3.py minus what Table 3 adds after this row, at BN
 Full recipe (ImageNet, 224x224):
   python -m experiments.run --config=configs/bn_inception.py --workdir=$WORKDIR
   Paper: 25.2% top-1 / 7.8% top-5 error single crop (Rethinking Table 3), 22% / 5.82% with 144
-  crops (Table 4): python -m experiments.evaluate --config=configs/bn_inception.py --workdir=W --crops=144
+  crops (Table 4): python -m experiments.evaluate --config=configs/bn_inception.py \
+    --workdir=W --crops=144
 
 Local preset (`digits`, 2 CPU cores):
   python -m experiments.run --config=configs/bn_inception.py:local --workdir=/tmp/bn_inception_local
@@ -14,7 +15,8 @@ Choices (docs/FIDELITY.md): the network is the paper's (`stem="7x7"`, dense firs
 layer slim's released checkpoint was trained with. Table 3 adds RMSProp and label smoothing only in
 later rows, so this row uses momentum SGD at the recipe's 0.045 (the BN paper's BN-x30 rate) and no
 label smoothing, as the Inception-v2 row of experiments/v3_ablations.py does. BN-Inception has no
-auxiliary head (slim builds none), so no aux loss. Dropout before the classifier is slim's (keep 0.8).
+auxiliary head (slim builds none), so no aux loss. Dropout before the classifier is slim's
+(keep 0.8).
 """
 
 import ml_collections

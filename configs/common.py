@@ -1,7 +1,7 @@
 """Defaults shared by every recipe; each field is described once, here.
 
-A recipe (configs/v1.py, v2.py, v3.py) starts from `base_config()` and overrides the fields its paper
-fixes, naming the source of each choice. Any field can be overridden on the command line with
+A recipe (configs/v1.py, v2.py, v3.py) starts from `base_config()` and overrides the fields its
+paper fixes, naming the source of each choice. Any field can be overridden on the command line with
 `--config.field=value`.
 """
 

@@ -1,4 +1,4 @@
-"""Inception-v3, the recipe of "Rethinking the Inception Architecture" (Szegedy et al. 2016, Sec. 8).
+"""Inception-v3, the recipe of "Rethinking the Inception Architecture" (Szegedy et al., Sec. 8).
 
 Full recipe (ImageNet, 299x299; a TPU/GPU cluster, see docs/TRAINING.md):
   python -m experiments.run --config=configs/v3.py --workdir=$WORKDIR

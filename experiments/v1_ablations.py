@@ -2,7 +2,7 @@
 
   python -m experiments.v1_ablations --scale=small      # train what is missing, write the tables
   python -m experiments.v1_ablations --scale=full       # print the commands and device-hours
-  python -m experiments.run --config=experiments/v1_ablations.py:small,naive,0 --workdir=W  # one row
+  python -m experiments.run --config=experiments/v1_ablations.py:small,naive,0 --workdir=W
 
 Ablations (rows are `sweep.Variant`s; paper figures from docs/PAPERS.md):
   module:  Figure 2a (naive) vs 2b (1x1 reductions): cost, parameters, accuracy.

@@ -1,13 +1,13 @@
-"""Inception-v2/v3 ablations ("Rethinking the Inception Architecture"), as a sweep and a config file.
+"""Inception-v2/v3 ablations ("Rethinking the Inception Architecture"): a sweep and a config file.
 
   python -m experiments.v3_ablations --scale=small      # train what is missing, write the tables
   python -m experiments.v3_ablations --scale=full       # print the commands and device-hours
   python -m experiments.run --config=experiments/v3_ablations.py:small,rf79,0 --workdir=W  # one row
 
 Ablations (paper figures from docs/PAPERS.md):
-  table3:  Table 3: BN-Inception (Ioffe & Szegedy 2015, configs/bn_inception.py), then the cumulative
-           rows Inception-v2 (SGD), +RMSProp, +Label Smoothing, +Factorized 7x7, +BN-auxiliary
-           (= Inception-v3).
+  table3:  Table 3: BN-Inception (Ioffe & Szegedy 2015, configs/bn_inception.py), then
+           the cumulative rows Inception-v2 (SGD), +RMSProp, +Label Smoothing, +Factorized
+           7x7, +BN-auxiliary (= Inception-v3).
   table4:  Table 4: BN-Inception evaluated with 144 crops.
   table2:  receptive field 299 / 151 / 79 at equal cost: the three networks reach Mixed_5b on the
            same grid (35 at full scale) and their multiply-adds are within 1% (within 0.2% as

@@ -2,7 +2,8 @@
 
 A network's `initializer` field names a scheme; `scheme(name, family)` maps it to one `LayerInit`
 (kernel and bias initialiser) per kind of layer. The models hand `scheme.conv` to `ConvBN`
-(`layer_init`) through their conv partial and build their dense layers with `layers.dense`, so no layer picks its own.
+(`layer_init`) through their conv partial and build their dense layers with `layers.dense`, so no
+layer picks its own.
 
 Schemes:
   - "bvlc": Caffe's xavier (uniform, variance 1 / fan_in) everywhere, bias 0.2 on every conv and

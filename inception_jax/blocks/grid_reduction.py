@@ -41,7 +41,7 @@ class GridReduction35to17(nn.Module):
 
 
 class GridReduction17to8(nn.Module):
-  """Mixed_7a: 1x1 192 -> 3x3/2 320 | 1x1 192 -> 1x7 192 -> 7x1 192 -> 3x3/2 192 | 3x3/2 max pool."""
+  """Mixed_7a: 1x1 192 -> 3x3/2 320 | 1x1 192 -> 1x7 -> 7x1 -> 3x3/2 192 | 3x3/2 max pool."""
 
   conv: ModuleDef = ConvBN
   factorized_activation: bool = True
