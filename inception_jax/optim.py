@@ -80,6 +80,7 @@ def create_learning_rate_fn(
   elif config.lr_schedule == "cosine":
     schedule = cosine_decay(peak, total_steps)
   elif config.lr_schedule == "constant":
+
     def schedule(step):
       return jnp.full((), peak, jnp.float32)
   else:

@@ -167,8 +167,10 @@ def test_multicrop_and_ensemble_average_softmax():
   v2 = {"params": {"w": jnp.array([1.0, 1.0, 3.0])}}
   ev = evaluate.Evaluator(model, mesh)
   probs = np.asarray(evaluate.crop_averaged_probabilities(model, v1, jnp.asarray(images)))
+
   def softmax(z):
     return np.exp(z) / np.exp(z).sum()
+
   expected0 = (softmax(np.array([5.0, 0, 0])) + 2 * softmax(np.array([0, 0, 1.0]))) / 3
   np.testing.assert_allclose(probs[0], expected0, rtol=1e-5)
   results = ev.evaluate({"one": [v1], "both": [v1, v2]}, [batch])

@@ -26,12 +26,18 @@ def train(workdir, processes, devices, log, stop_at=0):
   env["TINY_BATCH_LOG"] = str(log)
   if stop_at:
     env["TINY_STOP_AT"] = str(stop_at)
+
   def extra(i):
     return (
-      [f"--coordinator_address=localhost:{port}", f"--num_processes={processes}", f"--process_id={i}"]
+      [
+        f"--coordinator_address=localhost:{port}",
+        f"--num_processes={processes}",
+        f"--process_id={i}",
+      ]
       if processes > 1
       else []
     )
+
   procs = [
     subprocess.Popen(
       [sys.executable, SCRIPT, str(workdir), *extra(i), *ARGS],
