@@ -33,6 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from inception_jax import models
+
 AUX_PREFIX = (
   "AuxLogits"  # top-level names of auxiliary heads: "AuxLogits", "AuxLogits_Mixed_4b", ...
 )
@@ -148,8 +150,6 @@ def _subtree(tree: Mapping[str, Any], path: Sequence[str]) -> Any:
 
 def _resolve(model: nn.Module | str, image_size: int | None) -> tuple[nn.Module, int]:
   """A model name or module, and its image size (a name's default size when not given)."""
-  from inception_jax import models  # models import nothing from here; keep the import local
-
   if isinstance(model, str):
     size = image_size or models.default_image_size(model)
     return models.create(model), size

@@ -106,7 +106,8 @@ def _known_cpu_options() -> tuple[tuple[str, str], ...]:
     except Exception as e:  # noqa: BLE001 - XLA reports either as a runtime or value error
       warnings.warn(
         f"this XLA rejects the compiler option {name}={value!r}, running without "
-        f"it (slower, same results): {str(e).splitlines()[0][:200]}", stacklevel=2
+        f"it (slower, same results): {str(e).splitlines()[0][:200]}",
+        stacklevel=2,
       )
       continue
     known.append((name, value))

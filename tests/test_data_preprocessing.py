@@ -80,8 +80,10 @@ def test_crop_fallback_center_keeps_aspect_in_range():
 
 def test_jpeg_crop_decodes_only_the_window_and_matches_full_decode():
   jpeg = encode(noise(120, 160), "JPEG", quality=95)
+
   def window(h, w):
     return (tf.constant(10), tf.constant(20), tf.constant(50), tf.constant(60))
+
   crop = P.decode_window(tf.constant(jpeg), window).numpy().astype(int)
   full = tf.io.decode_jpeg(jpeg, channels=3).numpy().astype(int)[10:60, 20:80]
   assert crop.shape == (50, 60, 3)

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import numpy as np
-from test_train_utils import ROOT, subprocess_env
+from helpers.training import ROOT, subprocess_env
 
-SCRIPT = f"{ROOT}/tests/test_train_utils.py"
+SCRIPT = f"{ROOT}/tests/helpers/training.py"
 
 
 def free_port():

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inception_jax import losses
+from inception_jax.training import losses
 
 
 def test_smoothed_targets_follow_the_paper():
@@ -44,8 +44,10 @@ def test_aux_weights_add_exactly():
   kw = dict(label_smoothing=0.1, weight_decay=1e-2)
   base, t0 = losses.training_loss(main, (), labels, params, aux_loss_weight=0.3, **kw)
   total, t = losses.training_loss(main, (a1, a2), labels, params, aux_loss_weight=0.3, **kw)
+
   def ce(x):
     return losses.cross_entropy(x, labels, 0.1)
+
   np.testing.assert_allclose(t["aux_loss"], 0.3 * ce(a1) + 0.3 * ce(a2), rtol=1e-6)
   np.testing.assert_allclose(total - base, t["aux_loss"], rtol=1e-5)
   np.testing.assert_allclose(t0["aux_loss"], 0.0)

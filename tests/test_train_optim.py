@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from configs import v1, v3
-from inception_jax import optim
+from inception_jax.training import optim
 
 
 def lr_at_epoch(fn, steps_per_epoch, epoch):

@@ -5,7 +5,7 @@ interface of the real networks (BatchNorm or none, an auxiliary head, dropout, `
 compiles in a second, so the trainer's tests stay fast; the real GoogLeNet is exercised by the
 `:local` preset test.
 
-Run as a script, it trains: python tests/test_train_utils.py WORKDIR [--config.field=value ...]
+Run as a script, it trains: python tests/helpers/training.py WORKDIR [--config.field=value ...]
 (with optional --coordinator_address/--num_processes/--process_id, and TINY_STEP_SLEEP seconds
 per step to leave time for a kill -9).
 """
@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class TinyNet(nn.Module):
@@ -161,7 +161,7 @@ def _main(argv: list[str]) -> None:
 
   logging.use_absl_handler()
   logging.set_verbosity(logging.INFO)
-  from inception_jax import parallel
+  from inception_jax.training import parallel
 
   if args.coordinator_address:
     parallel.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
@@ -189,21 +189,21 @@ def _main(argv: list[str]) -> None:
     parallel.shard_batch = slow_shard_batch
   stop_at = int(os.environ.get("TINY_STOP_AT", "0"))
   if stop_at:  # as if preempted: save and stop at that step
-    from inception_jax import checkpoint
+    from inception_jax.training import checkpoint, parallel
 
     checkpoint.Checkpointer.should_stop = lambda self, step: step >= stop_at
   batch_log = os.environ.get("TINY_BATCH_LOG")
   if batch_log:
     _log_batches(f"{batch_log}.{jax.process_index()}")
-  from inception_jax import train
+  from inception_jax.training import loop, parallel
 
-  state = train.train_and_evaluate(config, args.workdir)
+  state = loop.train_and_evaluate(config, args.workdir)
   if jax.process_index() == 0:
     import numpy as np
 
     flat = {
       jax.tree_util.keystr(k): np.asarray(v)
-      for k, v in jax.tree_util.tree_leaves_with_path(train.parallel.fetch(state.variables()))
+      for k, v in jax.tree_util.tree_leaves_with_path(parallel.fetch(state.variables()))
     }
     np.savez(os.path.join(args.workdir, "final_variables.npz"), **flat)
 
