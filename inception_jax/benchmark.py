@@ -215,7 +215,7 @@ def benchmark_train(
     "devices": _devices(),
     "jax": jax.__version__,
     "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    "fast_conv": fast_conv.enabled(),
+    "fast_conv": model.kernels == fast_conv.CPU_KERNELS,
     "compile_cache": train_compile["cache"],
     "lower_seconds": round(train_compile["lower_seconds"], 3),
     "compile_seconds": round(train_compile["compile_seconds"], 3),

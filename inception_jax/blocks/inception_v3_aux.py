@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from inception_jax.initializers import Scheme
-from inception_jax.layers import ConvBN, avg_pool, dense, depth
+from inception_jax.layers import STANDARD_KERNELS, ConvBN, Kernels, avg_pool, dense, depth
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -28,6 +28,7 @@ class InceptionV3AuxHead(nn.Module):
 
   num_classes: int
   conv: ModuleDef = ConvBN
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)
   bn_fc: bool = True
   width_multiplier: float = 1.0
   scheme: Scheme | None = None  # None: Flax's defaults (`conv` carries the trunk's own)
@@ -35,7 +36,7 @@ class InceptionV3AuxHead(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    x = avg_pool(x, min(5, *x.shape[1:3]), 3)
+    x = avg_pool(x, min(5, *x.shape[1:3]), 3, kernels=self.kernels)
     x = self.conv(depth(128, self.width_multiplier), 1, name="conv0")(x, train)
     k = min(5, *x.shape[1:3])
     kinds = self.scheme or Scheme(*(None,) * 5)

@@ -13,17 +13,28 @@ Overrides are the attributes of `GoogLeNet` / `BNInception` / `InceptionV3` (eve
 unknown name or an invalid value raises a ValueError before anything is traced. `initializer`
 selects the initial weights: each network's reference by default (`googlenet`: BVLC's Caffe
 GoogLeNet; the others: tf-slim), or "torchvision" / "flax" (`inception_jax.initializers`).
+
+`kernels` selects how convolutions and pooling are computed (the parameters and the function are
+the same): "auto" (default) chooses once, for `backend` (JAX's default backend unless given),
+`fast_conv.CPU_KERNELS` on the CPU and XLA's standard lowering elsewhere; "standard" or "xla_cpu"
+(or a `layers.Kernels`) choose explicitly.
+
+`register(name, factory, min_image_size=...)` adds a network under a name of its own (tests
+register a tiny one); registered names are in `NAMES` and everything that takes a model name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-from inception_jax import initializers
+from inception_jax import fast_conv, initializers
+from inception_jax.layers import Kernels
 from inception_jax.models.bn_inception import BNInception
 from inception_jax.models.googlenet import GoogLeNet
 from inception_jax.models.inception_v3 import InceptionV3, InceptionV3FID
@@ -68,17 +79,66 @@ _MODEL_CHOICES = {"bn_inception": {"stem": ("separable", "7x7")}}
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Registered:
+  factory: Callable[..., nn.Module]
+  min_image_size: int
+  default_image_size: int
+
+
+_REGISTERED: dict[str, _Registered] = {}
+
+
+def register(
+  name: str,
+  factory: Callable[..., nn.Module],
+  *,
+  min_image_size: int,
+  default_image_size: int | None = None,
+) -> None:
+  """Makes `create(name, num_classes=..., **overrides)` return `factory(num_classes=...,
+  **overrides)` (num_classes None: the factory's own default), and adds `name` to NAMES.
+  Registering the same factory again under its name is a no-op; another one is an error."""
+  global NAMES
+  entry = _Registered(factory, min_image_size, default_image_size or min_image_size)
+  if name in _PRESETS or _REGISTERED.get(name, entry) != entry:
+    raise ValueError(f"model name {name!r} is already taken; valid models: {', '.join(NAMES)}")
+  _REGISTERED[name] = entry
+  NAMES = (*_PRESETS, *_REGISTERED)
+
+
+def _kernels(value: Any, backend: str | None) -> Kernels:
+  if isinstance(value, Kernels):
+    return value
+  if value == "auto":
+    return fast_conv.kernels_for(backend or jax.default_backend())
+  if value not in fast_conv.KERNELS:
+    raise ValueError(
+      f"kernels must be 'auto', one of {sorted(fast_conv.KERNELS)} or a layers.Kernels, got "
+      f"{value!r}"
+    )
+  return fast_conv.KERNELS[value]
+
+
 def valid_overrides(name: str) -> tuple[str, ...]:
   """The override names `create(name, ...)` accepts."""
   cls, _ = _lookup(name)
   return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name"))
 
 
-def create(name: str, num_classes: int | None = None, **overrides: Any) -> nn.Module:
+def create(
+  name: str, num_classes: int | None = None, *, backend: str | None = None, **overrides: Any
+) -> nn.Module:
   """Builds a network by name; see the module docstring for names and `valid_overrides(name)`.
 
   num_classes: None is the network's own default (1000; 1008 for `inception_v3_fid`).
+  backend: the backend the kernels are chosen for ("cpu", "gpu", "tpu"; None: JAX's default).
   """
+  if name in _REGISTERED:
+    factory = _REGISTERED[name].factory
+    return (
+      factory(**overrides) if num_classes is None else factory(num_classes=num_classes, **overrides)
+    )
   cls, preset = _lookup(name)
   unknown = sorted(set(overrides) - set(valid_overrides(name)))
   if unknown:
@@ -99,6 +159,7 @@ def create(name: str, num_classes: int | None = None, **overrides: Any) -> nn.Mo
     if kwargs["dtype"] not in _DTYPES:
       raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {kwargs['dtype']!r}")
     kwargs["dtype"] = _DTYPES[kwargs["dtype"]]
+  kwargs["kernels"] = _kernels(kwargs.get("kernels", "auto"), backend)
   for field in ("width_multiplier",):
     if field in kwargs and not kwargs[field] > 0:
       raise ValueError(f"{field} must be > 0, got {kwargs[field]!r}")
@@ -112,6 +173,8 @@ def create(name: str, num_classes: int | None = None, **overrides: Any) -> nn.Mo
 
 def default_image_size(name: str, **overrides: Any) -> int:
   """The input size each network was designed for (Table 2's receptive field where overridden)."""
+  if name in _REGISTERED:
+    return _REGISTERED[name].default_image_size
   cls, preset = _lookup(name)
   if cls in (GoogLeNet, BNInception):
     return 224
@@ -120,6 +183,8 @@ def default_image_size(name: str, **overrides: Any) -> int:
 
 def min_image_size(name: str, **overrides: Any) -> int:
   """The smallest square input the network accepts with these overrides."""
+  if name in _REGISTERED:
+    return _REGISTERED[name].min_image_size
   return create(name, **overrides).min_image_size
 
 
@@ -138,5 +203,6 @@ __all__ = [
   "create",
   "default_image_size",
   "min_image_size",
+  "register",
   "valid_overrides",
 ]

@@ -31,7 +31,16 @@ import jax.numpy as jnp
 
 from inception_jax import initializers
 from inception_jax.blocks import BNInceptionModule, BNInceptionReduction, SeparableConv
-from inception_jax.layers import ConvBN, check_images, dense, depth, global_avg_pool, max_pool
+from inception_jax.layers import (
+  STANDARD_KERNELS,
+  ConvBN,
+  Kernels,
+  check_images,
+  dense,
+  depth,
+  global_avg_pool,
+  max_pool,
+)
 from inception_jax.models.googlenet import _outputs, _torchvision_to_inception_range
 
 # The table of Figure 5, by slim end point: (paper row, #1x1, #3x3 reduce, #3x3, double #3x3
@@ -74,6 +83,7 @@ class BNInception(nn.Module):
   width_multiplier: float = 1.0
   initializer: str = "slim"
   dtype: Any = jnp.float32
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (models.create)
   return_features: bool = False
 
   @property
@@ -98,10 +108,12 @@ class BNInception(nn.Module):
       bn_axis_name=self.bn_axis_name,
       layer_init=init.conv,
       dtype=self.dtype,
+      kernels=self.kernels,
     )
     d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
     blocks = dict(
       conv=conv,
+      kernels=self.kernels,
       width_multiplier=self.width_multiplier,
       reduce_init=init.reduce,
       proj_init=init.proj,
@@ -123,14 +135,14 @@ class BNInception(nn.Module):
     else:
       stem = conv(d(64), 7, strides=2, padding="SAME", name="Conv2d_1a_7x7")
     x = end_points["Conv2d_1a_7x7"] = stem(x, train)
-    x = end_points["MaxPool_2a_3x3"] = max_pool(x, 3, 2, padding="SAME")
+    x = end_points["MaxPool_2a_3x3"] = max_pool(x, 3, 2, padding="SAME", kernels=self.kernels)
     x = end_points["Conv2d_2b_1x1"] = conv(
       d(64), 1, layer_init=init.proj or init.conv, name="Conv2d_2b_1x1"
     )(x, train)
     x = end_points["Conv2d_2c_3x3"] = conv(d(192), 3, padding="SAME", name="Conv2d_2c_3x3")(
       x, train
     )
-    x = end_points["MaxPool_3a_3x3"] = max_pool(x, 3, 2, padding="SAME")
+    x = end_points["MaxPool_3a_3x3"] = max_pool(x, 3, 2, padding="SAME", kernels=self.kernels)
     for name, (_, c1, c3r, c3, cdr, cd, pool, proj) in FIGURE5.items():
       if proj is None:
         block = BNInceptionReduction(c3r, c3, cdr, cd, name=name, **blocks)

@@ -27,7 +27,9 @@ import jax.numpy as jnp
 from inception_jax import initializers
 from inception_jax.blocks import GoogLeNetAuxHead, InceptionModule, NaiveInceptionModule
 from inception_jax.layers import (
+  STANDARD_KERNELS,
   ConvBN,
+  Kernels,
   LocalResponseNorm,
   check_images,
   dense,
@@ -92,6 +94,7 @@ class GoogLeNet(nn.Module):
   width_multiplier: float = 1.0
   initializer: str = "bvlc"
   dtype: Any = jnp.float32
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (models.create)
   return_features: bool = False
 
   def init_scheme(self) -> initializers.Scheme:
@@ -122,9 +125,12 @@ class GoogLeNet(nn.Module):
     if self.padding not in ("torchvision", "same"):
       raise ValueError(f"padding must be 'torchvision' or 'same' (tf-slim), got {self.padding!r}")
     if self.padding == "same":
-      conv1_pad, pool = "SAME", functools.partial(max_pool, padding="SAME")
+      conv1_pad, pool = "SAME", functools.partial(max_pool, padding="SAME", kernels=self.kernels)
     else:
-      conv1_pad, pool = 3, functools.partial(max_pool, padding=0, ceil_mode=True)
+      conv1_pad, pool = (
+        3,
+        functools.partial(max_pool, padding=0, ceil_mode=True, kernels=self.kernels),
+      )
     conv = functools.partial(
       ConvBN,
       norm="bn" if self.norm == "bn" else None,
@@ -133,6 +139,7 @@ class GoogLeNet(nn.Module):
       bn_axis_name=self.bn_axis_name,
       layer_init=init.conv,
       dtype=self.dtype,
+      kernels=self.kernels,
     )
     d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
     lrn = LocalResponseNorm() if self.norm == "lrn" else (lambda x: x)
@@ -163,6 +170,7 @@ class GoogLeNet(nn.Module):
           widths[2],
           widths[4],
           conv=conv,
+          kernels=self.kernels,
           branch3_kernel=self.branch3_kernel,
           width_multiplier=self.width_multiplier,
           name=name,
@@ -171,6 +179,7 @@ class GoogLeNet(nn.Module):
         block = InceptionModule(
           *widths,
           conv=conv,
+          kernels=self.kernels,
           branch3_kernel=self.branch3_kernel,
           width_multiplier=self.width_multiplier,
           name=name,
@@ -180,6 +189,7 @@ class GoogLeNet(nn.Module):
         head = GoogLeNetAuxHead(
           self.num_classes,
           conv=conv,
+          kernels=self.kernels,
           pooling=self.aux_pooling,
           dropout_rate=self.aux_dropout_rate,
           width_multiplier=self.width_multiplier,

@@ -50,7 +50,16 @@ from inception_jax.blocks import (
   GridReduction35to17,
   InceptionV3AuxHead,
 )
-from inception_jax.layers import ConvBN, check_images, dense, depth, global_avg_pool, max_pool
+from inception_jax.layers import (
+  STANDARD_KERNELS,
+  ConvBN,
+  Kernels,
+  check_images,
+  dense,
+  depth,
+  global_avg_pool,
+  max_pool,
+)
 from inception_jax.models.googlenet import _outputs, _torchvision_to_inception_range
 
 # Released code: Figure-6 inner widths for Mixed_6b..6e; the paper prints five such modules.
@@ -138,6 +147,7 @@ class InceptionV3(nn.Module):
   width_multiplier: float = 1.0
   initializer: str = "slim"
   dtype: Any = jnp.float32
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (models.create)
   return_features: bool = False
   mixed_7c_pool: str = "avg"
 
@@ -173,10 +183,11 @@ class InceptionV3(nn.Module):
       bn_axis_name=self.bn_axis_name,
       layer_init=init.conv,
       dtype=self.dtype,
+      kernels=self.kernels,
     )
     d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
     factorized_act = self.factorization_activation == "relu"
-    blocks = dict(conv=conv, width_multiplier=self.width_multiplier)
+    blocks = dict(conv=conv, kernels=self.kernels, width_multiplier=self.width_multiplier)
     pools = dict(pool_count_include_pad=self.pool_count_include_pad)
     end_points: dict[str, Any] = {}
 
@@ -204,7 +215,7 @@ class InceptionV3(nn.Module):
         widths[2], 3, padding=0 if rf == 79 else 1, name="Conv2d_2b_3x3"
       )(x, train)
     if rf != 79:
-      x = end_points["MaxPool_3a_3x3"] = max_pool(x, 3, 2)
+      x = end_points["MaxPool_3a_3x3"] = max_pool(x, 3, 2, kernels=self.kernels)
     if self.layout == "paper":
       x = end_points["Conv2d_3b_3x3"] = conv(d(80), 3, name="Conv2d_3b_3x3")(x, train)
       x = end_points["Conv2d_4a_3x3"] = conv(d(192), 3, strides=2, name="Conv2d_4a_3x3")(x, train)
@@ -212,7 +223,7 @@ class InceptionV3(nn.Module):
     else:
       x = end_points["Conv2d_3b_1x1"] = conv(d(80), 1, name="Conv2d_3b_1x1")(x, train)
       x = end_points["Conv2d_4a_3x3"] = conv(d(192), 3, name="Conv2d_4a_3x3")(x, train)
-      x = end_points["MaxPool_5a_3x3"] = max_pool(x, 3, 2)
+      x = end_points["MaxPool_5a_3x3"] = max_pool(x, 3, 2, kernels=self.kernels)
 
     # ---- 35x35: Figure 5 ----
     k5 = 3 if self.layout == "paper" else 5

@@ -29,7 +29,7 @@ def compile_step(fn: Callable, model: nn.Module, **jit_kwargs: Any) -> Callable:
   pooling kernels were chosen with (`models.create(..., backend=...)`): XLA:CPU's fast-path
   options for the CPU kernels (`fast_conv.CPU_OPS`), XLA's defaults otherwise. Use it for every
   jitted function that applies the model."""
-  return jax.jit(fn, compiler_options=fast_conv.compiler_options(), **jit_kwargs)
+  return jax.jit(fn, compiler_options=fast_conv.compiler_options(model), **jit_kwargs)
 
 
 def loss_and_grads(
