@@ -18,7 +18,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from helpers.training import ROOT, install_tiny_model, subprocess_env, tiny_config
+from helpers.training import ROOT, register_tiny_model, subprocess_env, tiny_config
 from PIL import Image
 
 from inception_jax import cli, data, errors, extras
@@ -29,7 +29,7 @@ from inception_jax.training import checkpoint, loop, parallel
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_model():
-  install_tiny_model()
+  register_tiny_model()
 
 
 class Compiled(Exception):

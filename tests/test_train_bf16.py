@@ -1,9 +1,10 @@
-"""bfloat16 training checked against float32: the trainer's own step (`step_lib.train_step`) on a
-narrow GoogLeNet-BN, from the same initialisation and the same batches, in both precisions.
+"""bfloat16 training checked against float32: the trainer's own step (`training.step.train_step`)
+on a narrow GoogLeNet-BN, from the same initialisation and the same batches, in both precisions.
 
-What bfloat16 changes is the compute dtype of convolutions and matrix products (`state_lib.create_model`
-with half precision); parameters, BatchNorm statistics, the loss and the optimizer state stay
-float32, which is asserted leaf by leaf. The losses of the two runs are compared step by step.
+What bfloat16 changes is the compute dtype of convolutions and matrix products
+(`training.state.create_model` with half precision); parameters, BatchNorm statistics, the loss
+and the optimizer state stay float32, which is asserted leaf by leaf. The losses of the two runs
+are compared step by step.
 """
 
 import jax

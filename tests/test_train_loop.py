@@ -7,7 +7,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from helpers.training import install_tiny_model, tiny_config
+from helpers.training import register_tiny_model, tiny_config
 
 from inception_jax import errors
 from inception_jax.evaluation import evaluate
@@ -16,7 +16,7 @@ from inception_jax.training import checkpoint, loop, parallel
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_model():
-  install_tiny_model()
+  register_tiny_model()
 
 
 def read_metrics(workdir):

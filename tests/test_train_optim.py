@@ -1,4 +1,5 @@
-"""Learning-rate schedules give the papers' values at the epoch boundaries; optimizers as defined."""
+"""Learning-rate schedules give the papers' values at the epoch boundaries; optimizers as
+defined."""
 
 import jax
 import jax.numpy as jnp

@@ -9,17 +9,17 @@ import types
 import jax
 import numpy as np
 import pytest
-from helpers.training import ROOT, install_tiny_model, subprocess_env, tiny_config
+from helpers.training import ROOT, register_tiny_model, subprocess_env, tiny_config
 
 EIGHT_DEVICES = textwrap.dedent("""
     import functools, jax, jax.numpy as jnp, numpy as np
-    from helpers.training import install_tiny_model, tiny_config
+    from helpers.training import register_tiny_model, tiny_config
     from inception_jax import errors
     from inception_jax.training import loop, optim, parallel, recipe
     from inception_jax.training import state as state_lib
     from inception_jax.training import step as step_lib
     assert jax.device_count() == 8, jax.devices()
-    install_tiny_model()
+    register_tiny_model()
 
     def one_step(config, devices, batch):
       mesh = parallel.make_mesh(devices)
@@ -102,7 +102,7 @@ def test_bad_configs_fail_with_a_clear_message(field, value, message):
   from inception_jax import errors
   from inception_jax.training import recipe
 
-  install_tiny_model()
+  register_tiny_model()
   config = tiny_config(**{field: value})  # batch 16, eval batch 32
   eight_devices = types.SimpleNamespace(devices=np.empty(8, dtype=object))
   with pytest.raises(errors.ConfigError, match=message):
@@ -113,7 +113,7 @@ def test_bad_config_fails_before_compiling(tmp_path, monkeypatch):
   from inception_jax import errors
   from inception_jax.training import loop
 
-  install_tiny_model()
+  register_tiny_model()
   compiled = []
   monkeypatch.setattr(jax, "jit", lambda *a, **k: compiled.append(1))
   with pytest.raises(errors.ConfigError, match="unknown model 'resnet50'"):

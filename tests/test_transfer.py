@@ -13,7 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from flax import traverse_util
-from helpers.training import TinyNet, install_tiny_model, tiny_config
+from helpers.training import TinyNet, register_tiny_model, tiny_config
 
 from inception_jax import errors
 from inception_jax.layers import ConvBN
@@ -24,7 +24,7 @@ from inception_jax.training import step as step_lib
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_model():
-  install_tiny_model()
+  register_tiny_model()
 
 
 def flat(tree):

@@ -1,13 +1,9 @@
-"""Shared pieces of the training tests: a tiny stand-in network and a subprocess runner.
+"""Shared pieces of the training tests: a tiny stand-in network and what runs it in a subprocess.
 
-The stand-in (`tiny`, registered into `inception_jax.models` by `install_tiny_model`) has the
+The stand-in (`tiny`, registered with `models.register` by `register_tiny_model`) has the
 interface of the real networks (BatchNorm or none, an auxiliary head, dropout, `dtype`), and
 compiles in a second, so the trainer's tests stay fast; the real GoogLeNet is exercised by the
-`:local` preset test.
-
-Run as a script, it trains: python tests/helpers/training.py WORKDIR [--config.field=value ...]
-(with optional --coordinator_address/--num_processes/--process_id, and TINY_STEP_SLEEP seconds
-per step to leave time for a kill -9).
+`:local` preset test. `TRAIN_SCRIPT` (tests/helpers/train_tiny.py) trains it in a subprocess.
 """
 
 import os
@@ -15,10 +11,12 @@ import sys
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
+from inception_jax import models
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN_SCRIPT = os.path.join(ROOT, "tests", "helpers", "train_tiny.py")
 
 
 class TinyNet(nn.Module):
@@ -61,25 +59,15 @@ class TinyNet(nn.Module):
     return logits
 
 
-def install_tiny_model() -> None:
-  """Makes `models.create("tiny", ...)` return TinyNet (idempotent)."""
-  from inception_jax import models
+def tiny(num_classes: int = 1000, **overrides: Any) -> TinyNet:
+  """`models.create("tiny", ...)`: TinyNet with the real networks' default of 1000 classes."""
+  return TinyNet(num_classes=num_classes, **overrides)
 
-  if "tiny" in models.NAMES:
-    return
-  create, min_size = models.create, models.min_image_size
 
-  def create_with_tiny(name, num_classes=None, **overrides):
-    if name == "tiny":
-      return TinyNet(num_classes=1000 if num_classes is None else num_classes, **overrides)
-    return create(name, num_classes=num_classes, **overrides)  # None: the network's own default
-
-  def min_image_size_with_tiny(name, **overrides):
-    return 8 if name == "tiny" else min_size(name, **overrides)
-
-  models.create = create_with_tiny
-  models.min_image_size = min_image_size_with_tiny
-  models.NAMES = (*models.NAMES, "tiny")
+def register_tiny_model() -> None:
+  """Registers `tiny` with `inception_jax.models` (idempotent); the library's functions are
+  left as they are."""
+  models.register("tiny", tiny, min_image_size=8)
 
 
 def tiny_config(**overrides):
@@ -111,102 +99,3 @@ def subprocess_env(num_devices: int = 1) -> dict[str, str]:
   env["JAX_PLATFORMS"] = "cpu"
   env["TF_CPP_MIN_LOG_LEVEL"] = "3"
   return env
-
-
-def _log_batches(path: str) -> None:
-  """Appends each training batch this process prepares to `path` as a JSON line: the step and,
-  per row, the label and a hash of the image's bytes."""
-  import hashlib
-  import json
-
-  from inception_jax import data
-
-  create = data.create_train_iterator
-
-  class Logged:
-    def __init__(self, it):
-      self.it = it
-
-    def __getattr__(self, name):
-      return getattr(self.it, name)
-
-    def __iter__(self):
-      return self
-
-    def __next__(self):
-      step = self.it.step
-      batch = next(self.it)
-      rows = [
-        [int(label), hashlib.sha1(image.tobytes()).hexdigest()[:16]]
-        for image, label in zip(batch["image"], batch["label"], strict=False)
-      ]
-      with open(path, "a") as f:
-        f.write(json.dumps({"step": step, "rows": rows}) + "\n")
-      return batch
-
-  data.create_train_iterator = lambda *a, **k: Logged(create(*a, **k))
-
-
-def _main(argv: list[str]) -> None:
-  """Trains the tiny network in argv[1] with --config.x=y overrides (see the module docstring)."""
-  import argparse
-
-  parser = argparse.ArgumentParser()
-  parser.add_argument("workdir")
-  parser.add_argument("--coordinator_address")
-  parser.add_argument("--num_processes", type=int)
-  parser.add_argument("--process_id", type=int)
-  args, rest = parser.parse_known_args(argv[1:])
-  from absl import logging
-
-  logging.use_absl_handler()
-  logging.set_verbosity(logging.INFO)
-  from inception_jax.training import parallel
-
-  if args.coordinator_address:
-    parallel.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
-  install_tiny_model()
-  import ast
-
-  overrides = {}
-  for item in rest:
-    key, value = item.removeprefix("--config.").split("=", 1)
-    try:
-      overrides[key] = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      overrides[key] = value
-  config = tiny_config(**overrides)
-  sleep = float(os.environ.get("TINY_STEP_SLEEP", "0"))
-  if sleep:
-    import time
-
-    shard_batch = parallel.shard_batch
-
-    def slow_shard_batch(batch, mesh):
-      time.sleep(sleep)
-      return shard_batch(batch, mesh)
-
-    parallel.shard_batch = slow_shard_batch
-  stop_at = int(os.environ.get("TINY_STOP_AT", "0"))
-  if stop_at:  # as if preempted: save and stop at that step
-    from inception_jax.training import checkpoint, parallel
-
-    checkpoint.Checkpointer.should_stop = lambda self, step: step >= stop_at
-  batch_log = os.environ.get("TINY_BATCH_LOG")
-  if batch_log:
-    _log_batches(f"{batch_log}.{jax.process_index()}")
-  from inception_jax.training import loop, parallel
-
-  state = loop.train_and_evaluate(config, args.workdir)
-  if jax.process_index() == 0:
-    import numpy as np
-
-    flat = {
-      jax.tree_util.keystr(k): np.asarray(v)
-      for k, v in jax.tree_util.tree_leaves_with_path(parallel.fetch(state.variables()))
-    }
-    np.savez(os.path.join(args.workdir, "final_variables.npz"), **flat)
-
-
-if __name__ == "__main__":
-  _main(sys.argv)
