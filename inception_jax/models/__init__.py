@@ -9,8 +9,9 @@
 | `inception_v3` | the released Inception-v3 (factorized stem, BN-auxiliary) | 299 |
 | `inception_v3_fid` | the FID network (pytorch-fid's; `InceptionV3FID`, 1008 classes) | 299 |
 
-Overrides are the attributes of `GoogLeNet` / `BNInception` / `InceptionV3` (every ablation of both papers); an
-unknown name or an invalid value raises a ValueError before anything is traced. `initializer`
+Overrides are the attributes of `GoogLeNet` / `BNInception` / `InceptionV3` (every ablation of
+both papers); an unknown name, or a value the field's type rules out (`models.common`), raises a
+ValueError before anything is traced. `initializer`
 selects the initial weights: each network's reference by default (`googlenet`: BVLC's Caffe
 GoogLeNet; the others: tf-slim), or "torchvision" / "flax" (`inception_jax.initializers`).
 
@@ -59,23 +60,6 @@ _PRESETS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
 }
 NAMES = tuple(_PRESETS)
 
-# Values each categorical override accepts (checked in `create`, before any tracing).
-_CHOICES = {
-  "norm": ("lrn", "bn"),
-  "module": ("reduced", "naive"),
-  "branch3_kernel": (3, 5),
-  "pool5_window": (2, 3),
-  "aux_pooling": ("paper", "adaptive"),
-  "stem": ("factorized", "7x7"),
-  "factorization_activation": ("relu", "linear"),
-  "receptive_field": (299, 151, 79),
-  "layout": ("released", "paper"),
-  "initializer": initializers.INITIALIZERS,
-  "padding": ("torchvision", "same"),
-  "mixed_7c_pool": ("avg", "max"),
-}
-# Where a model's field takes other values than the same field elsewhere.
-_MODEL_CHOICES = {"bn_inception": {"stem": ("separable", "7x7")}}
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -148,25 +132,13 @@ def create(
     )
   if num_classes is None:
     num_classes = next(f.default for f in dataclasses.fields(cls) if f.name == "num_classes")
-  if not isinstance(num_classes, int) or num_classes < 1:
-    raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
   kwargs = {**preset, **overrides}
-  choices = {**_CHOICES, **_MODEL_CHOICES.get(name, {})}
-  for field, value in kwargs.items():
-    if field in choices and value not in choices[field]:
-      raise ValueError(f"{name}: {field} must be one of {choices[field]}, got {value!r}")
   if isinstance(kwargs.get("dtype"), str):
     if kwargs["dtype"] not in _DTYPES:
       raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {kwargs['dtype']!r}")
     kwargs["dtype"] = _DTYPES[kwargs["dtype"]]
   kwargs["kernels"] = _kernels(kwargs.get("kernels", "auto"), backend)
-  for field in ("width_multiplier",):
-    if field in kwargs and not kwargs[field] > 0:
-      raise ValueError(f"{field} must be > 0, got {kwargs[field]!r}")
-  for field in ("dropout_rate", "aux_dropout_rate"):
-    if field in kwargs and not 0.0 <= kwargs[field] < 1.0:
-      raise ValueError(f"{field} must be in [0, 1), got {kwargs[field]!r}")
-  model = cls(num_classes=num_classes, **kwargs)
+  model = cls(num_classes=num_classes, **kwargs)  # checks its options (models.common)
   model.init_scheme()  # e.g. initializer="bvlc" on a network BVLC never trained
   return model
 

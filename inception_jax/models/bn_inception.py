@@ -23,7 +23,7 @@ at 224), dropout (slim: keep 0.8) and a linear layer. No auxiliary heads (slim b
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from inception_jax import initializers
 from inception_jax.blocks import BNInceptionModule, BNInceptionReduction, SeparableConv
 from inception_jax.layers import (
+  BN_MOMENTUM,
   STANDARD_KERNELS,
   ConvBN,
   Kernels,
@@ -41,7 +42,7 @@ from inception_jax.layers import (
   global_avg_pool,
   max_pool,
 )
-from inception_jax.models.googlenet import _outputs, _torchvision_to_inception_range
+from inception_jax.models.common import check_options, outputs, torchvision_to_inception_range
 
 # The table of Figure 5, by slim end point: (paper row, #1x1, #3x3 reduce, #3x3, double #3x3
 # reduce, double #3x3, pool, pool projection). Stride-2 rows have no 1x1 and pass the pool through.
@@ -74,17 +75,21 @@ class BNInception(nn.Module):
   """
 
   num_classes: int = 1000
-  stem: str = "separable"
+  stem: Literal[STEMS] = "separable"
   dropout_rate: float = 0.2
   transform_input: bool = False
   bn_scale: bool = True
-  bn_momentum: float = 0.9997
+  bn_momentum: float = BN_MOMENTUM
   bn_axis_name: str | None = None
   width_multiplier: float = 1.0
-  initializer: str = "slim"
+  initializer: Literal[initializers.INITIALIZERS] = "slim"
   dtype: Any = jnp.float32
   kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (models.create)
   return_features: bool = False
+
+  def __post_init__(self):
+    check_options(self)  # before anything is traced
+    super().__post_init__()
 
   @property
   def min_image_size(self) -> int:
@@ -97,8 +102,6 @@ class BNInception(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False):
-    if self.stem not in STEMS:
-      raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
     check_images(images, self.min_image_size, type(self).__name__)
     init = self.init_scheme()
     conv = functools.partial(
@@ -120,7 +123,7 @@ class BNInception(nn.Module):
     )
     end_points: dict[str, Any] = {}
 
-    x = _torchvision_to_inception_range(images) if self.transform_input else images
+    x = torchvision_to_inception_range(images) if self.transform_input else images
     x = x.astype(self.dtype)
     if self.stem == "separable":
       # slim: depthwise_multiplier = min(int(depth(64) / 3), 8), so that 3 * it <= depth(64).
@@ -155,4 +158,4 @@ class BNInception(nn.Module):
     logits = dense(self.num_classes, init.logits, x.shape[-1], dtype=self.dtype, name="Logits")(
       x
     ).astype(jnp.float32)
-    return _outputs(logits, (), end_points, train, self.return_features)
+    return outputs(logits, (), end_points, train, self.return_features)

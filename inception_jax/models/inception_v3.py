@@ -35,7 +35,7 @@ that pytorch-fid reproduces); see its docstring and `inception_jax.fid`.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -51,6 +51,7 @@ from inception_jax.blocks import (
   InceptionV3AuxHead,
 )
 from inception_jax.layers import (
+  BN_MOMENTUM,
   STANDARD_KERNELS,
   ConvBN,
   Kernels,
@@ -60,7 +61,7 @@ from inception_jax.layers import (
   global_avg_pool,
   max_pool,
 )
-from inception_jax.models.googlenet import _outputs, _torchvision_to_inception_range
+from inception_jax.models.common import check_options, outputs, torchvision_to_inception_range
 
 # Released code: Figure-6 inner widths for Mixed_6b..6e; the paper prints five such modules.
 CHANNELS_7X7 = {"released": (128, 160, 160, 192), "paper": (128, 160, 160, 160, 192)}
@@ -132,24 +133,29 @@ class InceptionV3(nn.Module):
   """
 
   num_classes: int = 1000
-  stem: str = "factorized"
+  stem: Literal["factorized", "7x7"] = "factorized"
   aux_logits: bool = True
   aux_bn: bool = True
-  factorization_activation: str = "relu"
-  receptive_field: int = 299
-  layout: str = "released"
+  factorization_activation: Literal["relu", "linear"] = "relu"
+  receptive_field: Literal[299, 151, 79] = 299
+  layout: Literal["released", "paper"] = "released"
   dropout_rate: float = 0.2
   pool_count_include_pad: bool = False
   transform_input: bool = False
   bn_scale: bool = True
-  bn_momentum: float = 0.9997
+  bn_momentum: float = BN_MOMENTUM
   bn_axis_name: str | None = None
   width_multiplier: float = 1.0
-  initializer: str = "slim"
+  initializer: Literal[initializers.INITIALIZERS] = "slim"
   dtype: Any = jnp.float32
   kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (models.create)
   return_features: bool = False
-  mixed_7c_pool: str = "avg"
+
+  def __post_init__(self):
+    check_options(self)  # before anything is traced
+    super().__post_init__()
+
+  mixed_7c_pool: Literal[MIXED_7C_POOLS] = "avg"
 
   def init_scheme(self) -> initializers.Scheme:
     """The initialisers of each kind of layer; raises ValueError for an unknown name."""
@@ -159,21 +165,8 @@ class InceptionV3(nn.Module):
   def min_image_size(self) -> int:
     return MIN_IMAGE_SIZE.get((self.stem, self.receptive_field), 75)
 
-  def _validate(self) -> None:
-    choices = {
-      "stem": ("factorized", "7x7"),
-      "factorization_activation": ("relu", "linear"),
-      "receptive_field": (299, 151, 79),
-      "layout": ("released", "paper"),
-      "mixed_7c_pool": MIXED_7C_POOLS,
-    }
-    for field, valid in choices.items():
-      if getattr(self, field) not in valid:
-        raise ValueError(f"{field} must be one of {valid}, got {getattr(self, field)!r}")
-
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False):
-    self._validate()
     check_images(images, self.min_image_size, type(self).__name__)
     init = self.init_scheme()
     conv = functools.partial(
@@ -191,7 +184,7 @@ class InceptionV3(nn.Module):
     pools = dict(pool_count_include_pad=self.pool_count_include_pad)
     end_points: dict[str, Any] = {}
 
-    x = _torchvision_to_inception_range(images) if self.transform_input else images
+    x = torchvision_to_inception_range(images) if self.transform_input else images
     x = x.astype(self.dtype)
     # ---- Stem (Table 1 rows up to the 35x35 grid; Table 2's receptive field variants) ----
     rf = self.receptive_field
@@ -274,7 +267,7 @@ class InceptionV3(nn.Module):
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     logits = dense(self.num_classes, init.logits, x.shape[-1], self.dtype, name="Logits")(x)
     logits = logits.astype(jnp.float32)
-    return _outputs(logits, aux, end_points, train, self.return_features)
+    return outputs(logits, aux, end_points, train, self.return_features)
 
 
 class InceptionV3FID(InceptionV3):
@@ -300,4 +293,4 @@ class InceptionV3FID(InceptionV3):
   num_classes: int = 1008
   aux_logits: bool = False
   pool_count_include_pad: bool = False
-  mixed_7c_pool: str = "max"
+  mixed_7c_pool: Literal[MIXED_7C_POOLS] = "max"
