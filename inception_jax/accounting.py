@@ -220,16 +220,16 @@ def summarize(
   if by == "layer":
     return [
       dict(
-        path=l.path,
-        kind=l.kind,
-        input_shape=l.input_shape[1:],
-        output_shape=l.output_shape[1:],
-        kernel_shape=l.kernel_shape,
-        params=l.params,
-        macs=l.macs,
+        path=layer.path,
+        kind=layer.kind,
+        input_shape=layer.input_shape[1:],
+        output_shape=layer.output_shape[1:],
+        kernel_shape=layer.kernel_shape,
+        params=layer.params,
+        macs=layer.macs,
       )
-      for l in t.layers
-      if include_aux or not l.is_aux
+      for layer in t.layers
+      if include_aux or not layer.is_aux
     ]
   if by != "end_point":
     raise ValueError(f"by must be 'end_point' or 'layer', got {by!r}")

@@ -1,4 +1,5 @@
-"""The XLA:CPU fast path of `ConvBN`'s convolution and of pooling (measurements: docs/PERFORMANCE.md).
+"""The XLA:CPU fast path of `ConvBN`'s convolution and of pooling (measurements:
+docs/PERFORMANCE.md).
 
 Most of it is two per-compilation XLA:CPU options (`compiler_options`), which
 `training.step.compile_step` passes to `jax.jit` for every step that applies a model built with
@@ -60,7 +61,9 @@ CPU_COMPILER_OPTIONS = {
   # XLA's default YNNPACK set (individual dots, reductions, individual convolutions) less the
   # convolutions = XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution
   # (a per-compilation option takes the full list of enum names, no +/- form).
-  "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
+  "xla_cpu_experimental_ynn_fusion_type": (
+    "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+  ),
 }
 
 
