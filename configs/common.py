@@ -1,7 +1,7 @@
 """Defaults shared by every recipe; each field is described once, here.
 
-A recipe (configs/v1.py, v2.py, v3.py) starts from `base_config()` and overrides the fields its paper
-fixes, naming the source of each choice. Any field can be overridden on the command line with
+A recipe (configs/v1.py, v2.py, v3.py) starts from `base_config()` and overrides the fields its
+paper fixes, naming the source of each choice. Any field can be overridden on the command line with
 `--config.field=value`.
 """
 
@@ -79,9 +79,10 @@ def base_config() -> ml_collections.ConfigDict:
   )  # checkpoint (a workdir, its step folder, or converted weights) to start from
 
   # Transfer learning (inception_jax/training/transfer.py). Patterns: comma-separated regexes
-  # matched (re.search) against variable names such as 'Mixed_3b/branch1/conv/kernel', 'Logits/bias',
-  # or presets: 'classifiers' (Logits and the AuxLogits heads), 'backbone' (everything else).
-  # init_from re-initialises (and logs) classifier layers whose shape differs or that it lacks.
+  # matched (re.search) against variable names such as 'Mixed_3b/branch1/conv/kernel',
+  # 'Logits/bias', or presets: 'classifiers' (Logits and the AuxLogits heads), 'backbone'
+  # (everything else). init_from re-initialises (and logs) classifier layers whose shape differs or
+  # that it lacks.
   c.init_exclude = ""  # variables not loaded from init_from (started afresh)
   c.freeze = ""  # variables not trained; their BatchNorm layers keep fixed statistics
   c.new_layers_lr_multiplier = 1.0  # learning-rate factor of the classifiers and init_exclude

@@ -113,9 +113,7 @@ def _run_train(args: argparse.Namespace) -> dict[str, Any]:
     os.environ["INCEPTION_JAX_FAST_CONV"] = args.fast_conv
   mode = os.environ.get("INCEPTION_JAX_FAST_CONV", "auto").strip().lower() or "auto"
   if mode not in FAST_CONV_KERNELS:
-    raise ValueError(
-      f"--fast-conv / INCEPTION_JAX_FAST_CONV must be auto, on or off; got {mode!r}"
-    )
+    raise ValueError(f"--fast-conv / INCEPTION_JAX_FAST_CONV must be auto, on or off; got {mode!r}")
   size = args.image_size or models.default_image_size(args.model)
   if args.peers or args.variants:
     peers = tuple(p for p in args.peers.split(",") if p)

@@ -5,12 +5,13 @@ persistent compilation cache (docs/PERFORMANCE.md has the method and the figures
   (AOT: `jit(...).lower(...)` then `.compile()`, timed separately), the median train and eval
   throughput after a warm-up step, the multiply-adds per image (`inception_jax.accounting`), the
   achieved FLOP/s and its ratio to a matrix product measured on the same devices.
-- `run_peer(...)`: one of the peer scripts in inception_jax/peers (torchvision, Keras) in a subprocess.
+- `run_peer(...)`: one of the peer scripts in inception_jax/peers (torchvision, Keras) in a
+  subprocess.
 
-The train step is the training code's own (`inception_jax.training.step.train_step`: cross-entropy plus the
-auxiliary heads' term weighted 0.3 for GoogLeNet and 0.4 for Inception v3, as the peers do), with
-SGD momentum 0.9 from optax, jitted with the state donated; no label smoothing or weight decay,
-since the peer scripts have none. Eval is `model.apply(variables, images, train=False)`.
+The train step is the training code's own (`inception_jax.training.step.train_step`: cross-entropy
+plus the auxiliary heads' term weighted 0.3 for GoogLeNet and 0.4 for Inception v3, as the peers
+do), with SGD momentum 0.9 from optax, jitted with the state donated; no label smoothing or weight
+decay, since the peer scripts have none. Eval is `model.apply(variables, images, train=False)`.
 Benchmarks print figures; tests never time anything.
 """
 

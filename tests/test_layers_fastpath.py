@@ -130,8 +130,10 @@ def test_bfloat16_matches_standard():
     np.testing.assert_allclose(
       y_fast.astype(jnp.float32), y_std.astype(jnp.float32), rtol=2e-2, atol=2e-2
     )
-    dk = jax.grad(lambda k: jnp.sum(_fast(x, k, (1, 1), pad).astype(jnp.float32)))(k)
-    dk_std = jax.grad(lambda k: jnp.sum(_standard(x, k, (1, 1), pad).astype(jnp.float32)))(k)
+    dk = jax.grad(lambda k, pad=pad: jnp.sum(_fast(x, k, (1, 1), pad).astype(jnp.float32)))(k)
+    dk_std = jax.grad(lambda k, pad=pad: jnp.sum(_standard(x, k, (1, 1), pad).astype(jnp.float32)))(
+      k
+    )
     assert dk.dtype == jnp.bfloat16
     np.testing.assert_allclose(
       dk.astype(jnp.float32), dk_std.astype(jnp.float32), rtol=2e-2, atol=5e-2
@@ -185,7 +187,7 @@ def test_convbn_same_parameters_and_outputs(kernel_size, strides, padding, norm)
     layer = ConvBN(6, kernel_size, strides=strides, padding=padding, norm=norm, kernels=kernels)
     variables = layer.init(jax.random.key(1), x)
 
-    def loss(params, x):
+    def loss(params, x, layer=layer, variables=variables):
       y, _ = layer.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
       return jnp.sum(jnp.sin(y))
 
@@ -380,7 +382,7 @@ def test_eigen_convolutions_match_ynnpack():
     kx, kk, kg = jax.random.split(jax.random.key(stride), 3)
     x, k = jax.random.normal(kx, x_shape), jax.random.normal(kk, k_shape)
 
-    def f(x, k):
+    def f(x, k, stride=stride):
       y = _standard(x, k, (stride, stride), "SAME")
       return y, jax.grad(lambda x: jnp.sum(_standard(x, k, (stride, stride), "SAME") ** 2))(x)
 

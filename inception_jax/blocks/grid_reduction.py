@@ -42,7 +42,7 @@ class GridReduction35to17(nn.Module):
 
 
 class GridReduction17to8(nn.Module):
-  """Mixed_7a: 1x1 192 -> 3x3/2 320 | 1x1 192 -> 1x7 192 -> 7x1 192 -> 3x3/2 192 | 3x3/2 max pool."""
+  """Mixed_7a: 1x1 192 -> 3x3/2 320 | 1x1 192 -> 1x7 192 -> 7x1 192 -> 3x3/2 192 | 3x3/2 pool."""
 
   conv: ModuleDef = ConvBN
   kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)

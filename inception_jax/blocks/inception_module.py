@@ -5,7 +5,8 @@ Figure 2b (`InceptionModule`): four parallel branches concatenated on channels,
 with the 1x1 convolutions in front of the 3x3 and 5x5 acting as dimension reductions.
 Figure 2a (`NaiveInceptionModule`): the same without the reductions and the pool projection, so the
 pooling branch passes every input channel through and the output widens from module to module.
-The released code (tf-slim, torchvision) uses a 3x3 where the paper has the 5x5 (`branch3_kernel=3`).
+The released code (tf-slim, torchvision) uses a 3x3 where the paper has the 5x5
+(`branch3_kernel=3`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""The auxiliary classifier of Inception v2/v3 on the 17x17 grid (Rethinking, Section 4 and Table 3).
+"""The auxiliary classifier of Inception v2/v3 on the 17x17 grid (Rethinking, Section 4, Table 3).
 
 5x5/3 average pool (17x17 -> 5x5), 1x1 conv 128, 5x5 conv 768 (the "fully connected" layer: on a 5x5
 input it sees the whole grid), linear classifier. The paper finds these heads act as regularizers;
 batch-normalizing the fully connected layer ("BN-auxiliary", `bn_fc=True`, Inception-v3) gives 0.4%
 absolute top-1. With `bn_fc=False` (Inception-v2 of Table 3) that layer is conv + bias + ReLU.
-Smaller inputs shrink both 5x5 kernels to the grid, as tf-slim's `_reduced_kernel_size_for_small_input`
-does; at 299x299 this is exactly torchvision's `InceptionAux`.
+Smaller inputs shrink both 5x5 kernels to the grid, as tf-slim's
+`_reduced_kernel_size_for_small_input` does; at 299x299 this is exactly torchvision's
+`InceptionAux`.
 """
 
 from __future__ import annotations

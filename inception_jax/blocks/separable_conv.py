@@ -1,11 +1,11 @@
 """BN-Inception's first layer as tf-slim's released checkpoint has it: a depthwise-separable 7x7/2.
 
-Ioffe and Szegedy 2015 (Figure 5, first row) give a dense 7x7/2 convolution to 64 channels. tf-slim's
-`nets/inception_v2.py`, whose checkpoint `inception_v2_2016_08_28` is Google's released BN-Inception,
-builds `Conv2d_1a_7x7` with `separable_conv2d` instead: a depthwise 7x7/2 with depth multiplier
-min(64 // 3, 8) = 8 (3 -> 24 channels, no bias), then a 1x1 pointwise convolution to 64 channels
-with a bias and a ReLU. slim's arg scope attaches BatchNorm to `conv2d` only, so this layer has no
-BatchNorm (tensorflow/models issue 4843: the checkpoint holds `depthwise_weights`,
+Ioffe and Szegedy 2015 (Figure 5, first row) give a dense 7x7/2 convolution to 64 channels.
+tf-slim's `nets/inception_v2.py`, whose checkpoint `inception_v2_2016_08_28` is Google's released
+BN-Inception, builds `Conv2d_1a_7x7` with `separable_conv2d` instead: a depthwise 7x7/2 with depth
+multiplier min(64 // 3, 8) = 8 (3 -> 24 channels, no bias), then a 1x1 pointwise convolution to 64
+channels with a bias and a ReLU. slim's arg scope attaches BatchNorm to `conv2d` only, so this layer
+has no BatchNorm (tensorflow/models issue 4843: the checkpoint holds `depthwise_weights`,
 `pointwise_weights` and `biases` for it, and BatchNorm from `Conv2d_2b_1x1` on).
 
 Depthwise channel order is TF's: output channel c * multiplier + m comes from input channel c.

@@ -2,10 +2,10 @@
 
 | name | what | default input |
 |---|---|---|
-| `googlenet` | GoogLeNet as the paper defines it (Table 1, Figure 3: LRN, 5x5 branches, aux heads) | 224 |
-| `googlenet_bn` | GoogLeNet as released (tf-slim / torchvision: BatchNorm, 3x3 "5x5" branch) | 224 |
-| `bn_inception` | BN-Inception (Ioffe & Szegedy 2015, Figure 5; slim's `inception_v2.py`), separable stem | 224 |
-| `inception_v2` | Rethinking's Inception-v2 (Table 3 baseline: 7x7/2 first conv, aux head without BN) | 299 |
+| `googlenet` | GoogLeNet as the paper defines it (Table 1, Fig. 3: LRN, 5x5s, aux heads) | 224 |
+| `googlenet_bn` | GoogLeNet as released (tf-slim / torchvision: BatchNorm, 3x3 "5x5") | 224 |
+| `bn_inception` | BN-Inception (BN paper Figure 5; slim's `inception_v2.py`) | 224 |
+| `inception_v2` | Rethinking's Inception-v2 (Table 3: 7x7/2 first conv, aux head, no BN) | 299 |
 | `inception_v3` | the released Inception-v3 (factorized stem, BN-auxiliary) | 299 |
 | `inception_v3_fid` | the FID network (pytorch-fid's; `InceptionV3FID`, 1008 classes) | 299 |
 
@@ -34,7 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax import fast_conv, initializers
+from inception_jax import fast_conv
 from inception_jax.layers import Kernels
 from inception_jax.models.bn_inception import BNInception
 from inception_jax.models.googlenet import GoogLeNet

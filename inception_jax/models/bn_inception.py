@@ -1,12 +1,12 @@
-"""BN-Inception: Ioffe and Szegedy 2015, "Batch Normalization", Section 4.1 and Figure 5 (the table of
-the modified Inception), as tf-slim's `nets/inception_v2.py` releases it.
+"""BN-Inception: Ioffe and Szegedy 2015, "Batch Normalization", Section 4.1 and Figure 5 (the table
+of the modified Inception), as tf-slim's `nets/inception_v2.py` releases it.
 
 GoogLeNet with BatchNorm after every convolution, each 5x5 replaced by two consecutive 3x3, average
 pooling in most modules, and two stride-2 modules (3c, 4e) whose max-pool branch passes its input
 through. A row of Rethinking Table 3 (25.2% / 7.8% error, 2.0 G ops) and Table 4 (144 crops:
 22% / 5.82%). tf-slim calls it `inception_v2`; it is NOT Rethinking's Inception-v2 (`inception_v2`
-here). End points carry slim's names: slim's `Mixed_3b` is the paper's inception (3a), its `Mixed_4a`
-the paper's (3c), `Mixed_5a` the paper's (4e) (docs/NAMES.md).
+here). End points carry slim's names: slim's `Mixed_3b` is the paper's inception (3a), its
+`Mixed_4a` the paper's (3c), `Mixed_5a` the paper's (4e) (docs/NAMES.md).
 
   - `stem="separable"` (default): `Conv2d_1a_7x7` as the released checkpoint
     (`inception_v2_2016_08_28`) was trained: a depthwise 7x7/2 with depth multiplier 8, then a 1x1

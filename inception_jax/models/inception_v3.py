@@ -3,8 +3,8 @@
 `InceptionV3` with its defaults is the released Inception-v3 (tf-slim inception_v3, torchvision
 Inception3 and Keras InceptionV3 agree): factorized stem, Mixed_5b..5d (Figure 5), Mixed_6a
 (Figure 10), Mixed_6b..6e (Figure 6, n=7), Mixed_7a, Mixed_7b..7c (Figure 7), BN-auxiliary head on
-Mixed_6e. Every conv is conv -> BN (eps 0.001) -> ReLU without bias. Every ablation of the paper is an
-attribute:
+Mixed_6e. Every conv is conv -> BN (eps 0.001) -> ReLU without bias. Every ablation of the paper is
+an attribute:
 
   - `stem`: "factorized" (three 3x3 convs, Table 3 "+Factorized 7x7") or "7x7" (one 7x7/2 conv, the
     Inception-v2 row of Table 3).
@@ -67,9 +67,9 @@ from inception_jax.models.common import check_options, outputs, torchvision_to_i
 CHANNELS_7X7 = {"released": (128, 160, 160, 192), "paper": (128, 160, 160, 160, 192)}
 MIXED_7C_POOLS = ("avg", "max")
 # (stem, receptive_field) -> smallest input: Mixed_7a's 3x3/2 needs a 3x3 grid, so Mixed_6a needs
-# 7x7, Conv2d_3b a 17x17 grid, and the stem 35x35 before MaxPool_3a (299, 151) or 17x17 (79: no pool).
-# The three receptive fields reach every grid from Conv2d_3b on with the same size, so these are
-# also the three inputs of Table 2 at the smallest scale (75 / 39 / 23 for 299 / 151 / 79).
+# 7x7, Conv2d_3b a 17x17 grid, and the stem 35x35 before MaxPool_3a (299, 151) or 17x17 (79: no
+# pool). The three receptive fields reach every grid from Conv2d_3b on with the same size, so these
+# are also the three inputs of Table 2 at the smallest scale (75 / 39 / 23 for 299 / 151 / 79).
 MIN_IMAGE_SIZE = {
   ("factorized", 299): 75,
   ("factorized", 151): 39,
