@@ -38,7 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_epochs = 100.0
   c.num_train_steps = -1
 
-  # Optimizer and learning rate (inception_jax/optim.py).
+  # Optimizer and learning rate (inception_jax/training/optim.py).
   c.optimizer = "rmsprop"  # sgd | rmsprop | adam
   c.learning_rate = 0.045  # at base_batch_size; scaled linearly with batch_size
   c.base_batch_size = 1600
@@ -53,7 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.rmsprop_initial_scale = 1.0  # TF1 starts the squared-gradient accumulator at 1.0
   c.grad_clip_norm = 2.0  # global-norm clipping threshold; 0 = off
 
-  # Loss (inception_jax/losses.py).
+  # Loss (inception_jax/training/losses.py).
   c.label_smoothing = 0.1  # on the main and the auxiliary heads
   c.aux_loss_weight = 0.4  # per auxiliary head (a float, or a tuple with one per head)
   c.weight_decay = 4e-5  # L2 on kernels: weight_decay * sum(w**2) / 2
@@ -78,10 +78,11 @@ def base_config() -> ml_collections.ConfigDict:
     str
   )  # checkpoint (a workdir, its step folder, or converted weights) to start from
 
-  # Transfer learning (inception_jax/transfer.py). Patterns: comma-separated regexes matched
-  # (re.search) against variable names such as 'Mixed_3b/branch1/conv/kernel', 'Logits/bias',
-  # or presets: 'classifiers' (Logits and the AuxLogits heads), 'backbone' (everything else).
-  # init_from re-initialises (and logs) classifier layers whose shape differs or that it lacks.
+  # Transfer learning (inception_jax/training/transfer.py). Patterns: comma-separated regexes
+  # matched (re.search) against variable names such as 'Mixed_3b/branch1/conv/kernel',
+  # 'Logits/bias', or presets: 'classifiers' (Logits and the AuxLogits heads), 'backbone'
+  # (everything else). init_from re-initialises (and logs) classifier layers whose shape differs or
+  # that it lacks.
   c.init_exclude = ""  # variables not loaded from init_from (started afresh)
   c.freeze = ""  # variables not trained; their BatchNorm layers keep fixed statistics
   c.new_layers_lr_multiplier = 1.0  # learning-rate factor of the classifiers and init_exclude

@@ -1,4 +1,5 @@
-"""Fine-tuning converted weights on a dataset with other classes (inception_jax/transfer.py).
+"""Fine-tuning converted weights on a dataset with other classes
+(inception_jax/training/transfer.py).
 
 `init_from` loads every tensor of the checkpoint the model has with the same shape; the classifier
 layers (Logits, AuxLogits*), here with 10 classes instead of 1000 (or 1001), are re-initialised and

@@ -65,6 +65,10 @@ def _run_input(args: argparse.Namespace) -> dict[str, Any]:
   )
 
 
+# --fast-conv: the kernels `models.create` gives the model.
+FAST_CONV_KERNELS = {"auto": "auto", "on": "xla_cpu", "off": "standard"}
+
+
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--model", default="inception_v3")
   parser.add_argument("--batch-size", type=int, default=8)
@@ -75,7 +79,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     "--fast-conv",
     choices=["auto", "on", "off"],
     default=None,
-    help="the CPU convolution fast path (default: $INCEPTION_JAX_FAST_CONV or auto)",
+    help="the CPU convolution fast path: the model's kernels, chosen when it is created "
+    "(auto: on for the CPU; default: $INCEPTION_JAX_FAST_CONV or auto)",
   )
   parser.add_argument(
     "--cache-dir",
@@ -104,8 +109,11 @@ def _run_train(args: argparse.Namespace) -> dict[str, Any]:
 
   from inception_jax import benchmark, models
 
-  if args.fast_conv:
+  if args.fast_conv:  # for the subprocesses of --peers / --variants runs too
     os.environ["INCEPTION_JAX_FAST_CONV"] = args.fast_conv
+  mode = os.environ.get("INCEPTION_JAX_FAST_CONV", "auto").strip().lower() or "auto"
+  if mode not in FAST_CONV_KERNELS:
+    raise ValueError(f"--fast-conv / INCEPTION_JAX_FAST_CONV must be auto, on or off; got {mode!r}")
   size = args.image_size or models.default_image_size(args.model)
   if args.peers or args.variants:
     peers = tuple(p for p in args.peers.split(",") if p)
@@ -130,6 +138,7 @@ def _run_train(args: argparse.Namespace) -> dict[str, Any]:
     dtype=args.dtype,
     peak=not args.no_peak,
     cache_dir=args.cache_dir,
+    overrides={"kernels": FAST_CONV_KERNELS[mode]},
   )
 
 

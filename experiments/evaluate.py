@@ -25,12 +25,13 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  from inception_jax import cli, parallel
+  from inception_jax import cli
+  from inception_jax.training import parallel
 
   parallel.initialize_distributed()
   import jax
 
-  from inception_jax import evaluate
+  from inception_jax.evaluation import evaluate
 
   config = _CONFIG.value
   parallel.enable_compilation_cache(config.compilation_cache_dir or "none")

@@ -34,12 +34,13 @@ def main(argv):
   del argv
   logging.get_absl_handler().addFilter(_QuietLibraries())
   # Before any JAX computation: joining a cluster must come first.
-  from inception_jax import cli, parallel
+  from inception_jax import cli
+  from inception_jax.training import parallel
 
   parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   import jax
 
-  from inception_jax import train
+  from inception_jax.training import loop
 
   config = _CONFIG.value
   parallel.enable_compilation_cache(config.compilation_cache_dir or "none")
@@ -49,7 +50,7 @@ def main(argv):
   tf.config.set_visible_devices([], "GPU")
   logging.info("JAX %s", jax.__version__)  # train_and_evaluate logs the devices
   with cli.user_errors():
-    train.train_and_evaluate(config, FLAGS.workdir)
+    loop.train_and_evaluate(config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,13 @@ persistent compilation cache (docs/PERFORMANCE.md has the method and the figures
   (AOT: `jit(...).lower(...)` then `.compile()`, timed separately), the median train and eval
   throughput after a warm-up step, the multiply-adds per image (`inception_jax.accounting`), the
   achieved FLOP/s and its ratio to a matrix product measured on the same devices.
-- `run_peer(...)`: one of the peer scripts in inception_jax/peers (torchvision, Keras) in a subprocess.
+- `run_peer(...)`: one of the peer scripts in inception_jax/peers (torchvision, Keras) in a
+  subprocess.
 
-The train step is the training code's own (`inception_jax.train.train_step`: cross-entropy plus the
-auxiliary heads' term weighted 0.3 for GoogLeNet and 0.4 for Inception v3, as the peers do), with
-SGD momentum 0.9 from optax, jitted with the state donated; no label smoothing or weight decay,
-since the peer scripts have none. Eval is `model.apply(variables, images, train=False)`.
+The train step is the training code's own (`inception_jax.training.step.train_step`: cross-entropy
+plus the auxiliary heads' term weighted 0.3 for GoogLeNet and 0.4 for Inception v3, as the peers
+do), with SGD momentum 0.9 from optax, jitted with the state donated; no label smoothing or weight
+decay, since the peer scripts have none. Eval is `model.apply(variables, images, train=False)`.
 Benchmarks print figures; tests never time anything.
 """
 
@@ -31,7 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from inception_jax import fast_conv
+from inception_jax import accounting, fast_conv, models
+from inception_jax.training import parallel
+from inception_jax.training import state as state_lib
+from inception_jax.training import step as step_lib
 
 AUX_LOSS_WEIGHT = {"googlenet": 0.3, "googlenet_bn": 0.3}  # per head, as the peers; others 0.4
 
@@ -98,7 +102,7 @@ def measure_peak_flops(
 # The steps.
 # ---------------------------------------------------------------------------------------------
 def _train_config(model_name: str) -> Any:
-  """The config fields `train.train_step` reads (a namespace: no ml_collections needed)."""
+  """The config fields `step.train_step` reads (a namespace: no ml_collections needed)."""
   return types.SimpleNamespace(
     seed=0,
     batch_norm="sync",
@@ -114,24 +118,23 @@ def make_train_step(
   model: Any, model_name: str, learning_rate: float = 0.01, momentum: float = 0.9
 ) -> tuple[Callable, Callable]:
   """(init_state(rng, image_size), jitted step(state, batch) with the state donated)."""
-  from inception_jax import parallel, train
-
   tx = optax.sgd(learning_rate, momentum=momentum)
   config = _train_config(model_name)
   mesh = parallel.make_mesh()
-  step = train.compile_train_step(model, tx, optax.constant_schedule(learning_rate), config, mesh)
+  step = step_lib.compile_train_step(
+    model, tx, optax.constant_schedule(learning_rate), config, mesh
+  )
 
   def init_state(rng: jax.Array, image_size: int) -> Any:
-    state = train.create_train_state(model, tx, rng, image_size, use_ema=False)
+    state = state_lib.create_train_state(model, tx, rng, image_size, use_ema=False)
     return jax.device_put(state, parallel.replicated(mesh))
 
   return init_state, step
 
 
 def make_eval_step(model: Any) -> Callable:
-  return jax.jit(
-    lambda variables, images: model.apply(variables, images, train=False),
-    compiler_options=fast_conv.compiler_options(),
+  return step_lib.compile_step(
+    lambda variables, images: model.apply(variables, images, train=False), model
   )
 
 
@@ -164,8 +167,6 @@ def benchmark_train(
     (None: the default directory, see `parallel.enable_compilation_cache`).
   overrides: extra `models.create` overrides (e.g. width_multiplier for tests at tiny sizes).
   """
-  from inception_jax import accounting, models, parallel
-
   if cache_dir != "":
     cache_dir = parallel.enable_compilation_cache(cache_dir)
   image_size = image_size or models.default_image_size(model_name)
@@ -215,7 +216,7 @@ def benchmark_train(
     "devices": _devices(),
     "jax": jax.__version__,
     "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    "fast_conv": fast_conv.enabled(),
+    "fast_conv": model.kernels == fast_conv.CPU_KERNELS,
     "compile_cache": train_compile["cache"],
     "lower_seconds": round(train_compile["lower_seconds"], 3),
     "compile_seconds": round(train_compile["compile_seconds"], 3),

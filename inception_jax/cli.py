@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 import ml_collections
 from absl import app, flags
 
+from inception_jax import errors
+
 
 def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
   """Every field path of a config: 'model', 'model_overrides.width_multiplier', ..."""
@@ -113,17 +115,15 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(1)
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-  from inception_jax import checkpoint, data, extras, train
-
-  return (
-    train.ConfigError,
-    checkpoint.CheckpointError,
-    data.DatasetNotFoundError,
-    data.DatasetError,
-    data.CorruptImageError,
-    extras.MissingDependencyError,
-  )
+# The project's input errors: the message alone says what to fix.
+USER_ERRORS = (
+  errors.ConfigError,
+  errors.CheckpointError,
+  errors.DatasetNotFoundError,
+  errors.DatasetError,
+  errors.CorruptImageError,
+  errors.MissingDependencyError,
+)
 
 
 @contextlib.contextmanager
@@ -132,7 +132,7 @@ def user_errors() -> Iterator[None]:
   try:
     yield
   except Exception as e:  # noqa: BLE001 - filtered just below
-    if not isinstance(e, _user_error_types()):
+    if not isinstance(e, USER_ERRORS):
       raise
     print(f"error ({type(e).__name__}): {e}", file=sys.stderr)
     sys.exit(1)

@@ -6,12 +6,10 @@ torch = extras.require("torch", "parity", "converting torchvision weights")
 import importlib
 from types import ModuleType
 
+from inception_jax.errors import MissingDependencyError
+
 # setup.cfg's extras: which one installs each optional module.
 EXTRA_OF = {"torch": "parity", "torchvision": "parity", "keras": "test", "h5py": "test"}
-
-
-class MissingDependencyError(ModuleNotFoundError):
-  """An optional dependency is not installed; the message says which extra installs it."""
 
 
 def require(module: str, extra: str | None = None, purpose: str = "this") -> ModuleType:

@@ -1,8 +1,9 @@
-"""The XLA:CPU fast path of `ConvBN`'s convolution and of pooling (measurements: docs/PERFORMANCE.md).
+"""The XLA:CPU fast path of `ConvBN`'s convolution and of pooling (measurements:
+docs/PERFORMANCE.md).
 
-Most of it is two per-compilation XLA:CPU options (`compiler_options`), which the train step
-(`train.compile_train_step`) and the eval steps (`benchmark.make_eval_step`,
-`evaluate.Evaluator`) pass to `jax.jit`:
+Most of it is two per-compilation XLA:CPU options (`compiler_options`), which
+`training.step.compile_step` passes to `jax.jit` for every step that applies a model built with
+`CPU_KERNELS` (the train step, the eval steps, feature extraction):
   - convolutions as XLA:CPU's Eigen convolutions instead of YNNPACK (XLA's default set of YNNPACK
     fusions less its convolutions; matrix products and reductions stay in YNNPACK). Eigen runs
     every convolution shape of these networks faster here, forward, input gradient and kernel
@@ -11,8 +12,8 @@ Most of it is two per-compilation XLA:CPU options (`compiler_options`), which th
     (breadth-first) one: on a few cores each convolution already uses every thread, so running an
     Inception module's branches side by side gains nothing, while running one branch to its end
     keeps its activations in cache.
-A `jax.jit` of your own around `model.apply` on the CPU should pass
-`compiler_options=fast_conv.compiler_options()` as well; without it convolutions stay in YNNPACK.
+A `jax.jit` of your own around `model.apply` on the CPU should be
+`training.step.compile_step(fn, model)`; without the options convolutions stay in YNNPACK.
 
 In the traced program:
   - 1x1, stride 1, unpadded convolutions are `dot_general` on [B*H*W, C] x [C, F] (matrix
@@ -24,19 +25,17 @@ In the traced program:
   - `reduce_window` and its gradient (select-and-scatter for the maximum) are slow on XLA:CPU.
     `max_pool` and `avg_pool` below are separable reductions of strided slices with custom
     gradients written as gathers over slices (the same values and gradients as `flax.linen`'s,
-    ties included), and `layers.max_pool` / `layers.avg_pool` use them under the same switch.
+    ties included).
 
-One switch: `enabled()`. The module attribute `MODE` (None by default) or else the environment
-variable INCEPTION_JAX_FAST_CONV: "auto" (default: on when JAX's default backend is the CPU, so
-GPU and TPU keep the standard lowering and XLA's default options), "on" (everywhere; for tests and
-A/B runs) or "off". It is read when a function is traced: after changing it, re-jit (or
-`jax.clear_caches()`).
+These three are `CPU_KERNELS`, a `layers.Kernels` value. Nothing here is global: `models.create`
+chooses the kernels once, when the model is created for a backend (`kernels_for`: these on the
+CPU, XLA's standard lowering elsewhere; `kernels="standard"` or `"xla_cpu"` chooses explicitly),
+and the model passes them to each layer as a field.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -46,33 +45,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-ENV_VAR = "INCEPTION_JAX_FAST_CONV"
-MODE: str | None = None  # overrides the environment variable when set: "auto", "on" or "off"
-_ON, _OFF, _AUTO = ("1", "on", "true", "yes", "force"), ("0", "off", "false", "no"), ("", "auto")
+from inception_jax import layers
 
 # NHWC input, HWIO kernel, NHWC output: what flax.linen.Conv passes for 2-D convolutions.
 _NHWC = lax.ConvDimensionNumbers(
   lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2)
 )
-
-
-def mode() -> str:
-  """The fast-path setting in force: "auto", "on" or "off"."""
-  value = MODE if MODE is not None else os.environ.get(ENV_VAR, "auto")
-  value = str(value).strip().lower()
-  if value in _ON:
-    return "on"
-  if value in _OFF:
-    return "off"
-  if value in _AUTO:
-    return "auto"
-  raise ValueError(f"{ENV_VAR} (or fast_conv.MODE) must be auto, on or off; got {value!r}")
-
-
-def enabled() -> bool:
-  """Whether `ConvBN` routes its convolution through `conv_general_dilated` below."""
-  m = mode()
-  return m == "on" or (m == "auto" and jax.default_backend() == "cpu")
 
 
 # XLA:CPU options of the fast path, per compilation (measured: docs/PERFORMANCE.md).
@@ -83,14 +61,17 @@ CPU_COMPILER_OPTIONS = {
   # XLA's default YNNPACK set (individual dots, reductions, individual convolutions) less the
   # convolutions = XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution
   # (a per-compilation option takes the full list of enum names, no +/- form).
-  "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
+  "xla_cpu_experimental_ynn_fusion_type": (
+    "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+  ),
 }
 
 
-def compiler_options() -> dict[str, Any]:
-  """XLA options for `jax.jit(..., compiler_options=...)` of the train and eval steps: on the CPU
-  fast path those of CPU_COMPILER_OPTIONS that this XLA knows, elsewhere none."""
-  if enabled() and jax.default_backend() == "cpu":
+def compiler_options(model: Any) -> dict[str, Any]:
+  """XLA options for `jax.jit(..., compiler_options=...)` of a step that applies `model`: for a
+  model built with CPU_KERNELS, on the CPU, those of CPU_COMPILER_OPTIONS that this XLA knows;
+  otherwise none. (`training.step.compile_step` is the one caller.)"""
+  if getattr(model, "kernels", None) == CPU_KERNELS and jax.default_backend() == "cpu":
     return dict(_known_cpu_options())
   return {}
 
@@ -369,3 +350,16 @@ def _avg_pool_bwd(window, strides, pads, count_include_pad, shape, g):
 
 
 _avg_pool.defvjp(_avg_pool_fwd, _avg_pool_bwd)
+
+
+CPU_KERNELS = layers.Kernels(
+  conv_general_dilated=conv_general_dilated, max_pool=max_pool, avg_pool=avg_pool, name="xla_cpu"
+)
+# The names `models.create(..., kernels=NAME)` accepts ("auto": `kernels_for` the backend).
+KERNELS = {"standard": layers.STANDARD_KERNELS, "xla_cpu": CPU_KERNELS}
+
+
+def kernels_for(backend: str) -> layers.Kernels:
+  """The kernels a model created for `backend` computes with: CPU_KERNELS on "cpu", XLA's
+  standard lowering on GPU and TPU (whose compilers do well with it)."""
+  return CPU_KERNELS if backend == "cpu" else layers.STANDARD_KERNELS

@@ -62,7 +62,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inception_jax import convert, fast_conv, parallel
+from inception_jax import convert
+from inception_jax.training import parallel
+from inception_jax.training.step import compile_step
 
 FEATURE_DIM = 2048
 NUM_CLASSES = 1008
@@ -202,15 +204,15 @@ def _compiled(model: nn.Module, resize_method: str, mesh: Any):
       "mask": mask,
     }
 
-  return jax.jit(
+  return compile_step(
     run,
+    model,
     in_shardings=(
       parallel.replicated(mesh),
       parallel.batch_sharded(mesh),
       parallel.batch_sharded(mesh),
     ),
     out_shardings=parallel.replicated(mesh),
-    compiler_options=fast_conv.compiler_options(),
   )
 
 

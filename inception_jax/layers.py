@@ -6,19 +6,25 @@ GoogLeNet paper (`norm=None`). Pooling helpers cover the conventions that matter
 with other implementations (docs/PAPERS.md, "Conventions"): ceil-mode max pooling (Caffe,
 torchvision GoogLeNet) and average pooling that does or does not count padded pixels (torchvision
 vs TF/Keras).
+
+The arithmetic of convolutions and pooling comes from a `Kernels` value that every network, block
+and `ConvBN` takes as a field: XLA's standard lowering (`STANDARD_KERNELS`, the default), or
+another implementation of the same functions chosen once when the model is created for a backend
+(`models.create`; the XLA:CPU kernels live in `inception_jax.fast_conv`). Parameters and results
+are the same whichever is used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax import fast_conv  # the XLA:CPU fast path (docs/PERFORMANCE.md)
 from inception_jax.initializers import LayerInit
 
 Dtype = Any
@@ -28,6 +34,34 @@ BN_EPSILON = (
   1e-3  # tf-slim, Keras and torchvision Inception all use 0.001 (Flax's default is 1e-5).
 )
 BN_MOMENTUM = 0.9997  # released Inception-v3 code: batch_norm_decay 0.9997.
+
+
+def _flax_max_pool(x: jax.Array, window, strides, padding) -> jax.Array:
+  return nn.max_pool(x, window, strides, padding=padding)
+
+
+def _flax_avg_pool(x: jax.Array, window, strides, padding, count_include_pad: bool) -> jax.Array:
+  return nn.avg_pool(x, window, strides, padding=padding, count_include_pad=count_include_pad)
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernels:
+  """The implementations of convolution and pooling a network computes with.
+
+  conv_general_dilated: `lax.conv_general_dilated`'s signature, passed to `nn.Conv` (None: nn.Conv's
+    own, `lax.conv_general_dilated`).
+  max_pool: (x, window, strides, padding) -> x, as `nn.max_pool`.
+  avg_pool: (x, window, strides, padding, count_include_pad) -> x, as `nn.avg_pool`.
+  name: how results and logs name them.
+  """
+
+  conv_general_dilated: Callable | None = None
+  max_pool: Callable = _flax_max_pool
+  avg_pool: Callable = _flax_avg_pool
+  name: str = "standard"
+
+
+STANDARD_KERNELS = Kernels()  # XLA's standard lowering, on every backend
 
 
 def _pairs(padding: Padding, kernel_size: tuple[int, int]) -> str | list[tuple[int, int]]:
@@ -59,6 +93,7 @@ class ConvBN(nn.Module):
     feature_group_count: groups of the convolution (the input channels for a depthwise conv).
     use_bias: a conv bias; None (default) means exactly when there is no BatchNorm.
     dtype: compute dtype; parameters stay float32.
+    kernels: the convolution's implementation (the same parameters and function whichever).
   """
 
   features: int
@@ -74,15 +109,13 @@ class ConvBN(nn.Module):
   feature_group_count: int = 1
   use_bias: bool | None = None
   dtype: Dtype = jnp.float32
+  kernels: Kernels = STANDARD_KERNELS
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """x: [batch, height, width, in_channels] -> [batch, height', width', features]."""
     ks = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
     st = (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides)
-    # Same nn.Conv (same `conv/kernel`, `conv/bias` parameters); on CPU only its arithmetic is
-    # routed through matrix products. fast_conv.MODE / INCEPTION_JAX_FAST_CONV switch it off.
-    conv_fn = fast_conv.conv_general_dilated if fast_conv.enabled() else None
     x = nn.Conv(
       self.features,
       ks,
@@ -91,7 +124,7 @@ class ConvBN(nn.Module):
       use_bias=self.norm is None if self.use_bias is None else self.use_bias,
       feature_group_count=self.feature_group_count,
       dtype=self.dtype,
-      conv_general_dilated=conv_fn,
+      conv_general_dilated=self.kernels.conv_general_dilated,
       name="conv",
       **_init_kwargs(self.layer_init, ks[0] * ks[1] * x.shape[-1] // self.feature_group_count),
     )(x)
@@ -170,7 +203,12 @@ class LocalResponseNorm(nn.Module):
 
 
 def max_pool(
-  x: jax.Array, window: int, stride: int, padding: Padding = "VALID", ceil_mode: bool = False
+  x: jax.Array,
+  window: int,
+  stride: int,
+  padding: Padding = "VALID",
+  ceil_mode: bool = False,
+  kernels: Kernels = STANDARD_KERNELS,
 ) -> jax.Array:
   """Max pooling over [batch, height, width, channels].
 
@@ -188,9 +226,7 @@ def max_pool(
         out -= 1
       new.append((lo, max((out - 1) * stride + window - size - lo, hi)))
     pads = new
-  if fast_conv.enabled():
-    return fast_conv.max_pool(x, (window, window), (stride, stride), pads)
-  return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
+  return kernels.max_pool(x, (window, window), (stride, stride), pads)
 
 
 def avg_pool(
@@ -199,6 +235,7 @@ def avg_pool(
   stride: int,
   padding: Padding = "VALID",
   count_include_pad: bool = False,
+  kernels: Kernels = STANDARD_KERNELS,
 ) -> jax.Array:
   """Average pooling over [batch, height, width, channels].
 
@@ -206,11 +243,7 @@ def avg_pool(
   True divides by the full window (torchvision's avg_pool2d default).
   """
   pads = _pairs(padding, (window, window))
-  if fast_conv.enabled():
-    return fast_conv.avg_pool(x, (window, window), (stride, stride), pads, count_include_pad)
-  return nn.avg_pool(
-    x, (window, window), (stride, stride), padding=pads, count_include_pad=count_include_pad
-  )
+  return kernels.avg_pool(x, (window, window), (stride, stride), pads, count_include_pad)
 
 
 def depth(channels: int, multiplier: float, min_depth: int = 16) -> int:

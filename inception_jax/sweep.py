@@ -294,14 +294,15 @@ class Trainer:
 
   def train(self, config: ml_collections.ConfigDict, workdir: str) -> None:
     _enable_compilation_cache(config)
-    from inception_jax import train
+    from inception_jax.training import loop as train
 
     train.train_and_evaluate(config, workdir)
 
   def num_steps(self, config: ml_collections.ConfigDict) -> int:
     if config.num_train_steps > 0:  # what train.train_length returns, without listing the data
       return int(config.num_train_steps)
-    from inception_jax import data, train
+    from inception_jax import data
+    from inception_jax.training import recipe as train
 
     info = data.get_info(config.dataset, config.data_dir)
     return train.train_length(config, info.splits[config.train_split])[1]
@@ -312,7 +313,8 @@ class Trainer:
     """Softmax averaged over crops and over workdirs' models; top1 / top5 on the first
     `num_examples` eval examples (-1: all), with the averaged parameters."""
     _enable_compilation_cache(config)
-    from inception_jax import evaluate, parallel
+    from inception_jax.evaluation import evaluate
+    from inception_jax.training import parallel
 
     mesh = parallel.make_mesh()
     model, variables = evaluate.load_workdirs(config, workdirs, mesh)
@@ -391,7 +393,7 @@ class SimulatedTrainer:
 
 
 def _enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
-  from inception_jax import parallel
+  from inception_jax.training import parallel
 
   parallel.enable_compilation_cache(config.get("compilation_cache_dir") or "none")
 

@@ -18,16 +18,18 @@ import sys
 import jax
 import numpy as np
 import pytest
+from helpers.training import ROOT, register_tiny_model, subprocess_env, tiny_config
 from PIL import Image
-from test_train_utils import ROOT, install_tiny_model, subprocess_env, tiny_config
 
-from inception_jax import checkpoint, cli, data, evaluate, extras, parallel, train
+from inception_jax import cli, data, errors, extras
 from inception_jax.data import check as data_check
+from inception_jax.evaluation import evaluate
+from inception_jax.training import checkpoint, loop, parallel
 
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_model():
-  install_tiny_model()
+  register_tiny_model()
 
 
 class Compiled(Exception):
@@ -91,7 +93,7 @@ def test_missing_split_fails_before_compiling(tmp_path, no_compile):
   for field in ("eval_split", "train_split"):
     config = tiny_config(**{field: "nope"})
     with pytest.raises(data.DatasetError) as err:
-      train.train_and_evaluate(config, str(tmp_path / "run"))
+      loop.train_and_evaluate(config, str(tmp_path / "run"))
     message = str(err.value)
     assert "no split 'nope'" in message and "['test', 'train']" in message
     assert f"--config.{field}" in message
@@ -104,7 +106,7 @@ def test_empty_class_folder_is_named_before_compiling(tmp_path, no_compile):
     (tmp_path / split / "d").mkdir()  # a fourth class folder, empty in both splits
   config = folder_config(tmp_path)
   with pytest.raises(data.DatasetError) as err:
-    train.train_and_evaluate(config, str(tmp_path / "run"))
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
   message = str(err.value)
   assert str(tmp_path / "train" / "d") in message and str(tmp_path / "test" / "d") in message
   assert "--config.allow_empty_classes=True" in message
@@ -112,7 +114,7 @@ def test_empty_class_folder_is_named_before_compiling(tmp_path, no_compile):
   # The override lets it through the checks: the next thing is compilation.
   config.allow_empty_classes = True
   with pytest.raises(Compiled):
-    train.train_and_evaluate(config, str(tmp_path / "run"))
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
 
 
 def test_classes_must_agree_between_splits(tmp_path, no_compile):
@@ -120,13 +122,13 @@ def test_classes_must_agree_between_splits(tmp_path, no_compile):
   shutil.rmtree(tmp_path / "test" / "c")
   only_train = r"different class folders .*only in 'train': \['c'\]"
   with pytest.raises(data.DatasetError, match=only_train):
-    train.train_and_evaluate(folder_config(tmp_path), str(tmp_path / "run"))
+    loop.train_and_evaluate(folder_config(tmp_path), str(tmp_path / "run"))
 
 
 def test_missing_tfds_dataset_names_config_data_dir(tmp_path, no_compile):
   config = tiny_config(dataset="imagenet2012", data_dir=str(tmp_path))
   with pytest.raises(data.DatasetNotFoundError, match=r"--config\.data_dir=DIR"):
-    train.train_and_evaluate(config, str(tmp_path / "run"))
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
   with pytest.raises(data.DatasetNotFoundError, match=r"--config\.data_dir=DIR"):
     data.get_info("cifar10", data_dir=str(tmp_path))
 
@@ -167,7 +169,7 @@ def test_corrupt_image_fails_with_a_checkpoint_at_the_last_step(corrupt_folder, 
   root, bad, seed, bad_step, _ = corrupt_folder
   config = folder_config(root, seed=seed, num_train_steps=9)
   with pytest.raises(data.CorruptImageError) as err:
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
   message = str(err.value)
   assert str(bad) in message and f"after step {bad_step}" in message
   assert f"Saved a checkpoint at step {bad_step}" in message
@@ -179,7 +181,7 @@ def test_corrupt_image_fails_with_a_checkpoint_at_the_last_step(corrupt_folder, 
   # Rerun with skip: resumes there, skips the file in place, counts it, names it at the end.
   caplog.set_level(logging.INFO)
   config.on_corrupt = "skip"
-  state = train.train_and_evaluate(config, str(tmp_path))
+  state = loop.train_and_evaluate(config, str(tmp_path))
   assert int(state.step) == config.num_train_steps
   assert f"resumed from {tmp_path / 'checkpoints' / str(bad_step)}" in caplog.text
   rows = [r for r in read_metrics(tmp_path) if "train/skipped_images" in r]
@@ -197,7 +199,7 @@ def test_skipping_keeps_positions_so_resume_is_exact(corrupt_folder, tmp_path):
   config = folder_config(
     root, seed=seed, num_train_steps=9, on_corrupt="skip", checkpoint_every_steps=bad_step + 2
   )  # a checkpoint after the first skip
-  straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
+  straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
   final = read_metrics(tmp_path / "straight")
   assert [r for r in final if "train/skipped_images" in r][-1]["train/skipped_images"] == skipped
 
@@ -207,7 +209,7 @@ def test_skipping_keeps_positions_so_resume_is_exact(corrupt_folder, tmp_path):
   for p in (resumed_dir / "checkpoints").iterdir():
     if p.name.isdigit() and int(p.name) > config.checkpoint_every_steps:
       shutil.rmtree(p)
-  resumed = train.train_and_evaluate(config, str(resumed_dir))
+  resumed = loop.train_and_evaluate(config, str(resumed_dir))
   jax.tree.map(
     np.testing.assert_array_equal, parallel.fetch(resumed.params), parallel.fetch(straight.params)
   )
@@ -218,7 +220,7 @@ def test_skipping_keeps_positions_so_resume_is_exact(corrupt_folder, tmp_path):
 def test_skipped_slot_weighs_nothing_in_the_loss():
   import jax.numpy as jnp
 
-  from inception_jax import losses
+  from inception_jax.training import losses
 
   logits = jnp.array([[2.0, 0.0], [0.0, 5.0], [1.0, 1.0]])
   labels = jnp.array([0, 0, 1])
@@ -242,16 +244,16 @@ def test_check_command_lists_unreadable_files(tmp_path, capsys):
 
 
 def test_rejected_run_leaves_config_json_untouched(tmp_path):
-  train.train_and_evaluate(tiny_config(num_train_steps=2, checkpoint_every_steps=2), str(tmp_path))
+  loop.train_and_evaluate(tiny_config(num_train_steps=2, checkpoint_every_steps=2), str(tmp_path))
   before = (tmp_path / "config.json").read_text()
   wider = tiny_config(num_train_steps=4, model_overrides={"width": 16})
-  with pytest.raises(checkpoint.CheckpointError, match="incompatible"):
-    train.train_and_evaluate(wider, str(tmp_path))
+  with pytest.raises(errors.CheckpointError, match="incompatible"):
+    loop.train_and_evaluate(wider, str(tmp_path))
   assert (tmp_path / "config.json").read_text() == before
   assert sorted(p.name for p in tmp_path.glob("config*.json")) == ["config.0.json", "config.json"]
   # An accepted resume records its config and keeps the first one.
   longer = tiny_config(num_train_steps=3, checkpoint_every_steps=2, log_every_steps=1)
-  train.train_and_evaluate(longer, str(tmp_path))
+  loop.train_and_evaluate(longer, str(tmp_path))
   assert (tmp_path / "config.0.json").read_text() == before
   assert json.loads((tmp_path / "config.2.json").read_text())["num_train_steps"] == 3
   assert json.loads((tmp_path / "config.json").read_text())["num_train_steps"] == 3
@@ -259,17 +261,17 @@ def test_rejected_run_leaves_config_json_untouched(tmp_path):
 
 def test_evaluation_creates_no_directories(tmp_path):
   typo = tmp_path / "no_such_run"
-  with pytest.raises(checkpoint.CheckpointError, match=r"no checkpoints in .*Check --workdir"):
+  with pytest.raises(errors.CheckpointError, match=r"no checkpoints in .*Check --workdir"):
     evaluate.evaluate_workdirs(tiny_config(), [str(typo)])
   assert not typo.exists()
 
 
 def test_finished_run_rerun_does_nothing(tmp_path, caplog):
   config = tiny_config(num_train_steps=4, checkpoint_every_steps=2)
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   metrics_before = (tmp_path / "metrics.jsonl").read_text()
   caplog.set_level(logging.INFO)
-  state = train.train_and_evaluate(config, str(tmp_path))
+  state = loop.train_and_evaluate(config, str(tmp_path))
   assert int(state.step) == 4
   assert "already finished at step 4; nothing to do" in caplog.text
   assert (tmp_path / "metrics.jsonl").read_text() == metrics_before
@@ -277,9 +279,9 @@ def test_finished_run_rerun_does_nothing(tmp_path, caplog):
 
 
 def test_resume_prints_one_line_and_no_orbax_false_alarms(tmp_path, caplog):
-  train.train_and_evaluate(tiny_config(num_train_steps=2, checkpoint_every_steps=2), str(tmp_path))
+  loop.train_and_evaluate(tiny_config(num_train_steps=2, checkpoint_every_steps=2), str(tmp_path))
   caplog.set_level(logging.INFO)
-  train.train_and_evaluate(tiny_config(num_train_steps=3), str(tmp_path))
+  loop.train_and_evaluate(tiny_config(num_train_steps=3), str(tmp_path))
   assert caplog.text.count("resumed from") == 1
   for alarm in checkpoint.ORBAX_FALSE_ALARMS:
     assert alarm not in caplog.text
@@ -294,7 +296,7 @@ def test_orbax_filter_keeps_real_warnings():
   assert not f.filter(record('Item "state" was found in the checkpoint, but could not be restored'))
   assert not f.filter(record("Metadata file does not exist: /w/checkpoints/2/meta"))
   assert f.filter(record("Failed to read Metadata file: /w, error: x"))
-  assert f.filter(record("Metadata file does not exist", path="/ours/train.py"))
+  assert f.filter(record("Metadata file does not exist", path="/ours/loop.py"))
 
 
 # ------------------------------------------------------------------------ messages
@@ -385,15 +387,15 @@ def test_missing_peer_script_fails_before_running_ours(tmp_path, monkeypatch, ca
 
 def test_corrupt_checkpoint_message_is_short(tmp_path, caplog):
   config = tiny_config(num_train_steps=4, checkpoint_every_steps=2)
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   latest = tmp_path / "checkpoints" / "4"
   shutil.rmtree(latest / "state" / "d")
   for f in (latest / "state").glob("*ocdbt*"):
     shutil.rmtree(f) if f.is_dir() else f.unlink()
   config.num_train_steps = 6
   caplog.set_level(logging.INFO)
-  with pytest.raises(checkpoint.CheckpointError) as err:
-    train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(errors.CheckpointError) as err:
+    loop.train_and_evaluate(config, str(tmp_path))
   message = str(err.value)
   assert message.startswith(f"checkpoint {latest} is corrupt")
   assert len(message.splitlines()) <= 3 and len(message) < 800, message
@@ -404,7 +406,7 @@ def test_corrupt_checkpoint_message_is_short(tmp_path, caplog):
 def test_first_progress_line_rate_is_measured(tmp_path, caplog):
   caplog.set_level(logging.INFO)
   config = tiny_config(num_train_steps=3, log_every_steps=1)
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   rows = [r for r in read_metrics(tmp_path) if "train/images_per_sec" in r]
   first_step = float(caplog.text.split("first step (compilation included) took ")[1].split("s")[0])
   # The first line's rate is that of the first step (its compilation included), over its time.

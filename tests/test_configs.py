@@ -5,7 +5,8 @@ import pathlib
 
 import pytest
 
-from inception_jax import optim
+from inception_jax import errors
+from inception_jax.training import optim
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RECIPES = ["v1", "v2", "v3", "bn_inception", "finetune"]
@@ -102,49 +103,51 @@ def test_command_line_overrides(tmp_path):
 
 def test_input_scale_follows_the_model():
   from configs import v1, v3
-  from inception_jax import data, train
+  from inception_jax import data
+  from inception_jax.training import recipe
 
   c = v1.get_config()
-  assert train.input_scale(c) == "caffe"  # the paper's GoogLeNet, as BVLC fed it
-  options = train.preprocess_options(c)
+  assert recipe.input_scale(c) == "caffe"  # the paper's GoogLeNet, as BVLC fed it
+  options = recipe.preprocess_options(c)
   assert options["std"] == (1 / 255,) * 3
   assert [round(m * 255) for m in options["mean"]] == [123, 117, 104]  # BVLC's mean_value, RGB
   assert options["ten_crop"] == "krizhevsky"  # Table 3's 10-crop row: Section 7's baseline
-  assert train.input_scale(v1.get_config("local")) == "caffe"
+  assert recipe.input_scale(v1.get_config("local")) == "caffe"
   c.model_overrides.norm = "bn"  # BN-GoogLeNet: [-1, 1]
-  assert train.input_scale(c) == "inception"
-  assert train.preprocess_options(c)["mean"] is None
-  assert train.input_scale(v3.get_config()) == "inception"
+  assert recipe.input_scale(c) == "inception"
+  assert recipe.preprocess_options(c)["mean"] is None
+  assert recipe.input_scale(v3.get_config()) == "inception"
   c = v1.get_config()
   c.input_scale = "inception"  # an explicit choice wins (LRN at [-1, 1])
-  assert train.preprocess_options(c)["input_range"] == (-1.0, 1.0)
-  assert data.make_config(train.preprocess_options(v1.get_config())).mean is not None
+  assert recipe.preprocess_options(c)["input_range"] == (-1.0, 1.0)
+  assert data.make_config(recipe.preprocess_options(v1.get_config())).mean is not None
 
 
 def test_inconsistent_input_scale_is_refused():
   from configs import v1
-  from inception_jax import train
+  from inception_jax.training import recipe
 
   c = v1.get_config()
   c.preprocess.mean, c.preprocess.std = (0.5,) * 3, (0.5,) * 3
-  assert train.input_scale(c) is None  # "auto": preprocess's own scaling is used as given
+  assert recipe.input_scale(c) is None  # "auto": preprocess's own scaling is used as given
   c.input_scale = "caffe"
-  with pytest.raises(train.ConfigError, match="both set the input scaling"):
-    train.preprocess_options(c)
+  with pytest.raises(errors.ConfigError, match="both set the input scaling"):
+    recipe.preprocess_options(c)
   c = v1.get_config()
   c.input_scale = "caffe"
   c.model_overrides.transform_input = True
-  with pytest.raises(train.ConfigError, match="transform_input"):
-    train.input_scale(c)
+  with pytest.raises(errors.ConfigError, match="transform_input"):
+    recipe.input_scale(c)
   c = v1.get_config()
   c.input_scale = "bgr"
-  with pytest.raises(train.ConfigError, match="unknown input_scale"):
-    train.input_scale(c)
+  with pytest.raises(errors.ConfigError, match="unknown input_scale"):
+    recipe.input_scale(c)
 
 
 def test_evaluation_gets_the_recipes_input_scale(monkeypatch):
   from configs import v1
-  from inception_jax import data, evaluate
+  from inception_jax import data
+  from inception_jax.evaluation import evaluate
 
   seen = {}
   monkeypatch.setattr(data, "create_eval_iterator", lambda *a, **k: seen.update(k))

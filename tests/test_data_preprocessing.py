@@ -1,4 +1,5 @@
-"""Training and evaluation preprocessing on images made in the test (inception_jax.data.preprocessing)."""
+"""Training and evaluation preprocessing on images made in the test
+(inception_jax.data.preprocessing)."""
 
 import io
 

@@ -1,4 +1,4 @@
-"""transfer.features: PreLogits of a converted checkpoint in one call, with its source's input
+"""features.features: PreLogits of a converted checkpoint in one call, with its source's input
 convention (torchvision: ImageNet mean/std; Keras and tf-slim: [-1, 1])."""
 
 import jax
@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inception_jax import convert, models, transfer
+from inception_jax import convert, models
+from inception_jax.evaluation import features
+from inception_jax.training import transfer
 
 
 def converted(directory, model_name, source, size, num_classes=10, **overrides):
@@ -44,7 +46,7 @@ def test_torchvision_weights_get_imagenet_mean_std(tmp_path):
     bn_scale=True,
   )
   x = images(32)
-  got = transfer.features(str(tmp_path / "tv"), x)
+  got = features.features(str(tmp_path / "tv"), x)
   unit = x.astype(np.float32) / 255.0
   mean_std = (unit - np.array(transfer.TORCHVISION_MEAN)) / np.array(transfer.TORCHVISION_STD)
   expected, logits = prelogits_and_logits(model, variables, jnp.asarray(mean_std, jnp.float32))
@@ -60,7 +62,7 @@ def test_torchvision_weights_get_imagenet_mean_std(tmp_path):
   assert np.abs(wrong - expected).max() > 1e-2 * np.abs(expected).max()  # the convention matters
   # float pixels in [0, 1] are the same images
   np.testing.assert_allclose(
-    transfer.features(str(tmp_path / "tv"), unit), got, rtol=1e-5, atol=1e-6
+    features.features(str(tmp_path / "tv"), unit), got, rtol=1e-5, atol=1e-6
   )
 
 
@@ -75,7 +77,7 @@ def test_keras_and_slim_weights_get_minus_one_to_one(tmp_path):
     aux_logits=False,
   )
   x = images(75, seed=1)
-  extract = transfer.feature_extractor(str(tmp_path / "keras"))
+  extract = features.feature_extractor(str(tmp_path / "keras"))
   assert extract.convention == "[-1, 1]"
   expected, _ = prelogits_and_logits(
     model, variables, jnp.asarray(x.astype(np.float32) / 255.0 * 2 - 1)
@@ -91,17 +93,17 @@ def test_bad_images_are_refused(tmp_path):
   )
   normalised = images(32).astype(np.float32) / 127.5 - 1.0
   with pytest.raises(ValueError, match=r"float images must be in \[0, 1\]"):
-    transfer.features(str(tmp_path / "tv"), normalised)
+    features.features(str(tmp_path / "tv"), normalised)
   with pytest.raises(ValueError, match=r"must be \[batch, height, width, 3\]"):
-    transfer.features(str(tmp_path / "tv"), images(32)[..., :1])
+    features.features(str(tmp_path / "tv"), images(32)[..., :1])
   with pytest.raises(convert.ConversionError, match="does not exist"):
-    transfer.features(str(tmp_path / "absent"), images(32))
+    features.features(str(tmp_path / "absent"), images(32))
 
 
 def test_evaluate_reads_converted_weights_with_their_conventions(tmp_path):
   import sys
 
-  from inception_jax import evaluate
+  from inception_jax.evaluation import evaluate
 
   sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
   from configs import finetune

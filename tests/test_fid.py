@@ -10,7 +10,7 @@ import textwrap
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_train_utils import ROOT, subprocess_env
+from helpers.training import ROOT, subprocess_env
 
 from inception_jax import fid, models
 
@@ -252,7 +252,8 @@ def test_fid_network_differs_from_the_classifier_only_where_pytorch_fid_patches_
 SHARDED_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
-    from inception_jax import fid, models, parallel
+    from inception_jax import fid, models
+    from inception_jax.training import parallel
     model = models.create("inception_v3_fid")
     shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 299, 299, 3),
                                                                              np.float32)))

@@ -22,8 +22,9 @@ import pytest
 import tensorflow as tf
 
 from configs import v1
-from inception_jax import layers, models, train
+from inception_jax import layers, models
 from inception_jax.data import preprocessing, samples
+from inception_jax.training import recipe
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IMAGENET_TAR = SHARED / "imagenet-sample-500.tar"
@@ -48,7 +49,7 @@ def lrn_divisors(config) -> list[tuple[float, float]]:
   """(mean divisor, sum(input) / sum(output)) of each LRN layer, in network order."""
   files = sorted(p for p in _images_dir().rglob("*") if p.is_file())
   assert len(files) == NUM_IMAGES
-  options = preprocessing.make_config(train.preprocess_options(config))  # what evaluation uses
+  options = preprocessing.make_config(recipe.preprocess_options(config))  # what evaluation uses
   images = np.stack(
     [
       preprocessing.eval_image(tf.constant(f.read_bytes()), config.image_size, options).numpy()
@@ -84,7 +85,7 @@ def lrn_divisors(config) -> list[tuple[float, float]]:
 
 def test_lrn_divides_at_the_recipes_input_scale():
   config = v1.get_config()
-  assert train.input_scale(config) == "caffe"
+  assert recipe.input_scale(config) == "caffe"
   (mean1, weighted1), (mean2, weighted2) = lrn_divisors(config)
   print(
     f"LRN divisors at Caffe's scale: norm1 mean {mean1:.3f}, weighted {weighted1:.3f}; "

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from test_train_utils import ROOT, subprocess_env
+from helpers.training import ROOT, subprocess_env
 
 # torchvision's inception_v3 aux head needs a 299 input in training (its 5x5 conv after a 5/3 pool).
 TINY = [

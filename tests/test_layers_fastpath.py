@@ -1,6 +1,10 @@
 """The CPU convolution fast path (inception_jax/fast_conv.py) computes what the standard
 `lax.conv_general_dilated` computes, forward and backward, and leaves ConvBN's parameters as they
-are. Numbers only: nothing here is timed (docs/PERFORMANCE.md has the timings)."""
+are. Numbers only: nothing here is timed (docs/PERFORMANCE.md has the timings).
+
+The kernels are a field of every layer, chosen when a model is created: each test builds what it
+compares explicitly (`kernels=STANDARD_KERNELS` / `CPU_KERNELS`), so nothing global is switched
+and no trace cache needs clearing. Tests of XLA:CPU's compiler options are marked `cpu_only`."""
 
 import re
 
@@ -10,24 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inception_jax import fast_conv
-from inception_jax.layers import ConvBN
+from inception_jax import fast_conv, layers, models
+from inception_jax.fast_conv import CPU_KERNELS
+from inception_jax.layers import STANDARD_KERNELS, ConvBN
 
 DN = ("NHWC", "HWIO", "NHWC")
-
-
-@pytest.fixture
-def fast_mode():
-  """Sets fast_conv.MODE for one test and restores it (and the trace caches) afterwards."""
-  saved = fast_conv.MODE
-
-  def set_mode(mode):
-    fast_conv.MODE = mode
-    jax.clear_caches()
-
-  yield set_mode
-  fast_conv.MODE = saved
-  jax.clear_caches()
 
 
 def _standard(x, k, strides, padding):
@@ -139,28 +130,45 @@ def test_bfloat16_matches_standard():
     np.testing.assert_allclose(
       y_fast.astype(jnp.float32), y_std.astype(jnp.float32), rtol=2e-2, atol=2e-2
     )
-    dk = jax.grad(lambda k: jnp.sum(_fast(x, k, (1, 1), pad).astype(jnp.float32)))(k)
-    dk_std = jax.grad(lambda k: jnp.sum(_standard(x, k, (1, 1), pad).astype(jnp.float32)))(k)
+    dk = jax.grad(lambda k, pad=pad: jnp.sum(_fast(x, k, (1, 1), pad).astype(jnp.float32)))(k)
+    dk_std = jax.grad(lambda k, pad=pad: jnp.sum(_standard(x, k, (1, 1), pad).astype(jnp.float32)))(
+      k
+    )
     assert dk.dtype == jnp.bfloat16
     np.testing.assert_allclose(
       dk.astype(jnp.float32), dk_std.astype(jnp.float32), rtol=2e-2, atol=5e-2
     )
 
 
-def test_switch(fast_mode, monkeypatch):
-  fast_mode(None)
-  monkeypatch.setenv(fast_conv.ENV_VAR, "off")
-  assert fast_conv.mode() == "off" and not fast_conv.enabled()
-  monkeypatch.setenv(fast_conv.ENV_VAR, "on")
-  assert fast_conv.enabled()
-  monkeypatch.setenv(fast_conv.ENV_VAR, "auto")
-  assert fast_conv.enabled() == (jax.default_backend() == "cpu")
-  fast_mode("off")  # the module attribute wins over the environment
-  monkeypatch.setenv(fast_conv.ENV_VAR, "on")
-  assert not fast_conv.enabled()
-  fast_mode("sideways")
-  with pytest.raises(ValueError, match="auto, on or off"):
-    fast_conv.mode()
+def test_kernels_are_chosen_once_when_the_model_is_created():
+  assert models.create("googlenet_bn", backend="cpu").kernels == CPU_KERNELS
+  for backend in ("gpu", "tpu"):
+    assert models.create("googlenet_bn", backend=backend).kernels == STANDARD_KERNELS
+  default = models.create("inception_v3").kernels
+  assert default == (CPU_KERNELS if jax.default_backend() == "cpu" else STANDARD_KERNELS)
+  assert models.create("googlenet", kernels="standard", backend="cpu").kernels == STANDARD_KERNELS
+  assert models.create("bn_inception", kernels="xla_cpu", backend="gpu").kernels == CPU_KERNELS
+  assert models.create("googlenet", kernels=CPU_KERNELS).kernels == CPU_KERNELS
+  with pytest.raises(ValueError, match="kernels must be 'auto', one of"):
+    models.create("googlenet", kernels="sideways")
+
+
+def test_model_kernels_reach_every_layer():
+  """A network created with the CPU kernels has no reduce_window (pools) and only the non-1x1
+  convolutions left in its program, and computes what the standard kernels compute."""
+  size = models.min_image_size("googlenet_bn")
+  x = jax.random.normal(jax.random.key(0), (1, size, size, 3))
+  fast = models.create("googlenet_bn", num_classes=7, width_multiplier=0.1, kernels="xla_cpu")
+  standard = fast.clone(kernels=STANDARD_KERNELS)
+  variables = standard.init(jax.random.key(1), x)
+  jaxprs = {
+    k: str(jax.make_jaxpr(m.apply)(variables, x)) for k, m in [("f", fast), ("s", standard)]
+  }
+  assert "reduce_window" in jaxprs["s"] and "reduce_window" not in jaxprs["f"]
+  assert jaxprs["f"].count("conv_general_dilated") < jaxprs["s"].count("conv_general_dilated")
+  np.testing.assert_allclose(
+    fast.apply(variables, x), standard.apply(variables, x), rtol=1e-4, atol=1e-4
+  )
 
 
 @pytest.mark.parametrize(
@@ -172,15 +180,14 @@ def test_switch(fast_mode, monkeypatch):
     (5, 1, 2, None),
   ],
 )
-def test_convbn_same_parameters_and_outputs(fast_mode, kernel_size, strides, padding, norm):
-  layer = ConvBN(6, kernel_size, strides=strides, padding=padding, norm=norm)
+def test_convbn_same_parameters_and_outputs(kernel_size, strides, padding, norm):
   x = jax.random.normal(jax.random.key(0), (2, 9, 9, 5))
   results = {}
-  for mode in ("off", "on"):
-    fast_mode(mode)
+  for mode, kernels in (("off", STANDARD_KERNELS), ("on", CPU_KERNELS)):
+    layer = ConvBN(6, kernel_size, strides=strides, padding=padding, norm=norm, kernels=kernels)
     variables = layer.init(jax.random.key(1), x)
 
-    def loss(params, x):
+    def loss(params, x, layer=layer, variables=variables):
       y, _ = layer.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
       return jnp.sum(jnp.sin(y))
 
@@ -201,15 +208,13 @@ def test_convbn_same_parameters_and_outputs(fast_mode, kernel_size, strides, pad
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), g_on, g_off)
 
 
-def test_convbn_routes_through_dot_on_1x1(fast_mode):
-  """With the fast path on, a 1x1 ConvBN has no convolution left in its program; off, it does."""
-  layer = ConvBN(4, 1)
+def test_convbn_routes_through_dot_on_1x1():
+  """With the CPU kernels a 1x1 ConvBN has no convolution left in its program; without, it does."""
   x = jnp.ones((1, 3, 3, 2))
-  variables = layer.init(jax.random.key(0), x)
-  fast_mode("on")
-  assert "conv_general_dilated" not in str(jax.make_jaxpr(layer.apply)(variables, x))
-  fast_mode("off")
-  assert "conv_general_dilated" in str(jax.make_jaxpr(layer.apply)(variables, x))
+  fast, standard = ConvBN(4, 1, kernels=CPU_KERNELS), ConvBN(4, 1)
+  variables = standard.init(jax.random.key(0), x)
+  assert "conv_general_dilated" not in str(jax.make_jaxpr(fast.apply)(variables, x))
+  assert "conv_general_dilated" in str(jax.make_jaxpr(standard.apply)(variables, x))
 
 
 def test_nn_conv_hook_is_the_only_change():
@@ -295,16 +300,13 @@ def test_avg_pool_equals_reduce_window(shape, window, strides, padding, count_in
     ("avg_pool", dict(window=3, stride=1, padding=1)),
   ],
 )
-def test_layers_pools_use_the_switch(fast_mode, pool, args):
-  from inception_jax import layers
-
+def test_layers_pools_use_the_kernels_given(pool, args):
   pool = getattr(layers, pool)
   x = jax.random.normal(jax.random.key(0), (1, 9, 9, 2))
-  fast_mode("on")
-  assert "reduce_window" not in str(jax.make_jaxpr(lambda x: pool(x, **args))(x))
-  y_on = pool(x, **args)
-  fast_mode("off")
+  fast = jax.make_jaxpr(lambda x: pool(x, **args, kernels=CPU_KERNELS))(x)
+  assert "reduce_window" not in str(fast)
   assert "reduce_window" in str(jax.make_jaxpr(lambda x: pool(x, **args))(x))
+  y_on = pool(x, **args, kernels=CPU_KERNELS)
   np.testing.assert_allclose(y_on, pool(x, **args), rtol=1e-6, atol=1e-6)
 
 
@@ -315,15 +317,18 @@ def _ynn_opcodes(compiled_text):
   return {op for c in called for op in re.findall(r"= \S+ ([a-z\-]+)\(", bodies[c])}
 
 
-def test_step_compiler_options(fast_mode, monkeypatch):
+@pytest.mark.cpu_only
+def test_step_compiler_options(monkeypatch):
   """On the CPU fast path the train and eval steps ask XLA:CPU for its memory-optimised scheduler
   and for Eigen convolutions, options XLA honours per compilation: the scheduler reorders a
   program with parallel branches, and convolutions leave YNNPACK while matrix products and
   reductions stay there. Off the fast path there are none."""
-  from inception_jax import benchmark, evaluate, models, parallel
+  from inception_jax import benchmark, models
+  from inception_jax.evaluation import evaluate
+  from inception_jax.training import parallel
 
-  fast_mode("on")
-  opts = fast_conv.compiler_options()
+  model = models.create("googlenet_bn", kernels="xla_cpu")
+  opts = fast_conv.compiler_options(model)
   assert opts == fast_conv.CPU_COMPILER_OPTIONS  # this jaxlib knows both
   scheduler = {"xla_cpu_scheduler_type": opts["xla_cpu_scheduler_type"]}
   libraries = {"xla_cpu_experimental_ynn_fusion_type": opts["xla_cpu_experimental_ynn_fusion_type"]}
@@ -354,15 +359,14 @@ def test_step_compiler_options(fast_mode, monkeypatch):
   monkeypatch.setattr(
     jax, "jit", lambda fn, **kwargs: seen.append(kwargs) or real_jit(fn, **kwargs)
   )
-  model = models.create("googlenet_bn")
   benchmark.make_train_step(model, "googlenet_bn")
   benchmark.make_eval_step(model)
   evaluate.Evaluator(model, parallel.make_mesh())
   assert sum(kw.get("compiler_options") == opts for kw in seen) == 3
-  fast_mode("off")
-  assert fast_conv.compiler_options() == {}
+  assert fast_conv.compiler_options(model.clone(kernels=STANDARD_KERNELS)) == {}
 
 
+@pytest.mark.cpu_only
 def test_eigen_convolutions_match_ynnpack():
   """The convolution library the fast path picks changes only the rounding: forward and input
   gradient of a strided and an unstrided layer agree with XLA's default to float32 precision."""
@@ -378,7 +382,7 @@ def test_eigen_convolutions_match_ynnpack():
     kx, kk, kg = jax.random.split(jax.random.key(stride), 3)
     x, k = jax.random.normal(kx, x_shape), jax.random.normal(kk, k_shape)
 
-    def f(x, k):
+    def f(x, k, stride=stride):
       y = _standard(x, k, (stride, stride), "SAME")
       return y, jax.grad(lambda x: jnp.sum(_standard(x, k, (stride, stride), "SAME") ** 2))(x)
 
@@ -389,9 +393,10 @@ def test_eigen_convolutions_match_ynnpack():
       np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-5 * float(jnp.max(jnp.abs(a))))
 
 
-def test_unknown_compiler_option_is_dropped_with_a_warning(fast_mode, monkeypatch):
+@pytest.mark.cpu_only
+def test_unknown_compiler_option_is_dropped_with_a_warning(monkeypatch):
   """An XLA that rejects one of the options (an older jaxlib) runs without it and says so."""
-  fast_mode("on")
+  model = models.create("googlenet", kernels="xla_cpu")
   monkeypatch.setattr(
     fast_conv,
     "CPU_COMPILER_OPTIONS",
@@ -400,7 +405,7 @@ def test_unknown_compiler_option_is_dropped_with_a_warning(fast_mode, monkeypatc
   fast_conv._known_cpu_options.cache_clear()
   try:
     with pytest.warns(UserWarning, match="xla_cpu_no_such_option"):
-      opts = fast_conv.compiler_options()
+      opts = fast_conv.compiler_options(model)
     assert "xla_cpu_no_such_option" not in opts and "xla_cpu_scheduler_type" in opts
   finally:
     fast_conv._known_cpu_options.cache_clear()

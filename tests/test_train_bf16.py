@@ -1,9 +1,10 @@
-"""bfloat16 training checked against float32: the trainer's own step (`train.train_step`) on a
-narrow GoogLeNet-BN, from the same initialisation and the same batches, in both precisions.
+"""bfloat16 training checked against float32: the trainer's own step (`training.step.train_step`)
+on a narrow GoogLeNet-BN, from the same initialisation and the same batches, in both precisions.
 
-What bfloat16 changes is the compute dtype of convolutions and matrix products (`train.create_model`
-with half precision); parameters, BatchNorm statistics, the loss and the optimizer state stay
-float32, which is asserted leaf by leaf. The losses of the two runs are compared step by step.
+What bfloat16 changes is the compute dtype of convolutions and matrix products
+(`training.state.create_model` with half precision); parameters, BatchNorm statistics, the loss
+and the optimizer state stay float32, which is asserted leaf by leaf. The losses of the two runs
+are compared step by step.
 """
 
 import jax
@@ -12,7 +13,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from inception_jax import parallel, train
+from inception_jax.training import parallel
+from inception_jax.training import state as state_lib
+from inception_jax.training import step as step_lib
 
 STEPS = 30
 LR = 0.01
@@ -70,12 +73,12 @@ def _batches():
 def _train(half_precision, batches):
   config = _config(half_precision)
   mesh = parallel.make_mesh()
-  model = train.create_model(config, CLASSES)
+  model = state_lib.create_model(config, CLASSES)
   tx = optax.sgd(LR, momentum=0.9)
-  init = train.state_initializer(config, model, tx, mesh)
+  init = state_lib.state_initializer(config, model, tx, mesh)
   state = init(jax.random.key(0))  # the same parameters for both: init does not depend on dtype
   initial = parallel.fetch(state.params)
-  step = train.compile_train_step(model, tx, optax.constant_schedule(LR), config, mesh)
+  step = step_lib.compile_train_step(model, tx, optax.constant_schedule(LR), config, mesh)
   losses = []
   for batch in batches:
     state, metrics = step(state, parallel.shard_batch(batch, mesh))

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import numpy as np
-from test_train_utils import ROOT, subprocess_env
+from helpers.training import TRAIN_SCRIPT, subprocess_env
 
-SCRIPT = f"{ROOT}/tests/test_train_utils.py"
+SCRIPT = TRAIN_SCRIPT
 
 
 def free_port():
@@ -45,7 +45,7 @@ def test_two_processes_train_and_checkpoint(tmp_path):
     assert p.returncode == 0, out[-5000:]
   assert "process 0/2, 2 local / 4 global devices" in outs[0]
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["3", "6"]
-  rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   train_rows = [r for r in rows if "train/loss" in r]
   assert [r["step"] for r in train_rows] == [3, 6]
   assert all(np.isfinite(r["train/loss"]) for r in train_rows)

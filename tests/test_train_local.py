@@ -6,7 +6,7 @@ import json
 import pytest
 
 from configs import v1
-from inception_jax import train
+from inception_jax.training import loop
 
 
 @pytest.mark.slow
@@ -16,8 +16,8 @@ def test_v1_local_preset_learns(tmp_path):
   config.eval_every_steps = -1
   config.checkpoint_every_steps = 320
   config.log_every_steps = 50
-  train.train_and_evaluate(config, str(tmp_path))
-  rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  loop.train_and_evaluate(config, str(tmp_path))
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   final = [r for r in rows if "eval/top1" in r][-1]
   assert final["step"] == 320
   assert final["eval/top1"] > 0.3, final  # chance is 0.1

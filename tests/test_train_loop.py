@@ -7,14 +7,16 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from test_train_utils import install_tiny_model, tiny_config
+from helpers.training import register_tiny_model, tiny_config
 
-from inception_jax import checkpoint, evaluate, parallel, train
+from inception_jax import errors
+from inception_jax.evaluation import evaluate
+from inception_jax.training import checkpoint, loop, parallel
 
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_model():
-  install_tiny_model()
+  register_tiny_model()
 
 
 def read_metrics(workdir):
@@ -23,7 +25,7 @@ def read_metrics(workdir):
 
 def test_outputs_and_resume(tmp_path):
   config = tiny_config(num_train_steps=8, checkpoint_every_steps=4, keep_checkpoints=2)
-  state = train.train_and_evaluate(config, str(tmp_path))
+  state = loop.train_and_evaluate(config, str(tmp_path))
   assert int(state.step) == 8
   rows = read_metrics(tmp_path)
   train_rows = [r for r in rows if "train/loss" in r]
@@ -54,7 +56,7 @@ def test_outputs_and_resume(tmp_path):
 
   # Rerunning with a longer schedule resumes from step 8 and continues.
   config.num_train_steps = 12
-  state = train.train_and_evaluate(config, str(tmp_path))
+  state = loop.train_and_evaluate(config, str(tmp_path))
   assert int(state.step) == 12
   assert [r["step"] for r in read_metrics(tmp_path) if "train/loss" in r] == [4, 8, 12]
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["12", "8"]
@@ -65,10 +67,10 @@ def test_relative_workdir(tmp_path, monkeypatch):
   here with 'Checkpoint path should be absolute'). Resume from it too."""
   monkeypatch.chdir(tmp_path)
   config = tiny_config(num_train_steps=4, checkpoint_every_steps=2)
-  assert int(train.train_and_evaluate(config, "runs/rel").step) == 4
+  assert int(loop.train_and_evaluate(config, "runs/rel").step) == 4
   assert sorted(p.name for p in (tmp_path / "runs/rel/checkpoints").iterdir()) == ["2", "4"]
   config.num_train_steps = 6
-  assert int(train.train_and_evaluate(config, "runs/rel").step) == 6
+  assert int(loop.train_and_evaluate(config, "runs/rel").step) == 6
   assert set(checkpoint.load_variables("runs/rel")) >= {"params"}
 
 
@@ -83,50 +85,46 @@ def test_non_finite_loss_stops_naming_the_step(tmp_path):
     checkpoint_every_steps=1,
     ema_decay=0.0,
   )
-  with pytest.raises(train.NonFiniteLossError, match=r"at step 2\b"):
-    train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(errors.NonFiniteLossError, match=r"at step 2\b"):
+    loop.train_and_evaluate(config, str(tmp_path))
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1"]
 
 
 def test_corrupt_checkpoint_is_named_and_kept(tmp_path):
   config = tiny_config(num_train_steps=4, checkpoint_every_steps=2)
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   latest = tmp_path / "checkpoints" / "4"
   shutil.rmtree(latest / "state" / "d")  # the array data
   for f in (latest / "state").glob("*ocdbt*"):
     shutil.rmtree(f) if f.is_dir() else f.unlink()
   config.num_train_steps = 6
-  with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint {latest} is corrupt"):
-    train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(errors.CheckpointError, match=f"checkpoint {latest} is corrupt"):
+    loop.train_and_evaluate(config, str(tmp_path))
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2", "4"]
 
 
 def test_incompatible_checkpoint_is_refused(tmp_path):
-  train.train_and_evaluate(tiny_config(num_train_steps=2, checkpoint_every_steps=2), str(tmp_path))
+  loop.train_and_evaluate(tiny_config(num_train_steps=2, checkpoint_every_steps=2), str(tmp_path))
   wider = tiny_config(num_train_steps=4)
   wider.model_overrides = {"width": 16}
-  with pytest.raises(
-    checkpoint.CheckpointError, match="incompatible with this run: model_overrides"
-  ):
-    train.train_and_evaluate(wider, str(tmp_path))
+  with pytest.raises(errors.CheckpointError, match="incompatible with this run: model_overrides"):
+    loop.train_and_evaluate(wider, str(tmp_path))
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
 
 
 def test_checkpoint_of_another_optimizer_state_is_refused(tmp_path):
   """Same model, different optimizer state tree (clipping adds a state entry): named, kept."""
   config = tiny_config(num_train_steps=2, checkpoint_every_steps=2, grad_clip_norm=0.0)
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   clipped = tiny_config(num_train_steps=4, grad_clip_norm=2.0)
-  with pytest.raises(
-    checkpoint.CheckpointError, match=r"does not match this run's state: .*opt_state"
-  ):
-    train.train_and_evaluate(clipped, str(tmp_path))
+  with pytest.raises(errors.CheckpointError, match=r"does not match this run's state: .*opt_state"):
+    loop.train_and_evaluate(clipped, str(tmp_path))
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
 
 
 def test_init_from_another_run(tmp_path):
   source = tmp_path / "source"
-  state = train.train_and_evaluate(tiny_config(num_train_steps=2), str(source))
+  state = loop.train_and_evaluate(tiny_config(num_train_steps=2), str(source))
   config = tiny_config(
     num_train_steps=1,
     init_from=str(source),
@@ -137,12 +135,12 @@ def test_init_from_another_run(tmp_path):
   )
   config.ema_decay = 0.0
   # With a zero learning rate, one step leaves the loaded parameters unchanged.
-  started = train.train_and_evaluate(config, str(tmp_path / "target"))
+  started = loop.train_and_evaluate(config, str(tmp_path / "target"))
   jax.tree.map(
     np.testing.assert_array_equal, parallel.fetch(started.params), parallel.fetch(state.params)
   )
-  with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
-    train.train_and_evaluate(
+  with pytest.raises(errors.CheckpointError, match="does not exist"):
+    loop.train_and_evaluate(
       tiny_config(init_from=str(tmp_path / "nowhere")), str(tmp_path / "other")
     )
 
@@ -187,7 +185,7 @@ def test_evaluate_workdirs_ensemble_table(tmp_path, capsys):
   config = tiny_config(num_train_steps=2, checkpoint_every_steps=2)
   for seed in (0, 1):
     config.seed = seed
-    train.train_and_evaluate(config, str(tmp_path / f"m{seed}"))
+    loop.train_and_evaluate(config, str(tmp_path / f"m{seed}"))
   results = evaluate.evaluate_workdirs(
     config, [str(tmp_path / "m0"), str(tmp_path / "m1")], crops=10, batch_size=32
   )
@@ -201,7 +199,7 @@ def test_init_from_converted_weights_layout(tmp_path):
   """docs/CONVERT.md's layout: DIR/state is a StandardCheckpointer tree of params + batch_stats."""
   import jax.numpy as jnp
   import orbax.checkpoint as ocp
-  from test_train_utils import TinyNet
+  from helpers.training import TinyNet
 
   variables = TinyNet(num_classes=10).init(jax.random.key(7), jnp.zeros((1, 16, 16, 3)))
   variables = jax.tree.map(lambda x: x + 1.0, variables)
@@ -209,8 +207,8 @@ def test_init_from_converted_weights_layout(tmp_path):
     saver.save(tmp_path / "converted" / "state", variables)
   loaded = checkpoint.load_variables(str(tmp_path / "converted"))
   jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(dict(variables)))
-  with pytest.raises(checkpoint.CheckpointError, match="does not fit the model"):
-    train.train_and_evaluate(
+  with pytest.raises(errors.CheckpointError, match="does not fit the model"):
+    loop.train_and_evaluate(
       tiny_config(init_from=str(tmp_path / "converted"), model_overrides={"width": 4}),
       str(tmp_path / "run"),
     )

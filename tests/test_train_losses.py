@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inception_jax import losses
+from inception_jax.training import losses
 
 
 def test_smoothed_targets_follow_the_paper():

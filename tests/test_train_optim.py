@@ -1,4 +1,5 @@
-"""Learning-rate schedules give the papers' values at the epoch boundaries; optimizers as defined."""
+"""Learning-rate schedules give the papers' values at the epoch boundaries; optimizers as
+defined."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,7 @@ import optax
 import pytest
 
 from configs import v1, v3
-from inception_jax import optim
+from inception_jax.training import optim
 
 
 def lr_at_epoch(fn, steps_per_epoch, epoch):

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import numpy as np
+from helpers.training import subprocess_env
 from test_train_distributed import SCRIPT, free_port
-from test_train_utils import subprocess_env
 
 STEPS, STOP = 6, 3
 ARGS = [
@@ -103,7 +103,7 @@ def test_resume_on_another_cluster_shape(tmp_path):
 
 
 def test_a_topology_failure_is_not_called_corruption(tmp_path):
-  from inception_jax import checkpoint
+  from inception_jax.training import checkpoint
 
   path = tmp_path / "checkpoints" / "3"
   topology = checkpoint._unreadable(

@@ -8,9 +8,9 @@ import sys
 import time
 
 import numpy as np
-from test_train_utils import ROOT, subprocess_env
+from helpers.training import TRAIN_SCRIPT, subprocess_env
 
-SCRIPT = os.path.join(ROOT, "tests", "test_train_utils.py")
+SCRIPT = TRAIN_SCRIPT
 ARGS = [
   "--config.num_train_steps=24",
   "--config.checkpoint_every_steps=6",

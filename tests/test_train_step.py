@@ -9,22 +9,25 @@ import types
 import jax
 import numpy as np
 import pytest
-from test_train_utils import ROOT, install_tiny_model, subprocess_env, tiny_config
+from helpers.training import ROOT, register_tiny_model, subprocess_env, tiny_config
 
 EIGHT_DEVICES = textwrap.dedent("""
     import functools, jax, jax.numpy as jnp, numpy as np
-    from test_train_utils import install_tiny_model, tiny_config
-    from inception_jax import optim, parallel, train
+    from helpers.training import register_tiny_model, tiny_config
+    from inception_jax import errors
+    from inception_jax.training import loop, optim, parallel, recipe
+    from inception_jax.training import state as state_lib
+    from inception_jax.training import step as step_lib
     assert jax.device_count() == 8, jax.devices()
-    install_tiny_model()
+    register_tiny_model()
 
     def one_step(config, devices, batch):
       mesh = parallel.make_mesh(devices)
-      model = train.create_model(config, 10)
+      model = state_lib.create_model(config, 10)
       lr = optim.create_learning_rate_fn(config, 10.0, 100)
       tx = optim.create_optimizer(config, lr)
-      state = train.state_initializer(config, model, tx, mesh)(jax.random.key(0))
-      step = train.compile_train_step(model, tx, lr, config, mesh)
+      state = state_lib.state_initializer(config, model, tx, mesh)(jax.random.key(0))
+      step = step_lib.compile_train_step(model, tx, lr, config, mesh)
       state, metrics = step(state, parallel.shard_batch(batch, mesh))
       return parallel.fetch(state), parallel.fetch(metrics), model
 
@@ -48,12 +51,12 @@ EIGHT_DEVICES = textwrap.dedent("""
                      model_overrides={"dropout_rate": 0.0})
     config = tiny_config(batch_norm="per_replica", **plain_sgd)
     p8, _, model = one_step(config, jax.devices(), batch)
-    base = train.state_initializer(config, model, optim.create_optimizer(config, lambda s: 0.0),
+    base = state_lib.state_initializer(config, model, optim.create_optimizer(config, lambda s: 0.0),
                                    parallel.make_mesh(jax.devices()[:1]))(jax.random.key(0))
     grads, stats = [], []
     for r in range(8):
       shard = {k: v[4 * r: 4 * r + 4] for k, v in batch.items()}
-      g, bs, _ = train.loss_and_grads(base.params, base.batch_stats, shard["image"],
+      g, bs, _ = step_lib.loss_and_grads(base.params, base.batch_stats, shard["image"],
                                       shard["label"], jax.random.key(r), model=model,
                                       config=config)
       grads.append(g); stats.append(bs)
@@ -96,30 +99,33 @@ def test_eight_devices_match_one_device():
   ],
 )
 def test_bad_configs_fail_with_a_clear_message(field, value, message):
-  from inception_jax import train
+  from inception_jax import errors
+  from inception_jax.training import recipe
 
-  install_tiny_model()
+  register_tiny_model()
   config = tiny_config(**{field: value})  # batch 16, eval batch 32
   eight_devices = types.SimpleNamespace(devices=np.empty(8, dtype=object))
-  with pytest.raises(train.ConfigError, match=message):
-    train.validate_config(config, eight_devices)
+  with pytest.raises(errors.ConfigError, match=message):
+    recipe.validate_config(config, eight_devices)
 
 
 def test_bad_config_fails_before_compiling(tmp_path, monkeypatch):
-  from inception_jax import train
+  from inception_jax import errors
+  from inception_jax.training import loop
 
-  install_tiny_model()
+  register_tiny_model()
   compiled = []
   monkeypatch.setattr(jax, "jit", lambda *a, **k: compiled.append(1))
-  with pytest.raises(train.ConfigError, match="unknown model 'resnet50'"):
-    train.train_and_evaluate(tiny_config(model="resnet50"), str(tmp_path))
+  with pytest.raises(errors.ConfigError, match="unknown model 'resnet50'"):
+    loop.train_and_evaluate(tiny_config(model="resnet50"), str(tmp_path))
   assert not compiled and not (tmp_path / "checkpoints").exists()
 
 
 def test_unknown_model_override_is_a_config_error():
-  from inception_jax import train
+  from inception_jax import errors
+  from inception_jax.training import recipe
 
   config = tiny_config(model="googlenet")
   config.model_overrides = {"widht_multiplier": 0.5}
-  with pytest.raises(train.ConfigError, match="widht_multiplier"):
-    train.validate_config(config, types.SimpleNamespace(devices=np.empty(1, dtype=object)))
+  with pytest.raises(errors.ConfigError, match="widht_multiplier"):
+    recipe.validate_config(config, types.SimpleNamespace(devices=np.empty(1, dtype=object)))

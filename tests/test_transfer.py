@@ -13,15 +13,18 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from flax import traverse_util
-from test_train_utils import TinyNet, install_tiny_model, tiny_config
+from helpers.training import TinyNet, register_tiny_model, tiny_config
 
-from inception_jax import checkpoint, losses, optim, parallel, train, transfer
+from inception_jax import errors
 from inception_jax.layers import ConvBN
+from inception_jax.training import loop, losses, optim, parallel, transfer
+from inception_jax.training import state as state_lib
+from inception_jax.training import step as step_lib
 
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_model():
-  install_tiny_model()
+  register_tiny_model()
 
 
 def flat(tree):
@@ -66,7 +69,7 @@ def unchanged_config(**overrides):
 @pytest.fixture
 def no_compile(monkeypatch):
   """Fails if the state initializer or the train step is compiled (tracing is allowed)."""
-  make_init = train.state_initializer
+  make_init = state_lib.state_initializer
 
   def guarded(*args, **kwargs):
     init = make_init(*args, **kwargs)
@@ -81,8 +84,8 @@ def no_compile(monkeypatch):
   def compile_step(*args, **kwargs):
     raise AssertionError("the train step was compiled before the error")
 
-  monkeypatch.setattr(train, "state_initializer", guarded)
-  monkeypatch.setattr(train, "compile_train_step", compile_step)
+  monkeypatch.setattr(state_lib, "state_initializer", guarded)
+  monkeypatch.setattr(step_lib, "compile_train_step", compile_step)
 
 
 # ---- Names, presets, plans -----------------------------------------------------------------------
@@ -141,8 +144,8 @@ def test_plan_ignores_aux_heads_the_model_lacks_and_refuses_other_differences():
 def test_another_class_count_reinitialises_the_classifiers(tmp_path, caplog):
   source, saved = tiny_checkpoint(tmp_path / "imagenet", num_classes=1000)
   caplog.set_level(logging.INFO)
-  tuned = train.train_and_evaluate(unchanged_config(init_from=str(source)), str(tmp_path / "a"))
-  fresh = train.train_and_evaluate(unchanged_config(), str(tmp_path / "b"))
+  tuned = loop.train_and_evaluate(unchanged_config(init_from=str(source)), str(tmp_path / "a"))
+  fresh = loop.train_and_evaluate(unchanged_config(), str(tmp_path / "b"))
   tuned, fresh = flat(tuned.variables()), flat(fresh.variables())
   assert tuned["params/Logits/kernel"].shape == (16, 10)
   for name, value in tuned.items():
@@ -157,8 +160,8 @@ def test_checkpoint_without_aux_heads_and_init_exclude(tmp_path, caplog):
   assert not any("AuxLogits" in k for k in saved)
   caplog.set_level(logging.INFO)
   config = unchanged_config(init_from=str(source), init_exclude="^b2_")
-  tuned = flat(train.train_and_evaluate(config, str(tmp_path / "a")).variables())
-  fresh = flat(train.train_and_evaluate(unchanged_config(), str(tmp_path / "b")).variables())
+  tuned = flat(loop.train_and_evaluate(config, str(tmp_path / "a")).variables())
+  fresh = flat(loop.train_and_evaluate(unchanged_config(), str(tmp_path / "b")).variables())
   new = ("AuxLogits", "b2_conv", "b2_bn")
   for name, value in tuned.items():
     if name.startswith("params/"):
@@ -180,7 +183,7 @@ def test_frozen_parameters_and_batch_norm_statistics_are_bit_identical(tmp_path)
     num_train_steps=6,
     ema_decay=0.9,
   )
-  state = train.train_and_evaluate(config, str(tmp_path / "run"))
+  state = loop.train_and_evaluate(config, str(tmp_path / "run"))
   for ema in (False, True):
     end = flat(state.variables(ema=ema))
     assert end.keys() == saved.keys()
@@ -257,12 +260,12 @@ def test_resumed_finetune_continues_exactly(tmp_path):
     checkpoint_every_steps=4,
     ema_decay=0.9,
   )
-  straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
+  straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
   config.num_train_steps = 4
-  train.train_and_evaluate(config, str(tmp_path / "interrupted"))
+  loop.train_and_evaluate(config, str(tmp_path / "interrupted"))
   shutil.move(source, tmp_path / "moved")  # a resumed run reads its own checkpoint only
   config.num_train_steps = 8
-  resumed = train.train_and_evaluate(config, str(tmp_path / "interrupted"))
+  resumed = loop.train_and_evaluate(config, str(tmp_path / "interrupted"))
   a, b = parallel.fetch(straight), parallel.fetch(resumed)
   assert int(b.step) == 8
   jax.tree.map(np.testing.assert_array_equal, a, b)
@@ -272,36 +275,36 @@ def test_resumed_finetune_continues_exactly(tmp_path):
 def test_checkpoint_of_another_architecture_is_refused(tmp_path, no_compile):
   wider, _ = tiny_checkpoint(tmp_path / "wider", width=4)
   with pytest.raises(
-    checkpoint.CheckpointError,
+    errors.CheckpointError,
     match=r"does not fit the model \(tiny\): .* another architecture .*"
     r"params/b1_conv/kernel: checkpoint \(3, 3, 3, 4\), model \(3, 3, 3, 8\)",
   ):
-    train.train_and_evaluate(tiny_config(init_from=str(wider)), str(tmp_path / "a"))
+    loop.train_and_evaluate(tiny_config(init_from=str(wider)), str(tmp_path / "a"))
   converted, _ = tiny_checkpoint(tmp_path / "converted")
   (converted / "convert_meta.json").write_text(
     json.dumps({"model": "googlenet_bn", "num_classes": 10, "model_overrides": {}})
   )
   with pytest.raises(
-    checkpoint.CheckpointError,
+    errors.CheckpointError,
     match=r"holds 'googlenet_bn' weights .* but "
     r"config.model is 'tiny'",
   ):
-    train.train_and_evaluate(tiny_config(init_from=str(converted)), str(tmp_path / "b"))
+    loop.train_and_evaluate(tiny_config(init_from=str(converted)), str(tmp_path / "b"))
 
 
 def test_truncated_checkpoints_are_refused(tmp_path, no_compile):
   variables = TinyNet().init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
   blob = tmp_path / "weights.msgpack"
   blob.write_bytes(flax_bytes(variables)[:500])
-  with pytest.raises(checkpoint.CheckpointError, match="cannot be read .truncated or corrupt"):
-    train.train_and_evaluate(tiny_config(init_from=str(blob)), str(tmp_path / "a"))
+  with pytest.raises(errors.CheckpointError, match="cannot be read .truncated or corrupt"):
+    loop.train_and_evaluate(tiny_config(init_from=str(blob)), str(tmp_path / "a"))
   directory, _ = tiny_checkpoint(tmp_path / "orbax")
   data = [p for p in (directory / "state").rglob("*") if p.is_file() and p.stat().st_size > 1000]
   assert data, "no array data file found"
   for p in data:
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
-  with pytest.raises(checkpoint.CheckpointError, match="cannot be read .truncated or corrupt"):
-    train.train_and_evaluate(tiny_config(init_from=str(directory)), str(tmp_path / "b"))
+  with pytest.raises(errors.CheckpointError, match="cannot be read .truncated or corrupt"):
+    loop.train_and_evaluate(tiny_config(init_from=str(directory)), str(tmp_path / "b"))
 
 
 def flax_bytes(variables):
@@ -311,12 +314,12 @@ def flax_bytes(variables):
 
 
 def test_freeze_and_exclude_patterns_that_match_nothing_are_refused(tmp_path, no_compile):
-  with pytest.raises(train.ConfigError, match=r"freeze: pattern '\^Mixed_9z' matches no variable"):
-    train.train_and_evaluate(tiny_config(freeze="backbone,^Mixed_9z"), str(tmp_path / "a"))
-  with pytest.raises(train.ConfigError, match=r"init_exclude: pattern 'nothing' matches no"):
-    train.train_and_evaluate(tiny_config(init_exclude="nothing"), str(tmp_path / "b"))
-  with pytest.raises(train.ConfigError, match="is not a regular expression"):
-    train.train_and_evaluate(tiny_config(freeze="Mixed_[3"), str(tmp_path / "c"))
+  with pytest.raises(errors.ConfigError, match=r"freeze: pattern '\^Mixed_9z' matches no variable"):
+    loop.train_and_evaluate(tiny_config(freeze="backbone,^Mixed_9z"), str(tmp_path / "a"))
+  with pytest.raises(errors.ConfigError, match=r"init_exclude: pattern 'nothing' matches no"):
+    loop.train_and_evaluate(tiny_config(init_exclude="nothing"), str(tmp_path / "b"))
+  with pytest.raises(errors.ConfigError, match="is not a regular expression"):
+    loop.train_and_evaluate(tiny_config(freeze="Mixed_[3"), str(tmp_path / "c"))
 
 
 def test_frozen_batch_norm_configured_in_its_constructor_is_an_error():

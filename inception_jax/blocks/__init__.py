@@ -3,15 +3,15 @@
 | file | block | paper |
 |---|---|---|
 | `inception_module.py` | `InceptionModule`, `NaiveInceptionModule` | GoogLeNet Figure 2b, 2a |
-| `googlenet_aux.py` | `GoogLeNetAuxHead` | GoogLeNet Sec. 5 / torchvision `InceptionAux` |
+| `googlenet_aux.py` | `GoogLeNetAuxHead` | GoogLeNet Section 5 / torchvision `InceptionAux` |
 | `factorized_5x5.py` | `Factorized5x5Module` | Rethinking Figure 5 (Mixed_5b..5d) |
 | `asymmetric_7x7.py` | `Asymmetric7x7Module` | Rethinking Figure 6, n=7 (Mixed_6b..6e) |
 | `expanded_8x8.py` | `ExpandedFilterBankModule` | Rethinking Figure 7 (Mixed_7b, 7c) |
 | `grid_reduction.py` | `GridReduction35to17`, `...17to8` | Rethinking Fig. 10 (Mixed_6a, 7a) |
 | `inception_v3_aux.py` | `InceptionV3AuxHead` | Rethinking Section 4, Table 3 "BN-auxiliary" |
 | `bn_inception_module.py` | `BNInceptionModule` | BN-Inception Figure 5: 3a, 3b, 4a-4d, 5a, 5b |
-| `bn_inception_reduction.py` | `BNInceptionReduction` | BN-Inception Figure 5: 3c, 4e |
-| `separable_conv.py` | `SeparableConv` | BN-Inception's stem, as slim's checkpoint has it |
+| `bn_inception_reduction.py` | `BNInceptionReduction` | BN-Inception Figure 5: 3c, 4e (stride 2) |
+| `separable_conv.py` | `SeparableConv` | BN-Inception's first row as slim's checkpoint has it |
 """
 
 from inception_jax.blocks.asymmetric_7x7 import Asymmetric7x7Module

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax.layers import ConvBN, avg_pool, depth
+from inception_jax.layers import STANDARD_KERNELS, ConvBN, Kernels, avg_pool, depth
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -25,6 +25,7 @@ class Asymmetric7x7Module(nn.Module):
 
   channels_7x7: int
   conv: ModuleDef = ConvBN
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)
   factorized_activation: bool = True  # False: the first layer of each 1xn / nx1 pair is linear.
   pool_count_include_pad: bool = False
   width_multiplier: float = 1.0
@@ -42,6 +43,8 @@ class Asymmetric7x7Module(nn.Module):
     bd = self.conv(c7, (1, 7), padding=(0, 3), name="branch7x7dbl_3")(bd, train)
     bd = self.conv(c7, (7, 1), padding=(3, 0), activation=act, name="branch7x7dbl_4")(bd, train)
     bd = self.conv(d(192), (1, 7), padding=(0, 3), name="branch7x7dbl_5")(bd, train)
-    bp = avg_pool(x, 3, 1, padding=1, count_include_pad=self.pool_count_include_pad)
+    bp = avg_pool(
+      x, 3, 1, padding=1, count_include_pad=self.pool_count_include_pad, kernels=self.kernels
+    )
     bp = self.conv(d(192), 1, name="branch_pool")(bp, train)
     return jnp.concatenate([b1, b7, bd, bp], axis=-1)

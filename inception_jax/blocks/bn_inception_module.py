@@ -17,7 +17,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax.layers import ConvBN, avg_pool, depth, init_override, max_pool
+from inception_jax.layers import (
+  STANDARD_KERNELS,
+  ConvBN,
+  Kernels,
+  avg_pool,
+  depth,
+  init_override,
+  max_pool,
+)
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -37,6 +45,7 @@ class BNInceptionModule(nn.Module):
   pool_proj: int
   pool: str = "avg"
   conv: ModuleDef = ConvBN
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)
   reduce_init: Any = None  # initialisers of the 1x1 reductions / pool projection (None: conv's)
   proj_init: Any = None
   width_multiplier: float = 1.0
@@ -57,9 +66,9 @@ class BNInceptionModule(nn.Module):
     bd = self.conv(d(self.ch3x3dbl), 3, padding="SAME", name="branch3x3dbl_2")(bd, train)
     bd = self.conv(d(self.ch3x3dbl), 3, padding="SAME", name="branch3x3dbl_3")(bd, train)
     if self.pool == "avg":
-      bp = avg_pool(x, 3, 1, padding="SAME", count_include_pad=False)
+      bp = avg_pool(x, 3, 1, padding="SAME", count_include_pad=False, kernels=self.kernels)
     else:
-      bp = max_pool(x, 3, 1, padding="SAME")
+      bp = max_pool(x, 3, 1, padding="SAME", kernels=self.kernels)
     bp = self.conv(d(self.pool_proj), 1, name="branch_pool", **init_override(self.proj_init))(
       bp, train
     )

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax.layers import ConvBN, depth, init_override, max_pool
+from inception_jax.layers import STANDARD_KERNELS, ConvBN, Kernels, depth, init_override, max_pool
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -31,6 +31,7 @@ class BNInceptionReduction(nn.Module):
   ch3x3dblred: int
   ch3x3dbl: int
   conv: ModuleDef = ConvBN
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)
   reduce_init: Any = None  # initialisers of the 1x1 reductions / pool projection (None: conv's)
   proj_init: Any = None
   width_multiplier: float = 1.0
@@ -47,5 +48,5 @@ class BNInceptionReduction(nn.Module):
     )(x, train)
     bd = self.conv(d(self.ch3x3dbl), 3, padding="SAME", name="branch3x3dbl_2")(bd, train)
     bd = self.conv(d(self.ch3x3dbl), 3, strides=2, padding="SAME", name="branch3x3dbl_3")(bd, train)
-    bp = max_pool(x, 3, 2, padding="SAME")
+    bp = max_pool(x, 3, 2, padding="SAME", kernels=self.kernels)
     return jnp.concatenate([b3, bd, bp], axis=-1)

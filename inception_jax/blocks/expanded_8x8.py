@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax.layers import ConvBN, avg_pool, depth, max_pool
+from inception_jax.layers import STANDARD_KERNELS, ConvBN, Kernels, avg_pool, depth, max_pool
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -28,6 +28,7 @@ class ExpandedFilterBankModule(nn.Module):
   """[batch, 8, 8, c] -> [batch, 8, 8, 2048] (at width multiplier 1)."""
 
   conv: ModuleDef = ConvBN
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)
   pool_count_include_pad: bool = False
   width_multiplier: float = 1.0
   pool: str = "avg"  # "avg" or "max" (the FID network's Mixed_7c)
@@ -54,9 +55,11 @@ class ExpandedFilterBankModule(nn.Module):
       axis=-1,
     )
     if self.pool == "max":
-      bp = max_pool(x, 3, 1, padding=1)
+      bp = max_pool(x, 3, 1, padding=1, kernels=self.kernels)
     elif self.pool == "avg":
-      bp = avg_pool(x, 3, 1, padding=1, count_include_pad=self.pool_count_include_pad)
+      bp = avg_pool(
+        x, 3, 1, padding=1, count_include_pad=self.pool_count_include_pad, kernels=self.kernels
+      )
     else:
       raise ValueError(f"pool must be 'avg' or 'max', got {self.pool!r}")
     bp = self.conv(d(192), 1, name="branch_pool")(bp, train)

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax.layers import ConvBN, avg_pool, depth
+from inception_jax.layers import STANDARD_KERNELS, ConvBN, Kernels, avg_pool, depth
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -25,6 +25,7 @@ class Factorized5x5Module(nn.Module):
 
   pool_features: int
   conv: ModuleDef = ConvBN
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)
   branch5x5_kernel: int = 5
   factorized_activation: bool = True  # False: linear first layer of the 3x3 -> 3x3 pair (Figure 2).
   pool_count_include_pad: bool = False
@@ -42,6 +43,8 @@ class Factorized5x5Module(nn.Module):
       d(96), 3, padding=1, activation=self.factorized_activation, name="branch3x3dbl_2"
     )(b3, train)
     b3 = self.conv(d(96), 3, padding=1, name="branch3x3dbl_3")(b3, train)
-    bp = avg_pool(x, 3, 1, padding=1, count_include_pad=self.pool_count_include_pad)
+    bp = avg_pool(
+      x, 3, 1, padding=1, count_include_pad=self.pool_count_include_pad, kernels=self.kernels
+    )
     bp = self.conv(d(self.pool_features), 1, name="branch_pool")(bp, train)
     return jnp.concatenate([b1, b5, b3, bp], axis=-1)

@@ -17,7 +17,15 @@ import jax
 import jax.numpy as jnp
 
 from inception_jax.initializers import Scheme
-from inception_jax.layers import ConvBN, adaptive_avg_pool, avg_pool, dense, depth
+from inception_jax.layers import (
+  STANDARD_KERNELS,
+  ConvBN,
+  Kernels,
+  adaptive_avg_pool,
+  avg_pool,
+  dense,
+  depth,
+)
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -27,6 +35,7 @@ class GoogLeNetAuxHead(nn.Module):
 
   num_classes: int
   conv: ModuleDef = ConvBN
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)
   pooling: str = "paper"  # "paper": 5x5/3 avg pool; "adaptive": torchvision's 4x4 adaptive pool.
   dropout_rate: float = 0.7
   width_multiplier: float = 1.0
@@ -36,7 +45,9 @@ class GoogLeNetAuxHead(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     if self.pooling == "paper":
-      x = avg_pool(x, min(5, *x.shape[1:3]), 3)  # tf-slim shrinks the window on small grids.
+      x = avg_pool(
+        x, min(5, *x.shape[1:3]), 3, kernels=self.kernels
+      )  # tf-slim shrinks the window on small grids.
     elif self.pooling == "adaptive":
       x = adaptive_avg_pool(x, 4)
     else:

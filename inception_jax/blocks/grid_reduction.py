@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax.layers import ConvBN, depth, max_pool
+from inception_jax.layers import STANDARD_KERNELS, ConvBN, Kernels, depth, max_pool
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -24,6 +24,7 @@ class GridReduction35to17(nn.Module):
   """Mixed_6a: 3x3/2 384 | 1x1 64 -> 3x3 96 -> 3x3/2 96 | 3x3/2 max pool."""
 
   conv: ModuleDef = ConvBN
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)
   factorized_activation: bool = True
   width_multiplier: float = 1.0
 
@@ -36,14 +37,15 @@ class GridReduction35to17(nn.Module):
       d(96), 3, padding=1, activation=self.factorized_activation, name="branch3x3dbl_2"
     )(bd, train)
     bd = self.conv(d(96), 3, strides=2, name="branch3x3dbl_3")(bd, train)
-    bp = max_pool(x, 3, 2)
+    bp = max_pool(x, 3, 2, kernels=self.kernels)
     return jnp.concatenate([b3, bd, bp], axis=-1)
 
 
 class GridReduction17to8(nn.Module):
-  """Mixed_7a: 1x1 192 -> 3x3/2 320 | 1x1 192 -> 1x7 -> 7x1 -> 3x3/2 192 | 3x3/2 max pool."""
+  """Mixed_7a: 1x1 192 -> 3x3/2 320 | 1x1 192 -> 1x7 192 -> 7x1 192 -> 3x3/2 192 | 3x3/2 pool."""
 
   conv: ModuleDef = ConvBN
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)
   factorized_activation: bool = True
   width_multiplier: float = 1.0
 
@@ -58,5 +60,5 @@ class GridReduction17to8(nn.Module):
     )(b7, train)
     b7 = self.conv(d(192), (7, 1), padding=(3, 0), name="branch7x7x3_3")(b7, train)
     b7 = self.conv(d(192), 3, strides=2, name="branch7x7x3_4")(b7, train)
-    bp = max_pool(x, 3, 2)
+    bp = max_pool(x, 3, 2, kernels=self.kernels)
     return jnp.concatenate([b3, b7, bp], axis=-1)

@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from inception_jax.layers import ConvBN, depth, max_pool
+from inception_jax.layers import STANDARD_KERNELS, ConvBN, Kernels, depth, max_pool
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -35,6 +35,7 @@ class InceptionModule(nn.Module):
   ch5x5: int
   pool_proj: int
   conv: ModuleDef = ConvBN
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)
   branch3_kernel: int = 5
   width_multiplier: float = 1.0
 
@@ -47,7 +48,7 @@ class InceptionModule(nn.Module):
     b2 = self.conv(d(self.ch3x3), 3, padding=1, name="branch2")(b2, train)
     b3 = self.conv(d(self.ch5x5red), 1, name="branch3_reduce")(x, train)
     b3 = self.conv(d(self.ch5x5), k, padding=k // 2, name="branch3")(b3, train)
-    b4 = max_pool(x, 3, 1, padding=1)
+    b4 = max_pool(x, 3, 1, padding=1, kernels=self.kernels)
     b4 = self.conv(d(self.pool_proj), 1, name="branch4_proj")(b4, train)
     return jnp.concatenate([b1, b2, b3, b4], axis=-1)
 
@@ -62,6 +63,7 @@ class NaiveInceptionModule(nn.Module):
   ch3x3: int
   ch5x5: int
   conv: ModuleDef = ConvBN
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)
   branch3_kernel: int = 5
   width_multiplier: float = 1.0
 
@@ -72,5 +74,5 @@ class NaiveInceptionModule(nn.Module):
     b1 = self.conv(d(self.ch1x1), 1, name="branch1")(x, train)
     b2 = self.conv(d(self.ch3x3), 3, padding=1, name="branch2")(x, train)
     b3 = self.conv(d(self.ch5x5), k, padding=k // 2, name="branch3")(x, train)
-    b4 = max_pool(x, 3, 1, padding=1)
+    b4 = max_pool(x, 3, 1, padding=1, kernels=self.kernels)
     return jnp.concatenate([b1, b2, b3, b4], axis=-1)

@@ -1,4 +1,4 @@
-"""The auxiliary classifier of Inception v2/v3 on the 17x17 grid (Rethinking, Sec. 4 and Table 3).
+"""The auxiliary classifier of Inception v2/v3 on the 17x17 grid (Rethinking, Section 4, Table 3).
 
 5x5/3 average pool (17x17 -> 5x5), 1x1 conv 128, 5x5 conv 768 (the "fully connected" layer: on a 5x5
 input it sees the whole grid), linear classifier. The paper finds these heads act as regularizers;
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from inception_jax.initializers import Scheme
-from inception_jax.layers import ConvBN, avg_pool, dense, depth
+from inception_jax.layers import STANDARD_KERNELS, ConvBN, Kernels, avg_pool, dense, depth
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -29,6 +29,7 @@ class InceptionV3AuxHead(nn.Module):
 
   num_classes: int
   conv: ModuleDef = ConvBN
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)
   bn_fc: bool = True
   width_multiplier: float = 1.0
   scheme: Scheme | None = None  # None: Flax's defaults (`conv` carries the trunk's own)
@@ -36,7 +37,7 @@ class InceptionV3AuxHead(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    x = avg_pool(x, min(5, *x.shape[1:3]), 3)
+    x = avg_pool(x, min(5, *x.shape[1:3]), 3, kernels=self.kernels)
     x = self.conv(depth(128, self.width_multiplier), 1, name="conv0")(x, train)
     k = min(5, *x.shape[1:3])
     kinds = self.scheme or Scheme(*(None,) * 5)

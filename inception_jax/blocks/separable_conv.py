@@ -18,7 +18,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 
-from inception_jax.layers import ConvBN, Padding
+from inception_jax.layers import STANDARD_KERNELS, ConvBN, Kernels, Padding
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -37,6 +37,7 @@ class SeparableConv(nn.Module):
   padding: Padding = "SAME"
   norm: str | None = None
   conv: ModuleDef = ConvBN
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (the model's)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

@@ -25,20 +25,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from inception_jax.data import digits as digits_lib
+from inception_jax.errors import DatasetError, DatasetNotFoundError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 FOLDER_PREFIX = "folder:"
 # TFDS splits whose encoded bytes (per host) are at most this size are held in memory.
 DEFAULT_IN_MEMORY_MAX_BYTES = 1 << 30
-
-
-class DatasetNotFoundError(FileNotFoundError):
-  """The dataset is not where it was looked for; the message says what to put where."""
-
-
-class DatasetError(ValueError):
-  """The dataset exists but cannot be used as asked (a missing split, empty or mismatched
-  classes); the message says how to fix it."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,17 +35,10 @@ import numpy as np
 import tensorflow as tf
 
 from inception_jax.data import datasets, multicrop, preprocessing
+from inception_jax.errors import CorruptImageError
 
 _MAX_POSITION = 1 << 62
 DEFAULT_SHUFFLE_BUFFER = 16384
-
-
-class CorruptImageError(ValueError):
-  """An image could not be read or decoded; the message names it (and `.name` holds it)."""
-
-  def __init__(self, message: str, name: str | None = None):
-    super().__init__(message)
-    self.name = name
 
 
 def _process(process_index: int | None, process_count: int | None) -> tuple[int, int]:

@@ -29,7 +29,7 @@ Input scaling: pixels in [0, 1] are mapped linearly to `input_range` ([-1, 1]: s
 `(x - mean) / std` instead. `INPUT_SCALES` names the two conventions the recipes use: "inception"
 ([-1, 1], every released Inception) and "caffe" (BVLC GoogLeNet: pixels 0..255 minus the ImageNet
 mean per channel, no division; `CAFFE_MEAN_RGB`). A recipe picks one with its `input_scale` field
-(`train.preprocess_options`), so training and evaluation cannot disagree.
+(`training.recipe.preprocess_options`), so training and evaluation cannot disagree.
 
 Grayscale, CMYK, paletted and RGBA images all become 3-channel RGB.
 """

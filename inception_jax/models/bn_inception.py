@@ -1,12 +1,12 @@
-"""BN-Inception: Ioffe and Szegedy 2015, "Batch Normalization", Section 4.1 and Figure 5 (the table of
-the modified Inception), as tf-slim's `nets/inception_v2.py` releases it.
+"""BN-Inception: Ioffe and Szegedy 2015, "Batch Normalization", Section 4.1 and Figure 5 (the table
+of the modified Inception), as tf-slim's `nets/inception_v2.py` releases it.
 
 GoogLeNet with BatchNorm after every convolution, each 5x5 replaced by two consecutive 3x3, average
 pooling in most modules, and two stride-2 modules (3c, 4e) whose max-pool branch passes its input
 through. A row of Rethinking Table 3 (25.2% / 7.8% error, 2.0 G ops) and Table 4 (144 crops:
 22% / 5.82%). tf-slim calls it `inception_v2`; it is NOT Rethinking's Inception-v2 (`inception_v2`
-here). End points carry slim's names: slim's `Mixed_3b` is the paper's inception (3a), its `Mixed_4a`
-the paper's (3c), `Mixed_5a` the paper's (4e) (docs/NAMES.md).
+here). End points carry slim's names: slim's `Mixed_3b` is the paper's inception (3a), its
+`Mixed_4a` the paper's (3c), `Mixed_5a` the paper's (4e) (docs/NAMES.md).
 
   - `stem="separable"` (default): `Conv2d_1a_7x7` as the released checkpoint
     (`inception_v2_2016_08_28`) was trained: a depthwise 7x7/2 with depth multiplier 8, then a 1x1
@@ -23,7 +23,7 @@ at 224), dropout (slim: keep 0.8) and a linear layer. No auxiliary heads (slim b
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -31,8 +31,18 @@ import jax.numpy as jnp
 
 from inception_jax import initializers
 from inception_jax.blocks import BNInceptionModule, BNInceptionReduction, SeparableConv
-from inception_jax.layers import ConvBN, check_images, dense, depth, global_avg_pool, max_pool
-from inception_jax.models.googlenet import _outputs, _torchvision_to_inception_range
+from inception_jax.layers import (
+  BN_MOMENTUM,
+  STANDARD_KERNELS,
+  ConvBN,
+  Kernels,
+  check_images,
+  dense,
+  depth,
+  global_avg_pool,
+  max_pool,
+)
+from inception_jax.models.common import check_options, outputs, torchvision_to_inception_range
 
 # The table of Figure 5, by slim end point: (paper row, #1x1, #3x3 reduce, #3x3, double #3x3
 # reduce, double #3x3, pool, pool projection). Stride-2 rows have no 1x1 and pass the pool through.
@@ -65,16 +75,21 @@ class BNInception(nn.Module):
   """
 
   num_classes: int = 1000
-  stem: str = "separable"
+  stem: Literal[STEMS] = "separable"
   dropout_rate: float = 0.2
   transform_input: bool = False
   bn_scale: bool = True
-  bn_momentum: float = 0.9997
+  bn_momentum: float = BN_MOMENTUM
   bn_axis_name: str | None = None
   width_multiplier: float = 1.0
-  initializer: str = "slim"
+  initializer: Literal[initializers.INITIALIZERS] = "slim"
   dtype: Any = jnp.float32
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (models.create)
   return_features: bool = False
+
+  def __post_init__(self):
+    check_options(self)  # before anything is traced
+    super().__post_init__()
 
   @property
   def min_image_size(self) -> int:
@@ -87,8 +102,6 @@ class BNInception(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False):
-    if self.stem not in STEMS:
-      raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
     check_images(images, self.min_image_size, type(self).__name__)
     init = self.init_scheme()
     conv = functools.partial(
@@ -98,17 +111,19 @@ class BNInception(nn.Module):
       bn_axis_name=self.bn_axis_name,
       layer_init=init.conv,
       dtype=self.dtype,
+      kernels=self.kernels,
     )
     d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
     blocks = dict(
       conv=conv,
+      kernels=self.kernels,
       width_multiplier=self.width_multiplier,
       reduce_init=init.reduce,
       proj_init=init.proj,
     )
     end_points: dict[str, Any] = {}
 
-    x = _torchvision_to_inception_range(images) if self.transform_input else images
+    x = torchvision_to_inception_range(images) if self.transform_input else images
     x = x.astype(self.dtype)
     if self.stem == "separable":
       # slim: depthwise_multiplier = min(int(depth(64) / 3), 8), so that 3 * it <= depth(64).
@@ -123,14 +138,14 @@ class BNInception(nn.Module):
     else:
       stem = conv(d(64), 7, strides=2, padding="SAME", name="Conv2d_1a_7x7")
     x = end_points["Conv2d_1a_7x7"] = stem(x, train)
-    x = end_points["MaxPool_2a_3x3"] = max_pool(x, 3, 2, padding="SAME")
+    x = end_points["MaxPool_2a_3x3"] = max_pool(x, 3, 2, padding="SAME", kernels=self.kernels)
     x = end_points["Conv2d_2b_1x1"] = conv(
       d(64), 1, layer_init=init.proj or init.conv, name="Conv2d_2b_1x1"
     )(x, train)
     x = end_points["Conv2d_2c_3x3"] = conv(d(192), 3, padding="SAME", name="Conv2d_2c_3x3")(
       x, train
     )
-    x = end_points["MaxPool_3a_3x3"] = max_pool(x, 3, 2, padding="SAME")
+    x = end_points["MaxPool_3a_3x3"] = max_pool(x, 3, 2, padding="SAME", kernels=self.kernels)
     for name, (_, c1, c3r, c3, cdr, cd, pool, proj) in FIGURE5.items():
       if proj is None:
         block = BNInceptionReduction(c3r, c3, cdr, cd, name=name, **blocks)
@@ -143,4 +158,4 @@ class BNInception(nn.Module):
     logits = dense(self.num_classes, init.logits, x.shape[-1], dtype=self.dtype, name="Logits")(
       x
     ).astype(jnp.float32)
-    return _outputs(logits, (), end_points, train, self.return_features)
+    return outputs(logits, (), end_points, train, self.return_features)

@@ -1,11 +1,11 @@
 """GoogLeNet (Inception v1), "Going Deeper with Convolutions", Table 1 and Figure 3.
 
 One class builds both networks users compare:
-  - `googlenet`: the paper. conv + ReLU (with bias), LocalRespNorm after pool1 and conv2, true 5x5 in
-    the third branch, 3x3/2 max pool before inception (5a), 40% dropout, auxiliary heads on (4a) and
-    (4d) as Section 5 specifies them.
-  - `googlenet_bn`: the released layout (tf-slim inception_v1, torchvision googlenet). BatchNorm after
-    every conv and no LRN, a 3x3 where the paper has the 5x5 (a bug kept for checkpoint
+  - `googlenet`: the paper. conv + ReLU (with bias), LocalRespNorm after pool1 and conv2, true 5x5
+    in the third branch, 3x3/2 max pool before inception (5a), 40% dropout, auxiliary heads on (4a)
+    and (4d) as Section 5 specifies them.
+  - `googlenet_bn`: the released layout (tf-slim inception_v1, torchvision googlenet). BatchNorm
+    after every conv and no LRN, a 3x3 where the paper has the 5x5 (a bug kept for checkpoint
     compatibility), 2x2/2 max pool before (5a), 20% dropout, torchvision's auxiliary heads.
 
 Max pools round up (ceil mode) as in Caffe and torchvision; conv1 pads 3 on both sides
@@ -18,7 +18,7 @@ End points carry tf-slim names; docs/NAMES.md maps them to Table 1's rows.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -27,7 +27,9 @@ import jax.numpy as jnp
 from inception_jax import initializers
 from inception_jax.blocks import GoogLeNetAuxHead, InceptionModule, NaiveInceptionModule
 from inception_jax.layers import (
+  STANDARD_KERNELS,
   ConvBN,
+  Kernels,
   LocalResponseNorm,
   check_images,
   dense,
@@ -35,6 +37,7 @@ from inception_jax.layers import (
   global_avg_pool,
   max_pool,
 )
+from inception_jax.models.common import check_options, outputs, torchvision_to_inception_range
 
 # Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), by tf-slim end point name.
 TABLE1 = {
@@ -76,23 +79,28 @@ class GoogLeNet(nn.Module):
   """
 
   num_classes: int = 1000
-  norm: str = "lrn"
-  module: str = "reduced"
-  branch3_kernel: int = 5
-  pool5_window: int = 3
+  norm: Literal["lrn", "bn"] = "lrn"
+  module: Literal["reduced", "naive"] = "reduced"
+  branch3_kernel: Literal[3, 5] = 5
+  pool5_window: Literal[2, 3] = 3
   aux_logits: bool = True
-  aux_pooling: str = "paper"
+  aux_pooling: Literal["paper", "adaptive"] = "paper"
   dropout_rate: float = 0.4
   aux_dropout_rate: float = 0.7
   transform_input: bool = False
   bn_scale: bool = True
-  padding: str = "torchvision"
-  bn_momentum: float = 0.9
+  padding: Literal["torchvision", "same"] = "torchvision"
+  bn_momentum: float = 0.9  # torchvision's BatchNorm2d default (released GoogLeNet-BN)
   bn_axis_name: str | None = None
   width_multiplier: float = 1.0
-  initializer: str = "bvlc"
+  initializer: Literal[initializers.INITIALIZERS] = "bvlc"
   dtype: Any = jnp.float32
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (models.create)
   return_features: bool = False
+
+  def __post_init__(self):
+    check_options(self)  # before anything is traced
+    super().__post_init__()
 
   def init_scheme(self) -> initializers.Scheme:
     """The initialisers of each kind of layer; raises ValueError for an unknown name."""
@@ -112,19 +120,14 @@ class GoogLeNet(nn.Module):
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False):
     check_images(images, self.min_image_size, type(self).__name__)
-    if self.norm not in ("lrn", "bn"):
-      raise ValueError(f"norm must be 'lrn' (paper) or 'bn' (released), got {self.norm!r}")
-    if self.module not in ("reduced", "naive"):
-      raise ValueError(
-        f"module must be 'reduced' (Figure 2b) or 'naive' (Figure 2a), got {self.module!r}"
-      )
     init = self.init_scheme()
-    if self.padding not in ("torchvision", "same"):
-      raise ValueError(f"padding must be 'torchvision' or 'same' (tf-slim), got {self.padding!r}")
     if self.padding == "same":
-      conv1_pad, pool = "SAME", functools.partial(max_pool, padding="SAME")
+      conv1_pad, pool = "SAME", functools.partial(max_pool, padding="SAME", kernels=self.kernels)
     else:
-      conv1_pad, pool = 3, functools.partial(max_pool, padding=0, ceil_mode=True)
+      conv1_pad, pool = (
+        3,
+        functools.partial(max_pool, padding=0, ceil_mode=True, kernels=self.kernels),
+      )
     conv = functools.partial(
       ConvBN,
       norm="bn" if self.norm == "bn" else None,
@@ -133,12 +136,13 @@ class GoogLeNet(nn.Module):
       bn_axis_name=self.bn_axis_name,
       layer_init=init.conv,
       dtype=self.dtype,
+      kernels=self.kernels,
     )
     d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
     lrn = LocalResponseNorm() if self.norm == "lrn" else (lambda x: x)
     end_points: dict[str, Any] = {}
 
-    x = _torchvision_to_inception_range(images) if self.transform_input else images
+    x = torchvision_to_inception_range(images) if self.transform_input else images
     x = x.astype(self.dtype)
     x = end_points["Conv2d_1a_7x7"] = conv(
       d(64), 7, strides=2, padding=conv1_pad, name="Conv2d_1a_7x7"
@@ -163,6 +167,7 @@ class GoogLeNet(nn.Module):
           widths[2],
           widths[4],
           conv=conv,
+          kernels=self.kernels,
           branch3_kernel=self.branch3_kernel,
           width_multiplier=self.width_multiplier,
           name=name,
@@ -171,6 +176,7 @@ class GoogLeNet(nn.Module):
         block = InceptionModule(
           *widths,
           conv=conv,
+          kernels=self.kernels,
           branch3_kernel=self.branch3_kernel,
           width_multiplier=self.width_multiplier,
           name=name,
@@ -180,6 +186,7 @@ class GoogLeNet(nn.Module):
         head = GoogLeNetAuxHead(
           self.num_classes,
           conv=conv,
+          kernels=self.kernels,
           pooling=self.aux_pooling,
           dropout_rate=self.aux_dropout_rate,
           width_multiplier=self.width_multiplier,
@@ -193,21 +200,4 @@ class GoogLeNet(nn.Module):
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     logits = dense(self.num_classes, init.logits, x.shape[-1], self.dtype, name="Logits")(x)
     logits = logits.astype(jnp.float32)
-    return _outputs(logits, tuple(aux), end_points, train, self.return_features)
-
-
-def _torchvision_to_inception_range(x: jax.Array) -> jax.Array:
-  """torchvision's transform_input: ImageNet mean/std-normalised RGB -> (x - 0.5) / 0.5."""
-  mean = jnp.array([0.485, 0.456, 0.406], x.dtype)
-  std = jnp.array([0.229, 0.224, 0.225], x.dtype)
-  return x * (std / 0.5) + (mean - 0.5) / 0.5
-
-
-def _outputs(logits, aux, end_points, train: bool, return_features: bool):
-  """The fixed output convention of every network here (docs/DESIGN.md)."""
-  if return_features:
-    end_points["Logits"] = logits
-    if train:
-      end_points["AuxLogits"] = aux
-    return end_points
-  return (logits, aux) if train else logits
+    return outputs(logits, tuple(aux), end_points, train, self.return_features)

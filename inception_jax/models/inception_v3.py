@@ -3,8 +3,8 @@
 `InceptionV3` with its defaults is the released Inception-v3 (tf-slim inception_v3, torchvision
 Inception3 and Keras InceptionV3 agree): factorized stem, Mixed_5b..5d (Figure 5), Mixed_6a
 (Figure 10), Mixed_6b..6e (Figure 6, n=7), Mixed_7a, Mixed_7b..7c (Figure 7), BN-auxiliary head on
-Mixed_6e. Every conv is conv -> BN (eps 0.001) -> ReLU without bias. Every ablation of the paper is an
-attribute:
+Mixed_6e. Every conv is conv -> BN (eps 0.001) -> ReLU without bias. Every ablation of the paper is
+an attribute:
 
   - `stem`: "factorized" (three 3x3 convs, Table 3 "+Factorized 7x7") or "7x7" (one 7x7/2 conv, the
     Inception-v2 row of Table 3).
@@ -35,7 +35,7 @@ that pytorch-fid reproduces); see its docstring and `inception_jax.fid`.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -50,16 +50,26 @@ from inception_jax.blocks import (
   GridReduction35to17,
   InceptionV3AuxHead,
 )
-from inception_jax.layers import ConvBN, check_images, dense, depth, global_avg_pool, max_pool
-from inception_jax.models.googlenet import _outputs, _torchvision_to_inception_range
+from inception_jax.layers import (
+  BN_MOMENTUM,
+  STANDARD_KERNELS,
+  ConvBN,
+  Kernels,
+  check_images,
+  dense,
+  depth,
+  global_avg_pool,
+  max_pool,
+)
+from inception_jax.models.common import check_options, outputs, torchvision_to_inception_range
 
 # Released code: Figure-6 inner widths for Mixed_6b..6e; the paper prints five such modules.
 CHANNELS_7X7 = {"released": (128, 160, 160, 192), "paper": (128, 160, 160, 160, 192)}
 MIXED_7C_POOLS = ("avg", "max")
 # (stem, receptive_field) -> smallest input: Mixed_7a's 3x3/2 needs a 3x3 grid, so Mixed_6a needs
-# 7x7, Conv2d_3b a 17x17 grid, and the stem 35x35 before MaxPool_3a (299, 151) or 17x17 (79: no pool).
-# The three receptive fields reach every grid from Conv2d_3b on with the same size, so these are
-# also the three inputs of Table 2 at the smallest scale (75 / 39 / 23 for 299 / 151 / 79).
+# 7x7, Conv2d_3b a 17x17 grid, and the stem 35x35 before MaxPool_3a (299, 151) or 17x17 (79: no
+# pool). The three receptive fields reach every grid from Conv2d_3b on with the same size, so these
+# are also the three inputs of Table 2 at the smallest scale (75 / 39 / 23 for 299 / 151 / 79).
 MIN_IMAGE_SIZE = {
   ("factorized", 299): 75,
   ("factorized", 151): 39,
@@ -123,23 +133,29 @@ class InceptionV3(nn.Module):
   """
 
   num_classes: int = 1000
-  stem: str = "factorized"
+  stem: Literal["factorized", "7x7"] = "factorized"
   aux_logits: bool = True
   aux_bn: bool = True
-  factorization_activation: str = "relu"
-  receptive_field: int = 299
-  layout: str = "released"
+  factorization_activation: Literal["relu", "linear"] = "relu"
+  receptive_field: Literal[299, 151, 79] = 299
+  layout: Literal["released", "paper"] = "released"
   dropout_rate: float = 0.2
   pool_count_include_pad: bool = False
   transform_input: bool = False
   bn_scale: bool = True
-  bn_momentum: float = 0.9997
+  bn_momentum: float = BN_MOMENTUM
   bn_axis_name: str | None = None
   width_multiplier: float = 1.0
-  initializer: str = "slim"
+  initializer: Literal[initializers.INITIALIZERS] = "slim"
   dtype: Any = jnp.float32
+  kernels: Kernels = STANDARD_KERNELS  # convolution and pooling implementations (models.create)
   return_features: bool = False
-  mixed_7c_pool: str = "avg"
+
+  def __post_init__(self):
+    check_options(self)  # before anything is traced
+    super().__post_init__()
+
+  mixed_7c_pool: Literal[MIXED_7C_POOLS] = "avg"
 
   def init_scheme(self) -> initializers.Scheme:
     """The initialisers of each kind of layer; raises ValueError for an unknown name."""
@@ -149,21 +165,8 @@ class InceptionV3(nn.Module):
   def min_image_size(self) -> int:
     return MIN_IMAGE_SIZE.get((self.stem, self.receptive_field), 75)
 
-  def _validate(self) -> None:
-    choices = {
-      "stem": ("factorized", "7x7"),
-      "factorization_activation": ("relu", "linear"),
-      "receptive_field": (299, 151, 79),
-      "layout": ("released", "paper"),
-      "mixed_7c_pool": MIXED_7C_POOLS,
-    }
-    for field, valid in choices.items():
-      if getattr(self, field) not in valid:
-        raise ValueError(f"{field} must be one of {valid}, got {getattr(self, field)!r}")
-
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False):
-    self._validate()
     check_images(images, self.min_image_size, type(self).__name__)
     init = self.init_scheme()
     conv = functools.partial(
@@ -173,14 +176,15 @@ class InceptionV3(nn.Module):
       bn_axis_name=self.bn_axis_name,
       layer_init=init.conv,
       dtype=self.dtype,
+      kernels=self.kernels,
     )
     d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
     factorized_act = self.factorization_activation == "relu"
-    blocks = dict(conv=conv, width_multiplier=self.width_multiplier)
+    blocks = dict(conv=conv, kernels=self.kernels, width_multiplier=self.width_multiplier)
     pools = dict(pool_count_include_pad=self.pool_count_include_pad)
     end_points: dict[str, Any] = {}
 
-    x = _torchvision_to_inception_range(images) if self.transform_input else images
+    x = torchvision_to_inception_range(images) if self.transform_input else images
     x = x.astype(self.dtype)
     # ---- Stem (Table 1 rows up to the 35x35 grid; Table 2's receptive field variants) ----
     rf = self.receptive_field
@@ -204,7 +208,7 @@ class InceptionV3(nn.Module):
         widths[2], 3, padding=0 if rf == 79 else 1, name="Conv2d_2b_3x3"
       )(x, train)
     if rf != 79:
-      x = end_points["MaxPool_3a_3x3"] = max_pool(x, 3, 2)
+      x = end_points["MaxPool_3a_3x3"] = max_pool(x, 3, 2, kernels=self.kernels)
     if self.layout == "paper":
       x = end_points["Conv2d_3b_3x3"] = conv(d(80), 3, name="Conv2d_3b_3x3")(x, train)
       x = end_points["Conv2d_4a_3x3"] = conv(d(192), 3, strides=2, name="Conv2d_4a_3x3")(x, train)
@@ -212,7 +216,7 @@ class InceptionV3(nn.Module):
     else:
       x = end_points["Conv2d_3b_1x1"] = conv(d(80), 1, name="Conv2d_3b_1x1")(x, train)
       x = end_points["Conv2d_4a_3x3"] = conv(d(192), 3, name="Conv2d_4a_3x3")(x, train)
-      x = end_points["MaxPool_5a_3x3"] = max_pool(x, 3, 2)
+      x = end_points["MaxPool_5a_3x3"] = max_pool(x, 3, 2, kernels=self.kernels)
 
     # ---- 35x35: Figure 5 ----
     k5 = 3 if self.layout == "paper" else 5
@@ -263,7 +267,7 @@ class InceptionV3(nn.Module):
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     logits = dense(self.num_classes, init.logits, x.shape[-1], self.dtype, name="Logits")(x)
     logits = logits.astype(jnp.float32)
-    return _outputs(logits, aux, end_points, train, self.return_features)
+    return outputs(logits, aux, end_points, train, self.return_features)
 
 
 class InceptionV3FID(InceptionV3):
@@ -289,4 +293,4 @@ class InceptionV3FID(InceptionV3):
   num_classes: int = 1008
   aux_logits: bool = False
   pool_count_include_pad: bool = False
-  mixed_7c_pool: str = "max"
+  mixed_7c_pool: Literal[MIXED_7C_POOLS] = "max"

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from inception_jax.training import transfer
+
 if TYPE_CHECKING:
   import ml_collections
 
@@ -163,12 +165,10 @@ def create_optimizer(
 ) -> optax.GradientTransformation:
   """Optional global-norm gradient clipping followed by the configured optimizer.
 
-  Fine-tuning (inception_jax/transfer.py): parameters matching config.freeze get no update
+  Fine-tuning (inception_jax/training/transfer.py): parameters matching config.freeze get no update
   (optax.set_to_zero, and no optimizer state), and the new layers (the classifiers and
   config.init_exclude) the learning rate times config.new_layers_lr_multiplier, through
   optax.multi_transform over per-parameter labels."""
-  from inception_jax import transfer
-
   opt = _base_optimizer(config, learning_rate_fn)
   spec = transfer.spec_from_config(config)
   if spec.active:

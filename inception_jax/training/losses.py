@@ -5,7 +5,8 @@
 - The auxiliary-classifier term (Going Deeper, Section 5: weight 0.3 per head; the released
   Inception-v3 code uses 0.4), label-smoothed like the main head as the released code does.
 - L2 weight decay on convolution and dense kernels, weight_decay * sum(w**2) / 2 (tf.nn.l2_loss
-  and Caffe's weight_decay both use the factor 1/2; biases and BatchNorm parameters are not decayed).
+  and Caffe's weight_decay both use the factor 1/2; biases and BatchNorm parameters are not
+  decayed).
 
 All losses are computed in float32 whatever the compute dtype of the logits.
 """

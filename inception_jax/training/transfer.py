@@ -1,5 +1,4 @@
-"""Transfer learning: which variables a fine-tune loads, which it freezes, which are new, and the
-pooled features of any converted checkpoint in one call.
+"""Transfer learning: which variables a fine-tune loads, which it freezes, and which are new.
 
 Variables are named by their path without the collection, slim-style:
 `Mixed_3b/branch1/conv/kernel`, `Mixed_3b/branch1/bn/mean`, `Logits/kernel`,
@@ -26,24 +25,24 @@ expressions, each matched with `re.search` against those names, or presets:
   ones, would make a frozen layer compute one function in training and another in evaluation.)
 - `config.new_layers_lr_multiplier`: the learning rate of the new layers (the classifiers and
   what `init_exclude` names) is multiplied by it; 1.0 = one learning rate for everything.
-- `features(checkpoint, images)`: `PreLogits` of a converted checkpoint with the input convention
-  of its source applied.
+- The input conventions of converted weights (`input_convention`, `to_network_input`), which
+  `evaluation.features` applies.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from inception_jax.training import checkpoint
 
 CLASSIFIERS = r"^(Logits|AuxLogits[^/]*)(/|$)"
 PRESETS = {"classifiers": CLASSIFIERS, "backbone": r"^(?!(Logits|AuxLogits[^/]*)(/|$))"}
@@ -252,9 +251,6 @@ def plan_init(
   Raises ValueError listing the tensors that differ outside the classifier layers and
   init_exclude: a checkpoint of another architecture (or another width, BN layout, ...).
   """
-  # The project's one tree comparison, checkpoint.tree_differences (imported here: it is heavy).
-  from inception_jax import checkpoint
-
   expected = {c: expected.get(c) or {} for c in ("params", "batch_stats")}
   found = {c: found.get(c) or {} for c in ("params", "batch_stats")}
   missing, misshaped, unexpected = checkpoint.tree_differences(expected, found, key=_name_key)
@@ -348,49 +344,12 @@ def to_network_input(images: Any, convention: str) -> jax.Array:
   return x * 2.0 - 1.0
 
 
-def feature_extractor(checkpoint: str) -> Callable[[Any], np.ndarray]:
-  """images -> PreLogits [batch, channels] for a converted checkpoint (see `features`), compiled
-  once per input shape; for many batches."""
-  from inception_jax import convert, fast_conv
-
-  model, variables = convert.load(checkpoint)
-  meta = json.loads((Path(checkpoint) / convert.META_FILE).read_text())
-  convention = input_convention(meta.get("source", ""))
-  model = model.clone(return_features=True)
-  apply = jax.jit(
-    lambda v, x: model.apply(v, x, train=False)["PreLogits"].astype(jnp.float32),
-    compiler_options=fast_conv.compiler_options(),
-  )
-
-  def extract(images: Any) -> np.ndarray:
-    return np.asarray(apply(variables, to_network_input(images, convention)))
-
-  extract.convention = convention  # type: ignore[attr-defined]
-  return extract
-
-
-def features(checkpoint: str, images: Any) -> np.ndarray:
-  """Pooled features (the `PreLogits` end point, [batch, channels]) of a converted checkpoint
-  (a directory written by `python -m inception_jax.convert`) for a batch of images.
-
-  images: uint8 [batch, height, width, 3] in [0, 255], or float in [0, 1], RGB, already resized
-    and cropped as the source evaluates (e.g. 224 for GoogLeNet, 299 for Inception-v3). The
-    source's input convention is applied here: torchvision's ImageNet mean/std for weights
-    converted from torchvision (the model's `transform_input` then works as torchvision's), [-1, 1]
-    for Keras and tf-slim weights. Eval mode: BatchNorm running averages, no dropout.
-  For many batches, `feature_extractor(checkpoint)` loads and compiles once.
-  """
-  return feature_extractor(checkpoint)(images)
-
-
 __all__ = [
   "CLASSIFIERS",
   "PRESETS",
   "InitPlan",
   "TransferSpec",
   "apply_plan",
-  "feature_extractor",
-  "features",
   "frozen_batch_norm",
   "input_convention",
   "plan_init",

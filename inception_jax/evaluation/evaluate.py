@@ -18,7 +18,10 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from inception_jax import fast_conv, losses, parallel
+from inception_jax import convert, data
+from inception_jax.training import checkpoint, losses, parallel, recipe, transfer
+from inception_jax.training import state as state_lib
+from inception_jax.training.step import compile_step
 
 Variables = Mapping[str, Any]
 
@@ -55,10 +58,10 @@ class Evaluator:
 
   def __init__(self, model: nn.Module, mesh: Mesh):
     self.mesh = mesh
-    self._predict = jax.jit(
+    self._predict = compile_step(
       lambda v, x: crop_averaged_probabilities(model, v, x),
+      model,
       out_shardings=parallel.batch_sharded(mesh),
-      compiler_options=fast_conv.compiler_options(),
     )
     self._sums = jax.jit(metric_sums, out_shardings=parallel.replicated(mesh))
 
@@ -109,9 +112,6 @@ def eval_batches(
 ) -> Iterable[dict]:
   """The config's evaluation split, padded and masked so each example counts once, with the
   recipe's input convention (`preprocess` overrides single options of it)."""
-  # train resolves the input convention (and imports this module).
-  from inception_jax import data, train
-
   return data.create_eval_iterator(
     config.dataset,
     split=config.eval_split,
@@ -119,7 +119,7 @@ def eval_batches(
     global_batch_size=batch_size,
     image_size=config.image_size,
     crops=crops,
-    preprocess={**train.preprocess_options(config), **(preprocess or {})},
+    preprocess={**recipe.preprocess_options(config), **(preprocess or {})},
     on_corrupt=config.get("on_corrupt", "fail"),
   )
 
@@ -130,8 +130,6 @@ def load_workdirs(
   """The config's model and the latest checkpoint's variables of each workdir. Converted weights
   (a directory written by `python -m inception_jax.convert`) bring their own model, with the
   conventions recorded in their convert_meta.json."""
-  from inception_jax import checkpoint, convert, data, train  # train imports us.
-
   info = data.get_info(config.dataset, config.data_dir)
   if all(checkpoint.read_init_meta(w) for w in workdirs):
     loaded = [convert.load(w) for w in workdirs]
@@ -146,16 +144,15 @@ def load_workdirs(
     return loaded[0][0], [v for _, v in loaded]
   if any(checkpoint.read_init_meta(w) for w in workdirs):
     raise ValueError("evaluate converted weights and training workdirs separately")
-  model = train.create_model(config, info.num_classes)
+  model = state_lib.create_model(config, info.num_classes)
   return model, [
-    train.load_eval_variables(config, w, model, mesh, info.num_classes, use_ema) for w in workdirs
+    state_lib.load_eval_variables(config, w, model, mesh, info.num_classes, use_ema)
+    for w in workdirs
   ]
 
 
 def input_preprocess(workdirs: Sequence[str]) -> dict[str, Any]:
   """Preprocessing overrides that give converted weights their source's input convention."""
-  from inception_jax import checkpoint, transfer
-
   sources = {
     transfer.input_convention(str(checkpoint.read_init_meta(w).get("source", ""))) for w in workdirs
   }
@@ -175,13 +172,9 @@ def evaluate_workdirs(
 
   Prints and returns top-1 / top-5 in the shape of GoogLeNet's Table 3.
   """
-  from inception_jax import train
-
   mesh = parallel.make_mesh()
   batch_size = batch_size or config.eval_batch_size
-  train.validate_config(config, mesh, eval_batch_size=batch_size)
-  from inception_jax import data
-
+  recipe.validate_config(config, mesh, eval_batch_size=batch_size)
   data.check_dataset(
     config.dataset,
     [config.eval_split],

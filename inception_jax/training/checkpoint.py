@@ -24,6 +24,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from inception_jax.errors import CheckpointError
+
 STATE, META = "state", "meta"
 # Orbax warnings that every successful restore of a Composite checkpoint prints (the item is
 # restored by a second call; the metadata file is one Orbax itself does not write for it).
@@ -67,10 +69,6 @@ def _short(error: BaseException) -> str:
   if len(text) > _DETAIL_CHARS:
     text = text[:_DETAIL_CHARS] + " ... (full error in the log)"
   return text
-
-
-class CheckpointError(RuntimeError):
-  """A checkpoint that exists but cannot be used by this run."""
 
 
 def absolute(path: str | epath.PathLike) -> epath.Path:

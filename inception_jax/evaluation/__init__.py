@@ -1,0 +1,2 @@
+"""Evaluation: multi-crop and ensemble evaluation of training runs and converted weights
+(`evaluate`)."""
