@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -383,22 +384,84 @@ def test_missing_peer_script_fails_before_running_ours(tmp_path, monkeypatch, ca
   assert str(tmp_path / "peer_torch.py") in capsys.readouterr().err
 
 
+def corrupt_latest_checkpoint(workdir):
+  """Trains 4 steps (checkpoints at 2 and 4) and truncates every array file of step 4."""
+  train.train_and_evaluate(tiny_config(num_train_steps=4, checkpoint_every_steps=2), str(workdir))
+  latest = workdir / "checkpoints" / "4"
+  arrays = [f for f in (latest / "state").rglob("*") if f.is_file() and f.parent.name == "d"]
+  assert arrays
+  for f in arrays:
+    f.write_bytes(f.read_bytes()[:40])
+  return latest
+
+
 def test_corrupt_checkpoint_message_is_short(tmp_path, caplog):
-  config = tiny_config(num_train_steps=4, checkpoint_every_steps=2)
-  train.train_and_evaluate(config, str(tmp_path))
-  latest = tmp_path / "checkpoints" / "4"
-  shutil.rmtree(latest / "state" / "d")
-  for f in (latest / "state").glob("*ocdbt*"):
-    shutil.rmtree(f) if f.is_dir() else f.unlink()
-  config.num_train_steps = 6
+  latest = corrupt_latest_checkpoint(tmp_path)
   caplog.set_level(logging.INFO)
   with pytest.raises(checkpoint.CheckpointError) as err:
-    train.train_and_evaluate(config, str(tmp_path))
+    train.train_and_evaluate(tiny_config(num_train_steps=6), str(tmp_path))
   message = str(err.value)
   assert message.startswith(f"checkpoint {latest} is corrupt")
+  assert message.endswith(f"(The full error is in {tmp_path / 'checkpoint_error.log'}.)")
   assert len(message.splitlines()) <= 3 and len(message) < 800, message
   assert err.value.__cause__ is None and err.value.__suppress_context__
   assert "checkpoint error detail" in caplog.text  # the whole error is in the log
+
+
+def test_corrupt_checkpoint_prints_a_few_lines_and_logs_the_rest(tmp_path):
+  """The command's stderr, not only the message: TensorStore's and Orbax's tracebacks (some
+  printed by their threads, some at the interpreter's exit) go to the log file, not stderr."""
+  latest = corrupt_latest_checkpoint(tmp_path)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      f"{ROOT}/tests/test_train_utils.py",
+      str(tmp_path),
+      "--config.num_train_steps=6",
+    ],
+    env=subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  log = tmp_path / "checkpoint_error.log"
+  # What remains besides the lines of absl / TensorFlow's C++ logging (I1130 ..., E0000 ...)
+  # and their "Logging before flag parsing" banners: our message.
+  lines = [
+    line
+    for line in proc.stderr.splitlines()
+    if line.strip() and not re.match(r"^[IWE]\d{4} ", line) and not line.startswith("WARNING: ")
+  ]
+  assert len(lines) <= 4, "\n".join(lines[:60])
+  assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+  assert f"checkpoint {latest} is corrupt" in lines[0]
+  assert f"(The full error is in {log}.)" in proc.stderr
+  detail = log.read_text()
+  assert f"checkpoint {latest} is corrupt" in detail and "TensorStore" in detail
+  assert len(detail.splitlines()) > 50  # the tracebacks that used to fill the terminal
+
+
+def test_restore_replays_real_warnings_and_drops_false_alarms(tmp_path, monkeypatch, capfd):
+  """What reaches stderr during a successful restore is shown once it is over, less the Orbax
+  false alarms (ORBAX_FALSE_ALARMS)."""
+
+  def noisy_restore(self, state, meta, sharding):
+    os.write(2, b"W a real warning about the restore\n")
+    os.write(2, f"W Item 'state' {checkpoint.ORBAX_FALSE_ALARMS[0]}.\n".encode())
+    os.write(2, f"W {checkpoint.ORBAX_FALSE_ALARMS[1]}: /x/_METADATA\n".encode())
+    return "restored"
+
+  monkeypatch.setattr(checkpoint.Checkpointer, "_restore", noisy_restore)
+  ckpt = checkpoint.Checkpointer(str(tmp_path))
+  try:
+    assert ckpt.restore({}, {}) == "restored"
+  finally:
+    ckpt.close()
+  err = capfd.readouterr().err
+  assert "W a real warning about the restore" in err
+  assert not any(alarm in err for alarm in checkpoint.ORBAX_FALSE_ALARMS), err
+  assert not (tmp_path / "checkpoint_error.log").exists()
 
 
 def test_first_progress_line_rate_is_measured(tmp_path, caplog):

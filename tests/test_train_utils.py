@@ -195,9 +195,10 @@ def _main(argv: list[str]) -> None:
   batch_log = os.environ.get("TINY_BATCH_LOG")
   if batch_log:
     _log_batches(f"{batch_log}.{jax.process_index()}")
-  from inception_jax import train
+  from inception_jax import cli, train
 
-  state = train.train_and_evaluate(config, args.workdir)
+  with cli.user_errors():  # the project's input errors end with their message, as in the CLI
+    state = train.train_and_evaluate(config, args.workdir)
   if jax.process_index() == 0:
     import numpy as np
 
