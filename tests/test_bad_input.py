@@ -216,6 +216,74 @@ def test_skipping_keeps_positions_so_resume_is_exact(corrupt_folder, tmp_path):
   assert rows[-1]["train/skipped_images"] == skipped  # carried over in the checkpoint
 
 
+def test_two_hosts_stop_together_when_one_cannot_read_its_image(corrupt_folder, tmp_path):
+  """Two processes; the truncated file is in one host's half of the batch. Both stop at that
+  step (none waits forever in a collective), with the checkpoint of the last completed step, and
+  both name the file (the other host says which process could not read it)."""
+  from test_train_distributed import SCRIPT, free_port
+
+  root, bad, seed, bad_step, _ = corrupt_folder
+  config = folder_config(root, seed=seed)
+  it = data.create_train_iterator(
+    config.dataset,
+    global_batch_size=config.batch_size,
+    image_size=config.image_size,
+    seed=seed,
+    preprocess=config.preprocess.to_dict(),
+    on_corrupt="skip",
+  )
+  mask = [next(it)["mask"] for _ in range(bad_step + 1)][-1]
+  bad_host = int(np.flatnonzero(~mask)[0]) // (config.batch_size // 2)
+  port = free_port()
+  args = [
+    f"--config.dataset=folder:{root}",
+    "--config.train_split=train",
+    "--config.eval_split=test",
+    "--config.batch_size=8",
+    "--config.eval_batch_size=8",
+    "--config.num_eval_steps=-1",
+    f"--config.seed={seed}",
+    "--config.num_train_steps=9",
+    "--config.checkpoint_every_steps=100",
+    "--config.log_every_steps=1",
+    "--config.batch_norm='per_replica'",
+  ]
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        SCRIPT,
+        str(tmp_path),
+        f"--coordinator_address=localhost:{port}",
+        "--num_processes=2",
+        f"--process_id={i}",
+        *args,
+      ],
+      env=subprocess_env(num_devices=1),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  try:
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, out in zip(procs, outs, strict=True):
+    assert p.returncode == 1, out[-5000:]
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [str(bad_step)]
+  for i, out in enumerate(outs):
+    error = [line for line in out.splitlines() if line.startswith("error (CorruptImageError)")]
+    assert len(error) == 1, out[-5000:]
+    assert f"process {bad_host} of 2 cannot read or decode image {bad}" in error[0]
+    assert f"Saved a checkpoint at step {bad_step}" in error[0]
+    if i != bad_host:
+      assert f"process {bad_host} of 2 cannot read or decode image {bad}: every process" in out
+
+
 def test_skipped_slot_weighs_nothing_in_the_loss():
   import jax.numpy as jnp
 
