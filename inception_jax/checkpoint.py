@@ -115,6 +115,7 @@ class _CapturedStderr:
           obj.close()
         except Exception:  # noqa: BLE001 - its output is captured; the read failed anyway
           pass
+    gc.collect()  # their futures' "exception was never retrieved" reports come now, captured
 
   def stop(self) -> str:
     if self._saved is None:
