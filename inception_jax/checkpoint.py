@@ -68,6 +68,9 @@ def _short(error: BaseException) -> str:
   time.sleep(0.5)
   logging.error("checkpoint error detail: %s", error)
   text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  # Orbax appends the repr of a bound method ("See full TensorStore details: <bound method ...");
+  # the details themselves are in the log.
+  text = text.split(" See full TensorStore details")[0]
   if len(text) > _DETAIL_CHARS:
     text = text[:_DETAIL_CHARS] + " ... (full error in the log)"
   return text
