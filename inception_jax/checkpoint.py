@@ -318,12 +318,18 @@ class Checkpointer:
         raise
       captured.settle()
       printed = captured.stop()
-      error = CheckpointError(f"{e}\n(The full error is in {self.error_log}.)")
-      self.error_log.write_text(
+      detail = (
         f"{e}\n\nThe error of Orbax / TensorStore:\n{e.__context__!r}\n\n"
         f"What they printed to stderr:\n{printed}"
       )
-      raise error from None
+      log = self.error_log
+      try:
+        log.write_text(detail)
+      except OSError:  # a read-only workdir: a local temporary file instead
+        with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as f:
+          f.write(detail)
+        log = f.name
+      raise CheckpointError(f"{e}\n(The full error is in {log}.)") from None
     except BaseException:
       captured.replay()
       raise
