@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from helpers.training import ROOT, register_tiny_model, subprocess_env, tiny_config
+from helpers.training import ROOT, TRAIN_SCRIPT, register_tiny_model, subprocess_env, tiny_config
 from PIL import Image
 
 from inception_jax import cli, data, errors, extras
@@ -217,6 +218,74 @@ def test_skipping_keeps_positions_so_resume_is_exact(corrupt_folder, tmp_path):
   assert rows[-1]["train/skipped_images"] == skipped  # carried over in the checkpoint
 
 
+def test_two_hosts_stop_together_when_one_cannot_read_its_image(corrupt_folder, tmp_path):
+  """Two processes; the truncated file is in one host's half of the batch. Both stop at that
+  step (none waits forever in a collective), with the checkpoint of the last completed step, and
+  both name the file (the other host says which process could not read it)."""
+  from test_train_distributed import SCRIPT, free_port
+
+  root, bad, seed, bad_step, _ = corrupt_folder
+  config = folder_config(root, seed=seed)
+  it = data.create_train_iterator(
+    config.dataset,
+    global_batch_size=config.batch_size,
+    image_size=config.image_size,
+    seed=seed,
+    preprocess=config.preprocess.to_dict(),
+    on_corrupt="skip",
+  )
+  mask = [next(it)["mask"] for _ in range(bad_step + 1)][-1]
+  bad_host = int(np.flatnonzero(~mask)[0]) // (config.batch_size // 2)
+  port = free_port()
+  args = [
+    f"--config.dataset=folder:{root}",
+    "--config.train_split=train",
+    "--config.eval_split=test",
+    "--config.batch_size=8",
+    "--config.eval_batch_size=8",
+    "--config.num_eval_steps=-1",
+    f"--config.seed={seed}",
+    "--config.num_train_steps=9",
+    "--config.checkpoint_every_steps=100",
+    "--config.log_every_steps=1",
+    "--config.batch_norm='per_replica'",
+  ]
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        SCRIPT,
+        str(tmp_path),
+        f"--coordinator_address=localhost:{port}",
+        "--num_processes=2",
+        f"--process_id={i}",
+        *args,
+      ],
+      env=subprocess_env(num_devices=1),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  try:
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, out in zip(procs, outs, strict=True):
+    assert p.returncode == 1, out[-5000:]
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [str(bad_step)]
+  for i, out in enumerate(outs):
+    error = [line for line in out.splitlines() if line.startswith("error (CorruptImageError)")]
+    assert len(error) == 1, out[-5000:]
+    assert f"process {bad_host} of 2 cannot read or decode image {bad}" in error[0]
+    assert f"Saved a checkpoint at step {bad_step}" in error[0]
+    if i != bad_host:
+      assert f"process {bad_host} of 2 cannot read or decode image {bad}: every process" in out
+
+
 def test_skipped_slot_weighs_nothing_in_the_loss():
   import jax.numpy as jnp
 
@@ -385,22 +454,84 @@ def test_missing_peer_script_fails_before_running_ours(tmp_path, monkeypatch, ca
   assert str(tmp_path / "peer_torch.py") in capsys.readouterr().err
 
 
+def corrupt_latest_checkpoint(workdir):
+  """Trains 4 steps (checkpoints at 2 and 4) and truncates every array file of step 4."""
+  loop.train_and_evaluate(tiny_config(num_train_steps=4, checkpoint_every_steps=2), str(workdir))
+  latest = workdir / "checkpoints" / "4"
+  arrays = [f for f in (latest / "state").rglob("*") if f.is_file() and f.parent.name == "d"]
+  assert arrays
+  for f in arrays:
+    f.write_bytes(f.read_bytes()[:40])
+  return latest
+
+
 def test_corrupt_checkpoint_message_is_short(tmp_path, caplog):
-  config = tiny_config(num_train_steps=4, checkpoint_every_steps=2)
-  loop.train_and_evaluate(config, str(tmp_path))
-  latest = tmp_path / "checkpoints" / "4"
-  shutil.rmtree(latest / "state" / "d")
-  for f in (latest / "state").glob("*ocdbt*"):
-    shutil.rmtree(f) if f.is_dir() else f.unlink()
-  config.num_train_steps = 6
+  latest = corrupt_latest_checkpoint(tmp_path)
   caplog.set_level(logging.INFO)
   with pytest.raises(errors.CheckpointError) as err:
-    loop.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(tiny_config(num_train_steps=6), str(tmp_path))
   message = str(err.value)
   assert message.startswith(f"checkpoint {latest} is corrupt")
+  assert message.endswith(f"(The full error is in {tmp_path / 'checkpoint_error.log'}.)")
   assert len(message.splitlines()) <= 3 and len(message) < 800, message
   assert err.value.__cause__ is None and err.value.__suppress_context__
   assert "checkpoint error detail" in caplog.text  # the whole error is in the log
+
+
+def test_corrupt_checkpoint_prints_a_few_lines_and_logs_the_rest(tmp_path):
+  """The command's stderr, not only the message: TensorStore's and Orbax's tracebacks (some
+  printed by their threads, some at the interpreter's exit) go to the log file, not stderr."""
+  latest = corrupt_latest_checkpoint(tmp_path)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      TRAIN_SCRIPT,
+      str(tmp_path),
+      "--config.num_train_steps=6",
+    ],
+    env=subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  log = tmp_path / "checkpoint_error.log"
+  # What remains besides the lines of absl / TensorFlow's C++ logging (I1130 ..., E0000 ...)
+  # and their "Logging before flag parsing" banners: our message.
+  lines = [
+    line
+    for line in proc.stderr.splitlines()
+    if line.strip() and not re.match(r"^[IWE]\d{4} ", line) and not line.startswith("WARNING: ")
+  ]
+  assert len(lines) <= 4, "\n".join(lines[:60])
+  assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+  assert f"checkpoint {latest} is corrupt" in lines[0]
+  assert f"(The full error is in {log}.)" in proc.stderr
+  detail = log.read_text()
+  assert f"checkpoint {latest} is corrupt" in detail and "TensorStore" in detail
+  assert len(detail.splitlines()) > 50  # the tracebacks that used to fill the terminal
+
+
+def test_restore_replays_real_warnings_and_drops_false_alarms(tmp_path, monkeypatch, capfd):
+  """What reaches stderr during a successful restore is shown once it is over, less the Orbax
+  false alarms (ORBAX_FALSE_ALARMS)."""
+
+  def noisy_restore(self, state, meta, sharding):
+    os.write(2, b"W a real warning about the restore\n")
+    os.write(2, f"W Item 'state' {checkpoint.ORBAX_FALSE_ALARMS[0]}.\n".encode())
+    os.write(2, f"W {checkpoint.ORBAX_FALSE_ALARMS[1]}: /x/_METADATA\n".encode())
+    return "restored"
+
+  monkeypatch.setattr(checkpoint.Checkpointer, "_restore", noisy_restore)
+  ckpt = checkpoint.Checkpointer(str(tmp_path))
+  try:
+    assert ckpt.restore({}, {}) == "restored"
+  finally:
+    ckpt.close()
+  err = capfd.readouterr().err
+  assert "W a real warning about the restore" in err
+  assert not any(alarm in err for alarm in checkpoint.ORBAX_FALSE_ALARMS), err
+  assert not (tmp_path / "checkpoint_error.log").exists()
 
 
 def test_first_progress_line_rate_is_measured(tmp_path, caplog):

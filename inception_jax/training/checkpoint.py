@@ -11,11 +11,15 @@ another model or configuration, raises CheckpointError naming it, instead of sta
 it (the run would otherwise overwrite the older, valid checkpoints as it goes).
 """
 
+import gc
 import json
 import logging
 import os
 import signal
+import sys
+import tempfile
 import time
+import types
 from typing import Any
 
 import flax.serialization
@@ -66,9 +70,81 @@ def _short(error: BaseException) -> str:
   time.sleep(0.5)
   logging.error("checkpoint error detail: %s", error)
   text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  # Orbax appends the repr of a bound method ("See full TensorStore details: <bound method ...");
+  # the details themselves are in the log.
+  text = text.split(" See full TensorStore details")[0]
   if len(text) > _DETAIL_CHARS:
     text = text[:_DETAIL_CHARS] + " ... (full error in the log)"
   return text
+
+
+class _CapturedStderr:
+  """File descriptor 2 redirected to a temporary file while Orbax reads a checkpoint.
+
+  A failed read of a corrupt checkpoint makes TensorStore's threads and Orbax's coroutines print
+  hundreds of lines of tracebacks straight to the process's stderr (outside Python's logging);
+  with the descriptor redirected, they land in the file instead. `settle()` lets them finish
+  (and collects the abandoned coroutines, which would otherwise print at interpreter exit);
+  `stop()` puts stderr back and returns what was captured. Where stderr has no descriptor,
+  nothing is captured."""
+
+  def __init__(self):
+    self._saved: int | None = None
+    self._file = None
+    try:
+      sys.stderr.flush()
+      self._saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+      return
+    self._file = tempfile.TemporaryFile()
+    os.dup2(self._file.fileno(), 2)
+
+  @staticmethod
+  def settle() -> None:
+    """Waits for the failed read's threads, and closes Orbax's abandoned read coroutines now
+    (left for the interpreter's exit, each prints a traceback there, after our message)."""
+    time.sleep(0.3)
+    for obj in gc.get_objects():
+      if (
+        isinstance(obj, types.CoroutineType)
+        and "orbax" in obj.cr_code.co_filename
+        and "read" in obj.cr_code.co_name
+        and obj.cr_frame is not None
+        and not obj.cr_running
+      ):
+        try:
+          obj.close()
+        except Exception:  # noqa: BLE001 - its output is captured; the read failed anyway
+          pass
+    gc.collect()  # their futures' "exception was never retrieved" reports come now, captured
+
+  def stop(self) -> str:
+    if self._saved is None:
+      return ""
+    try:
+      sys.stderr.flush()
+    except (OSError, ValueError):
+      pass
+    os.dup2(self._saved, 2)
+    os.close(self._saved)
+    self._saved = None
+    self._file.seek(0)
+    text = self._file.read().decode("utf-8", "replace")
+    self._file.close()
+    return text
+
+  def replay(self) -> None:
+    """Puts stderr back and writes what was captured to it (real warnings stay visible; the
+    ORBAX_FALSE_ALARMS lines are dropped)."""
+    text = self.stop()
+    kept = [
+      line
+      for line in text.splitlines(keepends=True)
+      if not any(alarm in line for alarm in ORBAX_FALSE_ALARMS)
+    ]
+    if kept:
+      sys.stderr.write("".join(kept))
+      sys.stderr.flush()
 
 
 def absolute(path: str | epath.PathLike) -> epath.Path:
@@ -112,7 +188,7 @@ def _unreadable(path: epath.Path, e: Exception, steps: list[int]) -> CheckpointE
   return CheckpointError(
     f"checkpoint {path} is corrupt: its arrays cannot be read "
     f"({_short(e)}). Steps present: {steps}. Move it away to resume from an "
-    "older one; it was left untouched.\n(The full error is in the log above.)"
+    "older one; it was left untouched."
   )
 
 
@@ -176,6 +252,9 @@ class Checkpointer:
     self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=(STATE, META))
     self._stop_requested = False
     self._last_saved: int | None = None
+    suffix = "" if jax.process_index() == 0 else f".process{jax.process_index()}"
+    # Where a failed restore writes the full error (the message names it).
+    self.error_log = self.directory.parent / f"checkpoint_error{suffix}.log"
 
   # -- Saving -----------------------------------------------------------------------------------
   def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
@@ -226,7 +305,38 @@ class Checkpointer:
     workdir has none. Leaves of `state` without a sharding get `sharding` (default: replicated
     over all current devices), so a checkpoint saved on any number of processes and devices
     restores onto the current ones. Raises CheckpointError for a checkpoint that is corrupt or
-    incompatible."""
+    incompatible; for one that cannot be read, the message is a few lines and the full error
+    (with what Orbax and TensorStore printed) is in `self.error_log`."""
+    captured = _CapturedStderr()
+    try:
+      restored = self._restore(state, meta, sharding)
+    except CheckpointError as e:
+      if e.__context__ is None:  # incompatible or mis-shaped: nothing was printed but ours
+        captured.replay()
+        raise
+      captured.settle()
+      printed = captured.stop()
+      detail = (
+        f"{e}\n\nThe error of Orbax / TensorStore:\n{e.__context__!r}\n\n"
+        f"What they printed to stderr:\n{printed}"
+      )
+      log = self.error_log
+      try:
+        log.write_text(detail)
+      except OSError:  # a read-only workdir: a local temporary file instead
+        with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as f:
+          f.write(detail)
+        log = f.name
+      raise CheckpointError(f"{e}\n(The full error is in {log}.)") from None
+    except BaseException:
+      captured.replay()
+      raise
+    captured.replay()
+    return restored
+
+  def _restore(
+    self, state: Any, meta: dict[str, Any], sharding: jax.sharding.Sharding | None
+  ) -> tuple[Any, dict[str, Any]] | None:
     step = self.latest_step()
     if step is None:
       return None

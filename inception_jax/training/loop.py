@@ -22,7 +22,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import jax
+import numpy as np
 from etils import epath
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from inception_jax import data, models
@@ -85,13 +87,67 @@ def corrupt_image_stop(
 ) -> CorruptImageError:
   """The error that stops a run at an unreadable image (on_corrupt="fail"): the file, what was
   saved, how to go on."""
+  where = getattr(error, "process", None)
+  where = f"process {where} of {jax.process_count()} " if where is not None else ""
   return CorruptImageError(
-    f"cannot read or decode image {error.name} (needed after step {step}). {saved} To skip "
+    f"{where}cannot read or decode image {error.name} (needed after step {step}). {saved} To skip "
     f"unreadable images (each is counted in metrics.jsonl and named at the end), rerun the same "
     f"command with --config.on_corrupt=skip; or replace the file and rerun. "
     f"`python -m inception_jax.data.check {config.dataset}` lists every unreadable image.",
     error.name,
   )
+
+
+_NAME_BYTES = 1024  # of a file name exchanged between hosts (longer names are cut)
+
+
+def agree_on_corrupt_images(config: ml_collections.ConfigDict) -> bool:
+  """Whether the hosts must agree before each step that every one has its batch: with several
+  processes, on_corrupt="fail" and a folder: dataset (the datasets with files that can be
+  unreadable), a host that cannot read an image would otherwise stop alone while the others wait
+  in the next step's collectives. Costs one scalar all-gather per step, only then."""
+  return (
+    jax.process_count() > 1
+    and config.get("on_corrupt", "fail") == "fail"
+    and str(config.dataset).startswith("folder:")
+  )
+
+
+def next_batch(train_iter: Any, agree: bool) -> dict[str, np.ndarray]:
+  """The next batch of `train_iter`; with `agree`, every host raises CorruptImageError (naming
+  the file and the process that could not read it) when any host cannot read its batch, so that
+  all stop at the same step and save the same checkpoint."""
+  if not agree:
+    return next(train_iter)
+  try:
+    batch, error = next(train_iter), None
+  except CorruptImageError as e:
+    batch, error = None, e
+  failed = np.asarray(multihost_utils.process_allgather(np.int32(error is not None)))
+  if not failed.any():
+    return batch
+  # A second exchange, only when some host failed: the file names, to name them on every host.
+  name = (error.name or str(error)) if error is not None else ""
+  encoded = np.zeros(_NAME_BYTES, np.uint8)
+  raw = name.encode("utf-8", "replace")[:_NAME_BYTES]
+  encoded[: len(raw)] = np.frombuffer(raw, np.uint8)
+  names = np.asarray(multihost_utils.process_allgather(encoded)).reshape(-1, _NAME_BYTES)
+  first = int(np.flatnonzero(failed.reshape(-1))[0])
+  if error is None:
+    error = CorruptImageError(
+      f"process {first} cannot read an image",
+      bytes(names[first]).rstrip(b"\0").decode("utf-8", "replace"),
+    )
+    error.process = first
+    logging.error(
+      "process %d of %d cannot read or decode image %s: every process stops",
+      first,
+      jax.process_count(),
+      error.name,
+    )
+  else:
+    error.process = jax.process_index()
+  raise error
 
 
 def warn_skipped(names: list[str], total: int) -> None:
@@ -308,9 +364,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   # -- Loop.
   step = start_step
+  agree = agree_on_corrupt_images(config)
   try:
     while step < num_steps:
-      batch = parallel.shard_batch(next(train_iter), mesh)
+      batch = parallel.shard_batch(next_batch(train_iter, agree), mesh)
       state, step_metrics = p_train_step(state, batch)
       step += 1
       metrics.add(step, step_metrics, timed=step > start_step + 1)

@@ -100,9 +100,11 @@ def _main(argv: list[str]) -> None:
   batch_log = os.environ.get("TINY_BATCH_LOG")
   if batch_log:
     _log_batches(f"{batch_log}.{jax.process_index()}")
+  from inception_jax import cli
   from inception_jax.training import loop, parallel
 
-  state = loop.train_and_evaluate(config, args.workdir)
+  with cli.user_errors():  # the project's input errors end with their message, as in the CLI
+    state = loop.train_and_evaluate(config, args.workdir)
   if jax.process_index() == 0:
     import numpy as np
 
