@@ -77,7 +77,7 @@ def photographs(size: int) -> np.ndarray:
 
 # ---- slim's graphs -------------------------------------------------------------------------------
 class SlimPeer:
-  """A slim network in its own tf.Graph, with weights, calibrated BN statistics, and a checkpoint."""
+  """A slim network in its own tf.Graph, with weights, calibrated BN statistics and a checkpoint."""
 
   def __init__(self, net: str, workdir: Path, seed: int = 0):
     tf = require("tensorflow")
@@ -173,7 +173,7 @@ def assert_parity(ours, theirs, what):
   return err
 
 
-# ---- Parity ----------------------------------------------------------------------------------------
+# ---- Parity --------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_slim_logits_on_real_photographs(peer):
   model, variables = convert.from_slim(peer.prefix, peer.model_name)
@@ -192,7 +192,7 @@ def test_parameter_counts_equal_slims(peer):
   assert (
     peer.trainable
     == {"inception_v1": 6_618_649, "inception_v2": 11_179_361, "inception_v3": 27_145_970}[peer.net]
-  )  # PAPERS.md, measured with slim
+  )  # docs/PAPERS.md, measured with slim
 
 
 @pytest.mark.slow
@@ -275,7 +275,7 @@ def test_checkpoint_directory_and_command_line(workdir, tmp_path):
   )
 
 
-# ---- Bad input -------------------------------------------------------------------------------------
+# ---- Bad input -----------------------------------------------------------------------------------
 def write_checkpoint(tensors: dict, prefix: Path) -> str:
   """A TF1 checkpoint holding exactly `tensors` (name -> array)."""
   tf = require("tensorflow")
