@@ -351,10 +351,10 @@ def to_network_input(images: Any, convention: str) -> jax.Array:
 def feature_extractor(checkpoint: str) -> Callable[[Any], np.ndarray]:
   """images -> PreLogits [batch, channels] for a converted checkpoint (see `features`), compiled
   once per input shape; for many batches."""
-  from inception_jax import convert, fast_conv
+  from inception_jax import conversion, fast_conv
 
-  model, variables = convert.load(checkpoint)
-  meta = json.loads((Path(checkpoint) / convert.META_FILE).read_text())
+  model, variables = conversion.load(checkpoint)
+  meta = json.loads((Path(checkpoint) / conversion.META_FILE).read_text())
   convention = input_convention(meta.get("source", ""))
   model = model.clone(return_features=True)
   apply = jax.jit(
@@ -371,7 +371,7 @@ def feature_extractor(checkpoint: str) -> Callable[[Any], np.ndarray]:
 
 def features(checkpoint: str, images: Any) -> np.ndarray:
   """Pooled features (the `PreLogits` end point, [batch, channels]) of a converted checkpoint
-  (a directory written by `python -m inception_jax.convert`) for a batch of images.
+  (a directory written by `python -m inception_jax.conversion`) for a batch of images.
 
   images: uint8 [batch, height, width, 3] in [0, 255], or float in [0, 1], RGB, already resized
     and cropped as the source evaluates (e.g. 224 for GoogLeNet, 299 for Inception-v3). The

@@ -350,16 +350,18 @@ def test_unknown_field_message():
 
 
 def test_missing_optional_dependency_names_the_extra(tmp_path, monkeypatch):
-  from inception_jax import convert
+  from inception_jax import conversion
+  from inception_jax.conversion import __main__ as conversion_cli
 
   weights = tmp_path / "weights.pt"
   weights.write_bytes(b"not really")
   monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
   with pytest.raises(extras.MissingDependencyError, match=r'pip install -e "\.\[parity\]"'):
-    convert.from_torchvision(str(weights), "inception_v3")
+    conversion.from_torchvision(str(weights), "inception_v3")
   assert (
-    convert.main(
+    conversion_cli.main(
       [
+        "convert",
         "--from=torchvision",
         "--model=inception_v3",
         f"--input={weights}",

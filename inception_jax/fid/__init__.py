@@ -20,7 +20,7 @@ is printed with a protocol card (also written as JSON, `--card`).
 What is pytorch-fid's (0.3.0), and reproduced here:
   - the network: `models.InceptionV3FID` (its docstring names each difference from the
     classification Inception-v3), weights converted from `pt_inception-2015-12-05` by
-    `convert.from_torchvision`'s layer mapping; features are pool3 (`PreLogits`, 2048);
+    `conversion.from_torchvision`'s layer mapping; features are pool3 (`PreLogits`, 2048);
   - the input: images in [0, 1] (uint8 / 255, as torchvision's ToTensor), resized to 299x299 by
     bilinear interpolation with align_corners=False and no antialiasing (torch's
     `F.interpolate(..., mode="bilinear")`: source pixel (i + 0.5) * in / out - 0.5, clamped at 0),

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inception_jax import convert, fast_conv, parallel
+from inception_jax import conversion, fast_conv, parallel
 
 FEATURE_DIM = 2048
 NUM_CLASSES = 1008
@@ -37,11 +37,11 @@ def from_pytorch_fid(source: Any) -> tuple[nn.Module, Variables]:
     `torch.load(weights_only=True)`), its state_dict, or the torch module `fid_inception_v3()`
     returns. Nothing is downloaded: fetch the file yourself
     (pytorch_fid.inception.FID_WEIGHTS_URL).
-  Raises convert.ConversionError (a ValueError) naming the first tensor that does not fit.
+  Raises conversion.ConversionError (a ValueError) naming the first tensor that does not fit.
   """
-  model, variables = convert.from_torchvision(source, "inception_v3_fid", transform_input=False)
+  model, variables = conversion.from_torchvision(source, "inception_v3_fid", transform_input=False)
   if model.num_classes != NUM_CLASSES:
-    raise convert.ConversionError(
+    raise conversion.ConversionError(
       f"the weights have a {model.num_classes}-way classifier; the FID Inception network "
       f"(pt_inception-2015-12-05) has {NUM_CLASSES}: these are not pytorch-fid's weights"
     )

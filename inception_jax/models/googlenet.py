@@ -1,17 +1,17 @@
 """GoogLeNet (Inception v1), "Going Deeper with Convolutions", Table 1 and Figure 3.
 
 One class builds both networks users compare:
-  - `googlenet`: the paper. conv + ReLU (with bias), LocalRespNorm after pool1 and conv2, true 5x5 in
-    the third branch, 3x3/2 max pool before inception (5a), 40% dropout, auxiliary heads on (4a) and
-    (4d) as Section 5 specifies them.
-  - `googlenet_bn`: the released layout (tf-slim inception_v1, torchvision googlenet). BatchNorm after
-    every conv and no LRN, a 3x3 where the paper has the 5x5 (a bug kept for checkpoint
+  - `googlenet`: the paper. conv + ReLU (with bias), LocalRespNorm after pool1 and conv2, true 5x5
+    in the third branch, 3x3/2 max pool before inception (5a), 40% dropout, auxiliary heads on (4a)
+    and (4d) as Section 5 specifies them.
+  - `googlenet_bn`: the released layout (tf-slim inception_v1, torchvision googlenet). BatchNorm
+    after every conv and no LRN, a 3x3 where the paper has the 5x5 (a bug kept for checkpoint
     compatibility), 2x2/2 max pool before (5a), 20% dropout, torchvision's auxiliary heads.
 
 Max pools round up (ceil mode) as in Caffe and torchvision; conv1 pads 3 on both sides
 (`padding="torchvision"`). `padding="same"` is tf-slim's inception_v1 instead: TF 'SAME' for conv1
 (2 before, 3 after at 224) and every stride-2 max pool (the extra pixel at the end), which
-`convert.from_slim` needs; at even grid sizes the pools agree with ceil mode, conv1 does not.
+`conversion.from_slim` needs; at even grid sizes the pools agree with ceil mode, conv1 does not.
 End points carry tf-slim names; docs/NAMES.md maps them to Table 1's rows.
 """
 
