@@ -4,7 +4,7 @@
 
 Measures, for inception_v3 at 299 and googlenet_bn at 224, in bfloat16 and float32:
   - ours: compile time, train and eval images/s, utilisation (achieved FLOP/s over a bfloat16
-    matrix product measured on the same device), through `inception_jax.benchmark.benchmark_train`
+    matrix product measured on the same device), through `inception_jax.speed.benchmark_train`
     (the trainer's own train step);
   - torchvision's inception_v3 / googlenet (the same network as googlenet_bn) on the same device:
     eager with channels_last and AMP (bfloat16 autocast) and `torch.compile` of the same, train
@@ -153,7 +153,7 @@ def run_jax(args: argparse.Namespace, deadline: float) -> None:
   import jax
   import jax.numpy as jnp
 
-  from inception_jax import benchmark
+  from inception_jax import speed
 
   log = _Log(
     args.out + ".jax.json",
@@ -166,7 +166,7 @@ def run_jax(args: argparse.Namespace, deadline: float) -> None:
   )
   t = time.perf_counter()
   peak = {
-    dt: benchmark.measure_peak_flops(jnp.dtype(dt), size=args.peak_size)
+    dt: speed.measure_peak_flops(jnp.dtype(dt), size=args.peak_size)
     for dt in ("bfloat16", "float32")
   }
   log.set("peak_flops_per_sec", {k: round(v, 1) for k, v in peak.items()})
@@ -184,7 +184,7 @@ def run_jax(args: argparse.Namespace, deadline: float) -> None:
       log.add({**row, "skipped": "time budget"})
       continue
     try:
-      r = benchmark.benchmark_train(
+      r = speed.benchmark_train(
         model,
         row["batch_size"],
         row["image_size"],

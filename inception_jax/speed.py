@@ -5,7 +5,8 @@ persistent compilation cache (docs/PERFORMANCE.md has the method and the figures
   (AOT: `jit(...).lower(...)` then `.compile()`, timed separately), the median train and eval
   throughput after a warm-up step, the multiply-adds per image (`inception_jax.accounting`), the
   achieved FLOP/s and its ratio to a matrix product measured on the same devices.
-- `run_peer(...)`: one of the peer scripts in inception_jax/peers (torchvision, Keras) in a subprocess.
+- `run_peer(...)`: one of the peer scripts in inception_jax/peers (torchvision, Keras) in a
+  subprocess.
 
 The train step is the training code's own (`inception_jax.train.train_step`: cross-entropy plus the
 auxiliary heads' term weighted 0.3 for GoogLeNet and 0.4 for Inception v3, as the peers do), with
@@ -31,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from inception_jax import fast_conv
+from inception_jax import accounting, fast_conv, models, parallel, train
 
 AUX_LOSS_WEIGHT = {"googlenet": 0.3, "googlenet_bn": 0.3}  # per head, as the peers; others 0.4
 
@@ -114,7 +115,6 @@ def make_train_step(
   model: Any, model_name: str, learning_rate: float = 0.01, momentum: float = 0.9
 ) -> tuple[Callable, Callable]:
   """(init_state(rng, image_size), jitted step(state, batch) with the state donated)."""
-  from inception_jax import parallel, train
 
   tx = optax.sgd(learning_rate, momentum=momentum)
   config = _train_config(model_name)
@@ -164,7 +164,6 @@ def benchmark_train(
     (None: the default directory, see `parallel.enable_compilation_cache`).
   overrides: extra `models.create` overrides (e.g. width_multiplier for tests at tiny sizes).
   """
-  from inception_jax import accounting, models, parallel
 
   if cache_dir != "":
     cache_dir = parallel.enable_compilation_cache(cache_dir)
@@ -286,8 +285,8 @@ def run_peer(
   args = [
     sys.executable,
     script,
-    f"--batch-size={batch_size}",
-    f"--image-size={image_size}",
+    f"--batch_size={batch_size}",
+    f"--image_size={image_size}",
     f"--steps={steps}",
   ]
   if peer == "torch":
@@ -322,11 +321,11 @@ def run_ours(
     "experiments.benchmark",
     "train",
     f"--model={model_name}",
-    f"--batch-size={batch_size}",
-    f"--image-size={image_size}",
+    f"--batch_size={batch_size}",
+    f"--image_size={image_size}",
     f"--steps={steps}",
     f"--dtype={dtype}",
-    f"--cache-dir={cache_dir}",
+    f"--cache_dir={cache_dir}",
     "--format=json",
   ]
   return _run_json(args, timeout, cwd=repo, env={**os.environ, **(env or {})})

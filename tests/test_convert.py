@@ -24,7 +24,7 @@ import jax
 import numpy as np
 import pytest
 
-from inception_jax import benchmark, conversion
+from inception_jax import conversion, speed
 from inception_jax.blocks import InceptionV3AuxHead
 from inception_jax.conversion import __main__ as conversion_cli
 from inception_jax.layers import ConvBN
@@ -92,7 +92,7 @@ class Peer:
   def __init__(self, net, name, model, variables):
     self.net, self.name, self.model, self.variables = net, name, model, variables
     # The eval step users run (with the CPU fast path's compiler options); compiled once per size.
-    self.apply = benchmark.make_eval_step(model)
+    self.apply = speed.make_eval_step(model)
 
   def torch_logits(self, x_nchw):
     torch = require("torch")
@@ -270,7 +270,7 @@ def keras_peer():
     bn.moving_variance.assign(var * np.exp(0.3 * rng.standard_normal(n)).astype(np.float32))
     bn.momentum = 0.99
   model, variables = conversion.from_keras(net, "inception_v3")
-  return net, model, variables, benchmark.make_eval_step(model)
+  return net, model, variables, speed.make_eval_step(model)
 
 
 def test_inception_v3_matches_keras(keras_peer):
@@ -363,7 +363,7 @@ def test_command_line_round_trip(googlenet_peer, tmp_path):
   jax.tree.map(np.testing.assert_array_equal, variables, googlenet_peer.variables)
   x = images(224, "NHWC", seed=3)
   np.testing.assert_array_equal(
-    np.asarray(benchmark.make_eval_step(model)(variables, x)),
+    np.asarray(speed.make_eval_step(model)(variables, x)),
     np.asarray(googlenet_peer.apply(googlenet_peer.variables, x)),
   )
 

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from test_convert import require  # the one parity-dependency helper (skip, or fail under CI)
 
-from inception_jax import benchmark, conversion
+from inception_jax import conversion, speed
 from inception_jax.conversion import __main__ as conversion_cli
 from inception_jax.data import samples
 
@@ -180,7 +180,7 @@ def test_slim_logits_on_real_photographs(peer):
   model, variables = conversion.from_slim(peer.prefix, peer.model_name)
   assert model.num_classes == 1001 and model.bn_scale is False and model.transform_input is False
   x = photographs(peer.size)[:PHOTOS]
-  ours = benchmark.make_eval_step(model)(variables, x)
+  ours = speed.make_eval_step(model)(variables, x)
   assert_parity(ours, peer.run(peer.logits, x), f"slim {peer.net} -> {peer.model_name}")
 
 
@@ -236,9 +236,9 @@ def test_drop_background_is_the_kept_logits_minus_column_0(workdir):
   model, dropped = conversion.from_slim(p.prefix, "bn_inception", drop_background=True)
   assert model.num_classes == 1000
   x = photographs(p.size)[:2]
-  full = np.asarray(benchmark.make_eval_step(kept_model)(kept, x))
+  full = np.asarray(speed.make_eval_step(kept_model)(kept, x))
   # Equal up to the float rounding of a 1000- instead of a 1001-wide matrix product...
-  got = np.asarray(benchmark.make_eval_step(model)(dropped, x))
+  got = np.asarray(speed.make_eval_step(model)(dropped, x))
   np.testing.assert_allclose(got, full[:, 1:], rtol=0, atol=1e-6 * np.abs(full).max())
   # ...because the classifier is the kept one without its row for class 0, and nothing else changed.
   k, d = kept["params"]["Logits"], dropped["params"]["Logits"]

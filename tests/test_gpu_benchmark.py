@@ -41,7 +41,7 @@ def require_torch():
 def test_benchmark_import_path_needs_no_tensorflow():
   code = (
     "import sys\n"
-    "import experiments.gpu_benchmark as g, inception_jax.benchmark, inception_jax.train\n"
+    "import experiments.gpu_benchmark as g, inception_jax.speed, inception_jax.train\n"
     "from inception_jax import checkpoint, models, optim, parallel\n"
     "bad = [m for m in ('tensorflow', 'tensorflow_datasets', 'ml_collections') "
     "if m in sys.modules]\n"

@@ -49,12 +49,14 @@ def _check_forward_backward(x_shape, k_shape, strides, padding, rtol=1e-4):
   scale = float(jnp.max(jnp.abs(y_std)))
   np.testing.assert_allclose(y_fast, y_std, rtol=rtol, atol=rtol * scale)
   g = jax.random.normal(kg, y_std.shape, jnp.float32)
+
   def vjp(f):
     return jax.jit(
       lambda x, k, g: jax.vjp(  # noqa: E731
         lambda x, k: f(x, k, strides, padding), x, k
       )[1](g)
     )
+
   dx_std, dk_std = vjp(_standard)(x, k, g)
   dx_fast, dk_fast = vjp(_fast)(x, k, g)
   for fast, std in ((dx_fast, dx_std), (dk_fast, dk_std)):
@@ -95,12 +97,14 @@ def test_other_kernels_are_the_standard_convolution(x_shape, k_shape, strides, p
   """Every convolution but the 1x1 stride-1 ones stays `lax.conv_general_dilated` (its speed on
   the CPU comes from the compiler options): the same program, so the same numbers, bit for bit."""
   x, k = jnp.ones(x_shape), jnp.ones(k_shape)
+
   def step(f):
     return jax.make_jaxpr(
       jax.grad(  # noqa: E731
         lambda x, k: jnp.sum(f(x, k, strides, padding) ** 2), argnums=(0, 1)
       )
     )(x, k)
+
   jaxpr = str(step(_fast))
   assert "conv_general_dilated" in jaxpr and "dot_general" not in jaxpr
   assert "custom" not in jaxpr and jaxpr == str(step(_standard))
@@ -316,7 +320,7 @@ def test_step_compiler_options(fast_mode, monkeypatch):
   and for Eigen convolutions, options XLA honours per compilation: the scheduler reorders a
   program with parallel branches, and convolutions leave YNNPACK while matrix products and
   reductions stay there. Off the fast path there are none."""
-  from inception_jax import benchmark, evaluate, models, parallel
+  from inception_jax import evaluate, models, parallel, speed
 
   fast_mode("on")
   opts = fast_conv.compiler_options()
@@ -351,8 +355,8 @@ def test_step_compiler_options(fast_mode, monkeypatch):
     jax, "jit", lambda fn, **kwargs: seen.append(kwargs) or real_jit(fn, **kwargs)
   )
   model = models.create("googlenet_bn")
-  benchmark.make_train_step(model, "googlenet_bn")
-  benchmark.make_eval_step(model)
+  speed.make_train_step(model, "googlenet_bn")
+  speed.make_eval_step(model)
   evaluate.Evaluator(model, parallel.make_mesh())
   assert sum(kw.get("compiler_options") == opts for kw in seen) == 3
   fast_mode("off")
@@ -379,7 +383,9 @@ def test_eigen_convolutions_match_ynnpack():
       return y, jax.grad(lambda x: jnp.sum(_standard(x, k, (stride, stride), "SAME") ** 2))(x)
 
     lowered = jax.jit(f).lower(x, k)
-    for a, b in zip(lowered.compile()(x, k), lowered.compile(compiler_options=libraries)(x, k), strict=False):
+    for a, b in zip(
+      lowered.compile()(x, k), lowered.compile(compiler_options=libraries)(x, k), strict=False
+    ):
       np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-5 * float(jnp.max(jnp.abs(a))))
 
 
