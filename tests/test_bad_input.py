@@ -229,12 +229,12 @@ def test_skipped_slot_weighs_nothing_in_the_loss():
 
 def test_check_command_lists_unreadable_files(tmp_path, capsys):
   bad = make_folder(tmp_path)
-  assert data_check.main([f"folder:{tmp_path}"]) == 1
+  assert data_check.main(["check", f"folder:{tmp_path}"]) == 1
   out = capsys.readouterr().out
   assert f"  {bad}\n" in out and "train: 40 images, 1 unreadable" in out
   assert "test: 9 images, 0 unreadable" in out
   bad.unlink()
-  assert data_check.main([f"folder:{tmp_path}", "--split=train"]) == 0
+  assert data_check.main(["check", f"folder:{tmp_path}", "--split=train"]) == 0
   assert "checked 39 images" in capsys.readouterr().out
 
 
