@@ -86,7 +86,7 @@ def load(directory: str | Path, model_name: str | None = None) -> tuple[nn.Modul
     raise ConversionError(
       f"{directory} is a file, not a converted checkpoint: expected a "
       f"directory with {STATE_DIR}/ and {META_FILE}, as written by "
-      "`python -m inception_jax.convert`"
+      "`python -m inception_jax.conversion`"
     )
   meta_path, state_path = directory / META_FILE, directory / STATE_DIR
   meta: dict[str, Any] = {}
@@ -100,7 +100,7 @@ def load(directory: str | Path, model_name: str | None = None) -> tuple[nn.Modul
   elif model_name is None:
     raise ConversionError(
       f"{directory} has no {META_FILE}; it was not written by "
-      "inception_jax.convert (pass model_name= to load bare variables)"
+      "inception_jax.conversion (pass model_name= to load bare variables)"
     )
   claimed = meta.get("model")
   name = model_name or claimed
