@@ -33,6 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from inception_jax import models
+
 AUX_PREFIX = (
   "AuxLogits"  # top-level names of auxiliary heads: "AuxLogits", "AuxLogits_Mixed_4b", ...
 )
@@ -148,8 +150,6 @@ def _subtree(tree: Mapping[str, Any], path: Sequence[str]) -> Any:
 
 def _resolve(model: nn.Module | str, image_size: int | None) -> tuple[nn.Module, int]:
   """A model name or module, and its image size (a name's default size when not given)."""
-  from inception_jax import models  # models import nothing from here; keep the import local
-
   if isinstance(model, str):
     size = image_size or models.default_image_size(model)
     return models.create(model), size
@@ -220,16 +220,16 @@ def summarize(
   if by == "layer":
     return [
       dict(
-        path=l.path,
-        kind=l.kind,
-        input_shape=l.input_shape[1:],
-        output_shape=l.output_shape[1:],
-        kernel_shape=l.kernel_shape,
-        params=l.params,
-        macs=l.macs,
+        path=layer.path,
+        kind=layer.kind,
+        input_shape=layer.input_shape[1:],
+        output_shape=layer.output_shape[1:],
+        kernel_shape=layer.kernel_shape,
+        params=layer.params,
+        macs=layer.macs,
       )
-      for l in t.layers
-      if include_aux or not l.is_aux
+      for layer in t.layers
+      if include_aux or not layer.is_aux
     ]
   if by != "end_point":
     raise ValueError(f"by must be 'end_point' or 'layer', got {by!r}")

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from inception_jax import conversion, fast_conv, parallel
 
@@ -249,8 +250,6 @@ def same_count_on_every_host(n: int) -> int:
   """The largest of each host's n (every host runs as many batches)."""
   if jax.process_count() == 1:
     return n
-  from jax.experimental import multihost_utils
-
   return int(np.max(multihost_utils.process_allgather(np.asarray(n, np.int64))))
 
 
