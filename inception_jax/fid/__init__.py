@@ -10,7 +10,7 @@ is_mean, is_std = fid.inception_score(fid.logits(images, model, variables), spli
 ```
 Modules: `network` (pytorch-fid's network, the input, sharded feature extraction), `scores`
 (statistics, Frechet distance, Inception Score), `folders` (image folders, .npz statistics), `card`
-(the protocol card) and `__main__` (the command line).
+(the protocol card), `compute` (`run`: the command line's work) and `__main__` (its flags).
 
 Command line (docs in README.md, "FID and IS"):
 `python -m inception_jax.fid --weights=pt_inception-2015-12-05-6726825d.pth A B`, where A and B are
@@ -53,6 +53,7 @@ from inception_jax.fid.card import (
   protocol_card,
   software_versions,
 )
+from inception_jax.fid.compute import run
 from inception_jax.fid.folders import (
   FolderReport,
   folder_batches,
@@ -115,6 +116,7 @@ __all__ = [
   "resize",
   "resize_numpy",
   "resize_weights",
+  "run",
   "software_versions",
   "statistics",
 ]
