@@ -22,7 +22,6 @@ inputs the stems accept, 75 / 39 / 23, which reach Mixed_5b on the same 7x7 grid
 reach it on 35x35, at width 0.125; `tiny` a few steps on `digits` (tests).
 """
 
-
 import ml_collections
 
 from configs import v3
