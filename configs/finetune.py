@@ -9,7 +9,7 @@ data pipeline feeds what the weights were trained on (torchvision: ImageNet mean
 the model's `transform_input` maps to [-1, 1] as torchvision does; slim and Keras: [-1, 1]).
 
 Local presets (the embedded `digits` dataset, 2 CPU cores), from a converted torchvision GoogLeNet:
-  python -m inception_jax.convert --from=torchvision --model=googlenet_bn \
+  python -m inception_jax.conversion --from=torchvision --model=googlenet_bn \
       --input=googlenet-1378be20.pth --output=converted/googlenet_bn
   python -m experiments.run --config=configs/finetune.py:local --workdir=/tmp/ft_local \
       --config.init_from=converted/googlenet_bn
@@ -34,7 +34,7 @@ Full recipe: Google's Inception-v3 (tf-slim, inception_v3_2016_08_28.tar.gz from
 download.tensorflow.org/models/) on a `folder:` dataset (PATH/train/<class>/*.jpg,
 PATH/validation/<class>/*.jpg) at 299:
   tar -xzf inception_v3_2016_08_28.tar.gz          # inception_v3.ckpt.{index,data-00000-of-00001}
-  python -m inception_jax.convert --from=slim --model=inception_v3 --input=inception_v3.ckpt \
+  python -m inception_jax.conversion --from=slim --model=inception_v3 --input=inception_v3.ckpt \
       --output=converted/inception_v3_slim
   python -m experiments.run --config=configs/finetune.py --workdir=$WORKDIR \
       --config.init_from=converted/inception_v3_slim --config.dataset=folder:$PATH

@@ -1,180 +1,193 @@
 """Benchmarks: python -m experiments.benchmark SUBCOMMAND [flags]
 
-  python -m experiments.benchmark input --dataset=folder:/tmp/inet --split=train \
-      --image-size=224 --batches=40 --format=json
-  python -m experiments.benchmark train --model=inception_v3 --batch-size=8 --image-size=299 \
-      --steps=5 [--dtype=bfloat16] [--fast-conv=auto|on|off] [--peers=torch,keras --rounds=3] \
+  python -m experiments.benchmark input --dataset=folder:/tmp/inet --split=train \\
+      --image_size=224 --batches=40 --format=json
+  python -m experiments.benchmark train --model=inception_v3 --batch_size=8 --image_size=299 \\
+      --steps=5 [--dtype=bfloat16] [--fast_conv=auto|on|off] [--peers=torch,keras --rounds=3] \\
       --format=json
 
-Subcommands live in SUBCOMMANDS (name -> (add_arguments, run)); each `run(args)` returns a dict
+Subcommands live in SUBCOMMANDS (name -> (define_flags, run)); each `run(flags)` returns a dict
 that is printed as one JSON object (--format=json) or as `key: value` lines.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from absl import flags
 
-def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--dataset", default="digits", help="TFDS name, folder:PATH or digits")
-  parser.add_argument("--split", default="train")
-  parser.add_argument("--data-dir", default=None)
-  parser.add_argument("--image-size", type=int, default=224)
-  parser.add_argument("--batches", type=int, default=20, help="timed batches (after warm-up)")
-  parser.add_argument("--batch-size", type=int, default=64)
-  parser.add_argument("--warmup", type=int, default=5)
-  parser.add_argument(
-    "--plain",
-    action="store_true",
-    help="decode, crop, resize, flip only: no colour distortion or random "
-    "interpolation (the comparison pipeline)",
+from inception_jax import cli, models, speed
+
+
+def _define_input_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_string("dataset", "digits", "TFDS name, folder:PATH or digits.", flag_values=fv)
+  flags.DEFINE_string("split", "train", "The split to read.", flag_values=fv)
+  flags.DEFINE_string("data_dir", None, "TFDS data directory.", flag_values=fv)
+  flags.DEFINE_integer("image_size", 224, "Output image size.", flag_values=fv)
+  flags.DEFINE_integer("batches", 20, "Timed batches (after warm-up).", flag_values=fv)
+  flags.DEFINE_integer("batch_size", 64, "Images per batch.", flag_values=fv)
+  flags.DEFINE_integer("warmup", 5, "Batches before timing.", flag_values=fv)
+  flags.DEFINE_bool(
+    "plain",
+    False,
+    "Decode, crop, resize, flip only: no colour distortion or random interpolation (the "
+    "comparison pipeline).",
+    flag_values=fv,
   )
-  parser.add_argument(
-    "--on-corrupt",
-    choices=["fail", "skip"],
-    default="fail",
-    help="skip: each example decoded in its own dataset, empty slots for "
-    "unreadable images (the pipeline of --config.on_corrupt=skip)",
+  flags.DEFINE_enum(
+    "on_corrupt",
+    "fail",
+    ["fail", "skip"],
+    "skip: each example decoded in its own dataset, empty slots for unreadable images (the "
+    "pipeline of --config.on_corrupt=skip).",
+    flag_values=fv,
   )
-  parser.add_argument(
-    "--preprocess",
-    default="{}",
-    help="JSON dict of preprocessing overrides, e.g. '{\"color_impl\": \"tf\"}'",
+  flags.DEFINE_string(
+    "preprocess",
+    "{}",
+    'JSON dict of preprocessing overrides, e.g. \'{"color_impl": "tf"}\'.',
+    flag_values=fv,
   )
 
 
-def _run_input(args: argparse.Namespace) -> dict[str, Any]:
-  from inception_jax.data import benchmark
+def _run_input(f: flags.FlagValues) -> dict[str, Any]:
+  # tf.data: imported here, so that `train` runs where TensorFlow is not installed (GPU machines).
+  from inception_jax.data import benchmark as input_benchmark
 
-  preprocess = dict(benchmark.PLAIN) if args.plain else {}
-  preprocess.update(json.loads(args.preprocess))
-  return benchmark.benchmark_input(
-    args.dataset,
-    args.split,
-    image_size=args.image_size,
-    batches=args.batches,
-    batch_size=args.batch_size,
-    warmup=args.warmup,
-    data_dir=args.data_dir,
+  preprocess = dict(input_benchmark.PLAIN) if f.plain else {}
+  preprocess.update(json.loads(f.preprocess))
+  return input_benchmark.benchmark_input(
+    f.dataset,
+    f.split,
+    image_size=f.image_size,
+    batches=f.batches,
+    batch_size=f.batch_size,
+    warmup=f.warmup,
+    data_dir=f.data_dir,
     preprocess=preprocess,
-    on_corrupt=args.on_corrupt,
+    on_corrupt=f.on_corrupt,
   )
 
 
-# --fast-conv: the kernels `models.create` gives the model.
+def _define_train_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_string(
+    "model", "inception_v3", "A model name (inception_jax.models).", flag_values=fv
+  )
+  flags.DEFINE_integer("batch_size", 8, "Images per step.", flag_values=fv)
+  flags.DEFINE_integer("image_size", None, "Default: the model's own.", flag_values=fv)
+  flags.DEFINE_integer("steps", 5, "Timed steps (after a warm-up step).", flag_values=fv)
+  flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.", flag_values=fv)
+  flags.DEFINE_enum(
+    "fast_conv",
+    None,
+    ["auto", "on", "off"],
+    "The CPU convolution fast path (default: $INCEPTION_JAX_FAST_CONV or auto).",
+    flag_values=fv,
+  )
+  flags.DEFINE_string(
+    "cache_dir",
+    None,
+    "Persistent compilation cache ('none': off; default: $INCEPTION_JAX_COMPILATION_CACHE or "
+    "~/.cache/inception_jax/jax_cache).",
+    flag_values=fv,
+  )
+  flags.DEFINE_bool(
+    "peak", True, "Measure the matrix-product peak (--nopeak: skip).", flag_values=fv
+  )
+  flags.DEFINE_list(
+    "peers",
+    [],
+    "Peers (torch, keras) to run side by side, each in a fresh process, interleaved with ours "
+    "for --rounds rounds; prints medians.",
+    flag_values=fv,
+  )
+  flags.DEFINE_integer("rounds", 3, "Rounds of the side-by-side comparison.", flag_values=fv)
+  flags.DEFINE_string(
+    "variants",
+    "",
+    'With --peers: JSON {"name": {"ENV_VAR": "value"}} of our variants (e.g. fast conv off, '
+    "XLA_FLAGS) to A/B in the same rounds.",
+    flag_values=fv,
+  )
+
+
+# --fast_conv: the kernels `models.create` gives the model.
 FAST_CONV_KERNELS = {"auto": "auto", "on": "xla_cpu", "off": "standard"}
 
 
-def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--model", default="inception_v3")
-  parser.add_argument("--batch-size", type=int, default=8)
-  parser.add_argument("--image-size", type=int, default=None, help="default: the model's own")
-  parser.add_argument("--steps", type=int, default=5, help="timed steps (after a warm-up step)")
-  parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-  parser.add_argument(
-    "--fast-conv",
-    choices=["auto", "on", "off"],
-    default=None,
-    help="the CPU convolution fast path: the model's kernels, chosen when it is created "
-    "(auto: on for the CPU; default: $INCEPTION_JAX_FAST_CONV or auto)",
-  )
-  parser.add_argument(
-    "--cache-dir",
-    default=None,
-    help="persistent compilation cache ('none': off; default: "
-    "$INCEPTION_JAX_COMPILATION_CACHE or ~/.cache/inception_jax/jax_cache)",
-  )
-  parser.add_argument("--no-peak", action="store_true", help="skip the matrix-product peak")
-  parser.add_argument(
-    "--peers",
-    default="",
-    help="comma-separated peers (torch, keras) to run side by side, each in a "
-    "fresh process, interleaved with ours for --rounds rounds; prints medians",
-  )
-  parser.add_argument("--rounds", type=int, default=3)
-  parser.add_argument(
-    "--variants",
-    default="",
-    help='with --peers: JSON {"name": {"ENV_VAR": "value"}} of our variants '
-    '(e.g. fast conv off, XLA_FLAGS) to A/B in the same rounds',
-  )
-
-
-def _run_train(args: argparse.Namespace) -> dict[str, Any]:
-  import os
-
-  from inception_jax import benchmark, models
-
-  if args.fast_conv:  # for the subprocesses of --peers / --variants runs too
-    os.environ["INCEPTION_JAX_FAST_CONV"] = args.fast_conv
+def _run_train(f: flags.FlagValues) -> dict[str, Any]:
+  if f.fast_conv:  # for the subprocesses of --peers / --variants runs too
+    os.environ["INCEPTION_JAX_FAST_CONV"] = f.fast_conv
   mode = os.environ.get("INCEPTION_JAX_FAST_CONV", "auto").strip().lower() or "auto"
   if mode not in FAST_CONV_KERNELS:
-    raise ValueError(f"--fast-conv / INCEPTION_JAX_FAST_CONV must be auto, on or off; got {mode!r}")
-  size = args.image_size or models.default_image_size(args.model)
-  if args.peers or args.variants:
-    peers = tuple(p for p in args.peers.split(",") if p)
-    variants = json.loads(args.variants) if args.variants else None
-    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    return benchmark.compare(
-      args.model,
-      args.batch_size,
+    raise ValueError(f"--fast_conv / INCEPTION_JAX_FAST_CONV must be auto, on or off; got {mode!r}")
+  size = f.image_size or models.default_image_size(f.model)
+  if f.peers or f.variants:
+    return speed.compare(
+      f.model,
+      f.batch_size,
       size,
-      args.steps,
-      rounds=args.rounds,
-      peers=peers,
-      dtype=args.dtype,
-      variants=variants,
-      log=log,
+      f.steps,
+      rounds=f.rounds,
+      peers=tuple(f.peers),
+      dtype=f.dtype,
+      variants=json.loads(f.variants) if f.variants else None,
+      log=lambda line: print(line, file=sys.stderr, flush=True),
     )
-  return benchmark.benchmark_train(
-    args.model,
-    args.batch_size,
+  return speed.benchmark_train(
+    f.model,
+    f.batch_size,
     size,
-    steps=args.steps,
-    dtype=args.dtype,
-    peak=not args.no_peak,
-    cache_dir=args.cache_dir,
+    steps=f.steps,
+    dtype=f.dtype,
+    peak=f.peak,
+    cache_dir=f.cache_dir,
     overrides={"kernels": FAST_CONV_KERNELS[mode]},
   )
 
 
 SUBCOMMANDS: dict[
-  str,
-  tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict[str, Any]]],
+  str, tuple[Callable[[flags.FlagValues], None], Callable[[flags.FlagValues], dict[str, Any]]]
 ] = {
-  "input": (_add_input_arguments, _run_input),
-  "train": (_add_train_arguments, _run_train),
+  "input": (_define_input_flags, _run_input),
+  "train": (_define_train_flags, _run_train),
 }
 
 
-def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(
-    prog="python -m experiments.benchmark", description=__doc__.splitlines()[0]
-  )
-  subparsers = parser.add_subparsers(dest="command", required=True)
-  for name, (add_arguments, _) in SUBCOMMANDS.items():
-    sub = subparsers.add_parser(name)
-    add_arguments(sub)
-    sub.add_argument("--format", choices=["json", "text"], default="text")
-  args = parser.parse_args(argv)
-  from inception_jax import benchmark
+def main(argv: Sequence[str]) -> int:
+  """argv: [program, SUBCOMMAND, --flag=value, ...]."""
+  if len(argv) < 2 or argv[1] not in SUBCOMMANDS:
+    print(
+      f"usage: {__doc__.splitlines()[0]}; SUBCOMMAND: {', '.join(SUBCOMMANDS)}", file=sys.stderr
+    )
+    return 2
+  define, run = SUBCOMMANDS[argv[1]]
 
+  def define_all(fv: flags.FlagValues) -> None:
+    define(fv)
+    flags.DEFINE_enum("format", "text", ["json", "text"], "Output format.", flag_values=fv)
+
+  f, rest = cli.parse(define_all, [f"{argv[0]} {argv[1]}", *argv[2:]], __doc__)
+  if rest:
+    print(f"error: unexpected arguments {rest}", file=sys.stderr)
+    return 2
   try:
-    result = SUBCOMMANDS[args.command][1](args)
-  except benchmark.PeerNotFoundError as e:
+    result = run(f)
+  except speed.PeerNotFoundError as e:
     print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  if args.format == "json":
+    return 2
+  if f.format == "json":
     print(json.dumps(result))
   else:
     for key, value in result.items():
       print(f"{key}: {value}")
   sys.stdout.flush()
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

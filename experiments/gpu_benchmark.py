@@ -4,7 +4,7 @@
 
 Measures, for inception_v3 at 299 and googlenet_bn at 224, in bfloat16 and float32:
   - ours: compile time, train and eval images/s, utilisation (achieved FLOP/s over a bfloat16
-    matrix product measured on the same device), through `inception_jax.benchmark.benchmark_train`
+    matrix product measured on the same device), through `inception_jax.speed.benchmark_train`
     (the trainer's own train step);
   - torchvision's inception_v3 / googlenet (the same network as googlenet_bn) on the same device:
     eager with channels_last and AMP (bfloat16 autocast) and `torch.compile` of the same, train
@@ -15,25 +15,27 @@ command and the figures.
 
 The two frameworks run one after the other in fresh subprocesses (`--part=jax`, `--part=torch`),
 so neither holds GPU memory while the other runs. Each subprocess appends its results to
-OUT.jax.json / OUT.torch.json as it goes, so a run cut short by --budget-seconds (or killed) still
+OUT.jax.json / OUT.torch.json as it goes, so a run cut short by --budget_seconds (or killed) still
 leaves what it measured; items that did not fit in the budget are listed as skipped. The combined
 JSON goes to --out.
 
 On a CPU (the test suite) the same script runs at tiny sizes, e.g.
-  python -m experiments.gpu_benchmark --out=/tmp/g.json --v3-size=299 --googlenet-size=64 \
-      --v3-batch=2 --v3-batch-f32=2 --googlenet-batch=2 --googlenet-batch-f32=2 --steps=1 \
-      --width-multiplier=0.25 --peak-size=256 --no-torch-compile
+  python -m experiments.gpu_benchmark --out=/tmp/g.json --v3_size=299 --googlenet_size=64 \
+      --v3_batch=2 --v3_batch_f32=2 --googlenet_batch=2 --googlenet_batch_f32=2 --steps=1 \
+      --width_multiplier=0.25 --peak_size=256 --no_torch_compile
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
+
+from absl import app, flags
 
 MODELS = ("inception_v3", "googlenet_bn")
 DTYPES = ("bfloat16", "float32")
@@ -41,59 +43,71 @@ TORCH_MODELS = {"inception_v3": "inception_v3", "googlenet_bn": "googlenet"}
 AUX_WEIGHT = {"inception_v3": 0.4, "googlenet_bn": 0.3}  # per auxiliary head, as ours
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(
-    prog="python -m experiments.gpu_benchmark", description=__doc__.splitlines()[0]
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_string("out", None, "Path of the combined JSON.", flag_values=fv)
+  flags.DEFINE_enum("part", "all", ["all", "jax", "torch"], "Which part to run.", flag_values=fv)
+  flags.DEFINE_string("models", ",".join(MODELS), "Comma-separated models.", flag_values=fv)
+  flags.DEFINE_string("dtypes", ",".join(DTYPES), "Comma-separated dtypes.", flag_values=fv)
+  flags.DEFINE_integer("v3_size", 299, "inception_v3 input size.", flag_values=fv)
+  flags.DEFINE_integer("googlenet_size", 224, "googlenet_bn input size.", flag_values=fv)
+  flags.DEFINE_integer("v3_batch", 256, "inception_v3 batch in bfloat16.", flag_values=fv)
+  flags.DEFINE_integer("v3_batch_f32", 128, "inception_v3 batch in float32.", flag_values=fv)
+  flags.DEFINE_integer("googlenet_batch", 512, "googlenet_bn batch, bfloat16.", flag_values=fv)
+  flags.DEFINE_integer("googlenet_batch_f32", 256, "googlenet_bn batch, float32.", flag_values=fv)
+  flags.DEFINE_integer("steps", 10, "Timed steps after the warm-up.", flag_values=fv)
+  flags.DEFINE_float(
+    "width_multiplier",
+    1.0,
+    "Ours only (torchvision has none): < 1 for tests at tiny sizes.",
+    flag_values=fv,
   )
-  p.add_argument("--out", required=True, help="path of the combined JSON")
-  p.add_argument("--part", choices=["all", "jax", "torch"], default="all")
-  p.add_argument("--models", default=",".join(MODELS))
-  p.add_argument("--dtypes", default=",".join(DTYPES))
-  p.add_argument("--v3-size", type=int, default=299)
-  p.add_argument("--googlenet-size", type=int, default=224)
-  p.add_argument("--v3-batch", type=int, default=256, help="inception_v3 batch in bfloat16")
-  p.add_argument("--v3-batch-f32", type=int, default=128, help="inception_v3 batch in float32")
-  p.add_argument("--googlenet-batch", type=int, default=512, help="googlenet_bn batch, bfloat16")
-  p.add_argument("--googlenet-batch-f32", type=int, default=256, help="googlenet_bn batch, float32")
-  p.add_argument("--steps", type=int, default=10, help="timed steps after the warm-up")
-  p.add_argument(
-    "--width-multiplier",
-    type=float,
-    default=1.0,
-    help="ours only (torchvision has none): < 1 for tests at tiny sizes",
+  flags.DEFINE_integer(
+    "peak_size",
+    None,
+    "Matrix-product side for the peak (default 8192; 2048 on CPU).",
+    flag_values=fv,
   )
-  p.add_argument(
-    "--peak-size",
-    type=int,
-    default=None,
-    help="matrix-product side for the peak (default 8192; 2048 on CPU)",
+  flags.DEFINE_bool("no_torch", False, "Run ours only.", flag_values=fv)
+  flags.DEFINE_bool(
+    "no_torch_compile",
+    False,
+    "Skip torch.compile (on CPU in the tests: it needs a C++ toolchain and time).",
+    flag_values=fv,
   )
-  p.add_argument("--no-torch", action="store_true")
-  p.add_argument(
-    "--no-torch-compile",
-    action="store_true",
-    help="skip torch.compile (on CPU in the tests: it needs a C++ toolchain and time)",
+  flags.DEFINE_float(
+    "budget_seconds",
+    420.0,
+    "Wall-clock budget of the whole run; items that do not fit are skipped.",
+    flag_values=fv,
   )
-  p.add_argument(
-    "--budget-seconds",
-    type=float,
-    default=420.0,
-    help="wall-clock budget of the whole run; items that do not fit are skipped",
-  )
-  return p.parse_args(argv)
+  flags.DEFINE_float("deadline", None, "Internal: a part's deadline (time.time()).", flag_values=fv)
+  flags.mark_flag_as_required("out", flag_values=fv)
 
 
-def size_of(args: argparse.Namespace, model: str) -> int:
+def parse_args(argv: Sequence[str]) -> flags.FlagValues:
+  """The flags of argv ([program, --flag=value, ...]) on a FlagValues of their own (absl).
+
+  Not inception_jax.cli.parse: that module needs ml_collections, which this script must not."""
+  fv = flags.FlagValues()
+  define_flags(fv)
+  try:
+    fv(list(argv))
+  except flags.Error as e:
+    raise SystemExit(f"error: {e}") from None
+  return fv
+
+
+def size_of(args: flags.FlagValues, model: str) -> int:
   return args.v3_size if model == "inception_v3" else args.googlenet_size
 
 
-def batch_of(args: argparse.Namespace, model: str, dtype: str) -> int:
+def batch_of(args: flags.FlagValues, model: str, dtype: str) -> int:
   if model == "inception_v3":
     return args.v3_batch if dtype == "bfloat16" else args.v3_batch_f32
   return args.googlenet_batch if dtype == "bfloat16" else args.googlenet_batch_f32
 
 
-def _items(args: argparse.Namespace) -> list[tuple[str, str]]:
+def _items(args: flags.FlagValues) -> list[tuple[str, str]]:
   """(model, dtype), bfloat16 first: what matters most runs first when the budget is short."""
   models = [m for m in args.models.split(",") if m]
   dtypes = [d for d in args.dtypes.split(",") if d]
@@ -149,11 +163,11 @@ def bf16_reduction_check() -> dict[str, Any]:
   return {"bf16_broadcast_grad_max_rel_error": round(err, 5)}
 
 
-def run_jax(args: argparse.Namespace, deadline: float) -> None:
+def run_jax(args: flags.FlagValues, deadline: float) -> None:
   import jax
   import jax.numpy as jnp
 
-  from inception_jax import benchmark
+  from inception_jax import speed
 
   log = _Log(
     args.out + ".jax.json",
@@ -166,7 +180,7 @@ def run_jax(args: argparse.Namespace, deadline: float) -> None:
   )
   t = time.perf_counter()
   peak = {
-    dt: benchmark.measure_peak_flops(jnp.dtype(dt), size=args.peak_size)
+    dt: speed.measure_peak_flops(jnp.dtype(dt), size=args.peak_size)
     for dt in ("bfloat16", "float32")
   }
   log.set("peak_flops_per_sec", {k: round(v, 1) for k, v in peak.items()})
@@ -184,7 +198,7 @@ def run_jax(args: argparse.Namespace, deadline: float) -> None:
       log.add({**row, "skipped": "time budget"})
       continue
     try:
-      r = benchmark.benchmark_train(
+      r = speed.benchmark_train(
         model,
         row["batch_size"],
         row["image_size"],
@@ -323,7 +337,7 @@ def torch_benchmark(
   }
 
 
-def run_torch(args: argparse.Namespace, deadline: float) -> None:
+def run_torch(args: flags.FlagValues, deadline: float) -> None:
   import torch
   import torchvision
 
@@ -467,21 +481,18 @@ def _summary(jax_part: dict[str, Any], torch_part: dict[str, Any] | None) -> lis
   return rows
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-  argv = list(sys.argv[1:] if argv is None else argv)
-  deadline_args = [a for a in argv if a.startswith("--deadline=")]
-  argv = [a for a in argv if not a.startswith("--deadline=")]
+def main(argv: Sequence[str]) -> dict[str, Any]:
+  """argv: [program, --flag=value, ...]. Returns the combined result ({} for one part)."""
+  argv = list(argv)
   args = parse_args(argv)
   _items(args)  # bad --models / --dtypes fail here, before anything starts
   start = time.time()
   if args.part != "all":
-    deadline = (
-      float(deadline_args[0].split("=", 1)[1]) if deadline_args else (start + args.budget_seconds)
-    )
+    deadline = args.deadline if args.deadline is not None else start + args.budget_seconds
     (run_jax if args.part == "jax" else run_torch)(args, deadline)
     return {}
   args.out = os.path.abspath(args.out)
-  argv = [a for a in argv if not a.startswith("--out")] + [f"--out={args.out}"]
+  argv = [a for a in argv[1:] if not a.startswith("--out")] + [f"--out={args.out}"]
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   # Ours gets about 55% of the budget, torchvision the rest (plus what ours left).
   jax_part = _part(
@@ -506,5 +517,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   return result
 
 
+def _app_main(argv: list[str]) -> int:
+  main(argv)
+  return 0
+
+
+def _absl_defaults(argv: list[str]) -> list[str]:
+  flags.FLAGS(argv[:1])  # absl's own flags at their defaults; ours are parsed by main
+  return argv
+
+
 if __name__ == "__main__":
-  main()
+  app.run(_app_main, flags_parser=_absl_defaults)

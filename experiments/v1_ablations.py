@@ -1,29 +1,30 @@
 """GoogLeNet ablations ("Going Deeper with Convolutions"), as a sweep and as a config file.
 
   python -m experiments.v1_ablations --scale=small      # train what is missing, write the tables
+  python -m experiments.v1_ablations --scale=small --dataset=cifar10-jpeg.tar.gz  # data you name
   python -m experiments.v1_ablations --scale=full       # print the commands and device-hours
   python -m experiments.run --config=experiments/v1_ablations.py:small,naive,0 --workdir=W
 
-Ablations (rows are `sweep.Variant`s; paper figures from docs/PAPERS.md):
+Ablations (rows are `sweeps.Variant`s; paper figures from docs/PAPERS.md):
   module:  Figure 2a (naive) vs 2b (1x1 reductions): cost, parameters, accuracy.
   aux:     auxiliary classifiers off / on at the paper's weight 0.3 / on at weight 1.0.
   norm:    LocalRespNorm (the paper) vs BatchNorm (BN-GoogLeNet, Rethinking Table 3).
   crops:   Table 3: 1 model with 1, 10, 144 crops, and an ensemble of models with 1, 10, 144 crops.
 
 Scales: `full` is configs/v1.py on imagenet2012 (base: the paper's LRN network); `small` CIFAR-10
-(`folder:` on the shared JPEG copy) at 96x96, width 0.125, 100 steps of 32; `tiny` a few steps on
-`digits` (tests). Below full scale the base is BN-GoogLeNet: the LRN network does not leave chance
+(TFDS `cifar10`, or `--dataset=folder:PATH` / a tarball: inception_jax/sweeps/datasets.py) at
+96x96, width 0.125, 100 steps of 32; `tiny` a few steps on `digits` (tests). Below full scale
+the base is BN-GoogLeNet: the LRN network does not leave chance
 in 100 steps.
 """
 
 import dataclasses
-import sys
 
 import ml_collections
 
 from configs import v1
-from inception_jax import sweep
-from inception_jax.sweep import Ablation, Paper, Variant
+from inception_jax import sweeps
+from inception_jax.sweeps import Ablation, Paper, Variant
 
 SMALL_STEPS = 100
 SMALL_SEEDS = {"googlenet": (0, 1)}  # two models for the ensemble rows and a spread
@@ -42,7 +43,7 @@ def base_config(scale: str) -> ml_collections.ConfigDict:
     # affords (measured: 10.0% top-1 after 100 steps at lr 0.01), so the smaller scales ablate
     # from BN-GoogLeNet; the `norm` ablation keeps the LRN row.
     c.model_overrides.norm = "bn"
-  sweep.scale_run_length(c, scale, SMALL_STEPS)
+  sweeps.scale_run_length(c, scale, SMALL_STEPS)
   if scale == "small":
     c.learning_rate = 0.04  # at base_batch_size 32 (BatchNorm allows it)
   return c
@@ -140,8 +141,8 @@ def ablations(scale: str) -> tuple[Ablation, ...]:
   )
 
 
-def make_sweep(scale: str) -> sweep.Sweep:
-  return sweep.Sweep(
+def make_sweep(scale: str) -> sweeps.Sweep:
+  return sweeps.Sweep(
     name="v1_ablations",
     config_file="experiments/v1_ablations.py",
     scale=scale,
@@ -152,15 +153,14 @@ def make_sweep(scale: str) -> sweep.Sweep:
       "small": SMALL_SEEDS,
       "tiny": {"googlenet": (0, 1)},
     }[scale],
-    eval_examples={"full": -1, "small": -1, "tiny": 16}[scale],
-    crops_eval_split="test_crops" if scale == "small" else None,
+    eval_examples={"full": -1, "small": 100, "tiny": 16}[scale],
   )  # 10 per class: 144 crops
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """`experiments/v1_ablations.py:SCALE,VARIANT,SEED` as a config file for experiments.run."""
-  return sweep.config_from_arg(make_sweep, arg)
+  return sweeps.config_from_arg(make_sweep, arg)
 
 
 if __name__ == "__main__":
-  sweep.main(make_sweep, sys.argv[1:])
+  sweeps.run(make_sweep)

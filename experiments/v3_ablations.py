@@ -1,6 +1,7 @@
 """Inception-v2/v3 ablations ("Rethinking the Inception Architecture"): a sweep and a config file.
 
   python -m experiments.v3_ablations --scale=small      # train what is missing, write the tables
+  python -m experiments.v3_ablations --scale=small --dataset=cifar10-jpeg.tar.gz  # data you name
   python -m experiments.v3_ablations --scale=full       # print the commands and device-hours
   python -m experiments.run --config=experiments/v3_ablations.py:small,rf79,0 --workdir=W  # one row
 
@@ -19,13 +20,11 @@ inputs the stems accept, 75 / 39 / 23, which reach Mixed_5b on the same 7x7 grid
 reach it on 35x35, at width 0.125; `tiny` a few steps on `digits` (tests).
 """
 
-import sys
-
 import ml_collections
 
 from configs import v3
-from inception_jax import sweep
-from inception_jax.sweep import Ablation, Paper, Variant
+from inception_jax import sweeps
+from inception_jax.sweeps import Ablation, Paper, Variant
 
 SMALL_STEPS = 100
 # Input per receptive field. Full: Table 2. Smaller scales: the smallest input of each stem; all
@@ -57,7 +56,7 @@ def base_config(scale: str) -> ml_collections.ConfigDict:
   c.model_overrides.width_multiplier = 0.125
   c.image_size = IMAGE_SIZES[scale][299]
   c.eval_every_steps = 0
-  sweep.scale_run_length(c, scale, SMALL_STEPS)
+  sweeps.scale_run_length(c, scale, SMALL_STEPS)
   c.base_batch_size = c.batch_size  # keep the preset's learning rate at the smaller batch
   return c
 
@@ -170,22 +169,21 @@ def ablations(scale: str) -> tuple[Ablation, ...]:
   )
 
 
-def make_sweep(scale: str) -> sweep.Sweep:
-  return sweep.Sweep(
+def make_sweep(scale: str) -> sweeps.Sweep:
+  return sweeps.Sweep(
     name="v3_ablations",
     config_file="experiments/v3_ablations.py",
     scale=scale,
     base_config=lambda: base_config(scale),
     ablations=ablations(scale),
-    eval_examples={"full": -1, "small": -1, "tiny": 16}[scale],
-    crops_eval_split="test_crops" if scale == "small" else None,
+    eval_examples={"full": -1, "small": 100, "tiny": 16}[scale],
   )  # 10 per class: 144 crops
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """`experiments/v3_ablations.py:SCALE,VARIANT,SEED` as a config file for experiments.run."""
-  return sweep.config_from_arg(make_sweep, arg)
+  return sweeps.config_from_arg(make_sweep, arg)
 
 
 if __name__ == "__main__":
-  sweep.main(make_sweep, sys.argv[1:])
+  sweeps.run(make_sweep)

@@ -1,5 +1,10 @@
-"""What the entry points that take `--config` share (experiments.run, experiments.evaluate):
+"""What the entry points share. Every one uses absl flags, spelled in snake_case.
 
+- `parse(define, argv)` and `run(main)`: the entry points without `--config` (conversion, sweeps,
+  speed, data.samples, data.check, experiments.benchmark, ...). `define(fv)` declares the flags on
+  a FlagValues of their own that `main(argv)` parses with `parse`, so a test can call
+  `main(["prog", "--flag=..."])` in process, and two entry points with a flag of the same name
+  (`--batch_size`) can live in one process; `run(main)` is their `app.run`;
 - `parse_flags`, the flags parser for `absl.app.run`: an unknown `--config.FIELD=...` ends the
   command with a message listing the valid fields and the closest match, not a traceback;
 - `user_errors()`, a context that ends the command with the message alone for the project's
@@ -13,12 +18,43 @@ import contextlib
 import difflib
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import ml_collections
 from absl import app, flags
 
 from inception_jax import errors
+
+
+def parse(
+  define: Callable[[flags.FlagValues], None], argv: Sequence[str], doc: str = ""
+) -> tuple[flags.FlagValues, list[str]]:
+  """(flags, positional arguments) of argv (argv[0]: the program) for the flags `define` declares
+  on a new FlagValues. `--help` prints `doc` and the flags and exits 0; a bad flag exits 2 with
+  absl's message and the usage line."""
+  values = flags.FlagValues()
+  define(values)
+  argv = list(argv) or ["prog"]
+  if any(a in ("--help", "-h", "--helpfull", "-?") for a in argv[1:]):
+    print((doc.strip() + "\n\n" if doc else "") + values.get_help())
+    sys.exit(0)
+  try:
+    rest = values(argv)
+  except flags.Error as e:
+    print(f"error: {e}\nRun {argv[0]} --help for the flags.", file=sys.stderr)
+    sys.exit(2)
+  return values, rest[1:]
+
+
+def run(main: Callable[[Sequence[str]], int | None]) -> None:
+  """`app.run` for an entry point whose `main(argv)` parses its own flags with `parse`: absl's
+  start-up (logging, exit status from main's return value) without absl's global flags parser."""
+
+  def own_flags(argv: list[str]) -> list[str]:
+    flags.FLAGS(argv[:1])  # absl's own flags at their defaults
+    return argv
+
+  app.run(main, flags_parser=own_flags)
 
 
 def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:

@@ -15,9 +15,6 @@ def module_name(path: pathlib.Path) -> str:
 
 
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-# Being split into packages (conversion/, fid/, sweeps/) on another branch of issue 13; the
-# coordinator empties this at merge time.
-PENDING_SPLIT = {"inception_jax.convert", "inception_jax.fid", "inception_jax.sweep"}
 
 
 def _resolve(name: str) -> str | None:
@@ -113,19 +110,13 @@ def test_evaluation_does_not_import_the_training_loop():
 
 
 def test_no_module_is_over_500_lines():
-  long = {
-    m: n
-    for m, p in MODULES.items()
-    if (n := len(p.read_text().splitlines())) > MAX_LINES and m not in PENDING_SPLIT
-  }
+  long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
   assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
 def test_no_function_level_import_of_inception_jax():
   found = []
   for module, path in MODULES.items():
-    if module in PENDING_SPLIT:
-      continue
     tree = ast.parse(path.read_text())
     for fn in ast.walk(tree):
       if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):

@@ -300,12 +300,12 @@ def test_skipped_slot_weighs_nothing_in_the_loss():
 
 def test_check_command_lists_unreadable_files(tmp_path, capsys):
   bad = make_folder(tmp_path)
-  assert data_check.main([f"folder:{tmp_path}"]) == 1
+  assert data_check.main(["check", f"folder:{tmp_path}"]) == 1
   out = capsys.readouterr().out
   assert f"  {bad}\n" in out and "train: 40 images, 1 unreadable" in out
   assert "test: 9 images, 0 unreadable" in out
   bad.unlink()
-  assert data_check.main([f"folder:{tmp_path}", "--split=train"]) == 0
+  assert data_check.main(["check", f"folder:{tmp_path}", "--split=train"]) == 0
   assert "checked 39 images" in capsys.readouterr().out
 
 
@@ -421,16 +421,18 @@ def test_unknown_field_message():
 
 
 def test_missing_optional_dependency_names_the_extra(tmp_path, monkeypatch):
-  from inception_jax import convert
+  from inception_jax import conversion
+  from inception_jax.conversion import __main__ as conversion_cli
 
   weights = tmp_path / "weights.pt"
   weights.write_bytes(b"not really")
   monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
   with pytest.raises(extras.MissingDependencyError, match=r'pip install -e "\.\[parity\]"'):
-    convert.from_torchvision(str(weights), "inception_v3")
+    conversion.from_torchvision(str(weights), "inception_v3")
   assert (
-    convert.main(
+    conversion_cli.main(
       [
+        "convert",
         "--from=torchvision",
         "--model=inception_v3",
         f"--input={weights}",
@@ -443,14 +445,15 @@ def test_missing_optional_dependency_names_the_extra(tmp_path, monkeypatch):
 
 def test_missing_peer_script_fails_before_running_ours(tmp_path, monkeypatch, capsys):
   from experiments import benchmark as benchmark_cli
-  from inception_jax import benchmark
+  from inception_jax import speed
 
-  monkeypatch.setattr(benchmark, "PEER_DIR", str(tmp_path))
+  monkeypatch.setattr(speed, "PEER_DIR", str(tmp_path))
   ran = []
-  monkeypatch.setattr(benchmark, "run_ours", lambda *a, **k: ran.append(a) or {})
-  with pytest.raises(SystemExit) as exit_:
-    benchmark_cli.main(["train", "--model=googlenet_bn", "--peers=torch", "--rounds=1"])
-  assert exit_.value.code == 2 and not ran
+  monkeypatch.setattr(speed, "run_ours", lambda *a, **k: ran.append(a) or {})
+  code = benchmark_cli.main(
+    ["bench", "train", "--model=googlenet_bn", "--peers=torch", "--rounds=1"]
+  )
+  assert code == 2 and not ran
   assert str(tmp_path / "peer_torch.py") in capsys.readouterr().err
 
 

@@ -1,4 +1,4 @@
-"""The benchmark harness (inception_jax/benchmark.py, experiments/benchmark.py): the fields issue 6
+"""The benchmark harness (inception_jax/speed.py, experiments/benchmark.py): the fields issue 6
 asks for and how they relate, and the side-by-side runner. Nothing here asserts a speed: the
 figures are checked for consistency with each other and with the accounting module only."""
 
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from inception_jax import accounting, benchmark, models
+from inception_jax import accounting, models, speed
 
 FIELDS = (
   "model",
@@ -26,7 +26,7 @@ FIELDS = (
 
 
 def test_benchmark_train_reports_consistent_figures():
-  r = benchmark.benchmark_train("googlenet_bn", batch_size=2, image_size=64, steps=2, cache_dir="")
+  r = speed.benchmark_train("googlenet_bn", batch_size=2, image_size=64, steps=2, cache_dir="")
   assert set(FIELDS) <= set(r)
   assert (r["model"], r["batch_size"], r["image_size"], r["backend"]) == (
     "googlenet_bn",
@@ -65,37 +65,35 @@ def test_compare_runs_ours_and_a_peer_in_fresh_processes(tmp_path, monkeypatch):
     " 'eval_images_per_sec': 20.0}))\n"
   )
   (tmp_path / "peer_keras.py").write_text("import sys; sys.exit('keras is not installed')\n")
-  monkeypatch.setattr(benchmark, "PEER_DIR", str(tmp_path))
+  monkeypatch.setattr(speed, "PEER_DIR", str(tmp_path))
   logged = []
-  out = benchmark.compare(
-    "googlenet_bn", 2, 64, steps=1, rounds=1, peers=("torch",), log=logged.append
-  )
+  out = speed.compare("googlenet_bn", 2, 64, steps=1, rounds=1, peers=("torch",), log=logged.append)
   ours, torch = out["runs"]["ours"][0], out["runs"]["torch"][0]
   assert "error" not in ours and set(FIELDS) <= set(ours) and ours["compile_cache"] == "off"
   assert torch["argv"] == {
-    "batch-size": "2",
-    "image-size": "64",
+    "batch_size": "2",
+    "image_size": "64",
     "steps": "1",
     "model": "googlenet",
   }
   assert out["medians"]["torch"] == {"train_images_per_sec": 5.0, "eval_images_per_sec": 20.0}
   assert out["medians"]["ours"]["train_images_per_sec"] == ours["train_images_per_sec"]
   assert [line.split(":")[0] for line in logged] == ["round 0 ours", "round 0 torch"]
-  keras = benchmark.run_peer("keras", "inception_v3", 2, 75, 1)
+  keras = speed.run_peer("keras", "inception_v3", 2, 75, 1)
   assert keras["peer"] == "keras" and "keras is not installed" in keras["error"]
-  assert "no keras peer" in benchmark.run_peer("keras", "googlenet_bn", 2, 64, 1)["error"]
+  assert "no keras peer" in speed.run_peer("keras", "googlenet_bn", 2, 64, 1)["error"]
 
 
 def test_cli_prints_one_json_object(capsys, monkeypatch):
   from experiments import benchmark as cli
 
   seen = {}
-  monkeypatch.setattr(
-    benchmark, "benchmark_train", lambda *a, **k: seen.update(a=a, k=k) or {"x": 1}
+  monkeypatch.setattr(speed, "benchmark_train", lambda *a, **k: seen.update(a=a, k=k) or {"x": 1})
+  code = cli.main(
+    ["bench", "train", "--model=googlenet_bn", "--batch_size=4", "--steps=3", "--nopeak"]
+    + ["--format=json"]
   )
-  cli.main(
-    ["train", "--model=googlenet_bn", "--batch-size=4", "--steps=3", "--no-peak", "--format=json"]
-  )
+  assert code == 0
   assert json.loads(capsys.readouterr().out) == {"x": 1}
   assert seen["a"] == ("googlenet_bn", 4, 224) and seen["k"]["steps"] == 3
   assert seen["k"]["peak"] is False

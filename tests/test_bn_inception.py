@@ -124,7 +124,7 @@ def test_parameters_and_multiply_adds():
   assert dense["macs"] - sep["macs"] == 112 * 112 * (7 * 7 * 3 * 64 - 7 * 7 * 24 - 24 * 64)
   # Rethinking Table 3: "2.0" billion ops
   assert abs(dense["macs"] / 2.0e9 - 1) < 0.02 and abs(sep["macs"] / 2.0e9 - 1) < 0.04
-  # slim's count with 1001 classes and no BN scale (tf-slim 1.1.0; PAPERS.md): 11,179,361
+  # slim's count with 1001 classes and no BN scale (tf-slim 1.1.0; docs/PAPERS.md): 11,179,361
   slim = models.create("bn_inception", num_classes=1001, bn_scale=False)
   assert accounting.model_params(slim, 224) == 11_179_361
 

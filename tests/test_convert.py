@@ -24,8 +24,9 @@ import jax
 import numpy as np
 import pytest
 
-from inception_jax import benchmark, convert
+from inception_jax import conversion, speed
 from inception_jax.blocks import InceptionV3AuxHead
+from inception_jax.conversion import __main__ as conversion_cli
 from inception_jax.layers import ConvBN
 
 RTOL = 1e-4
@@ -91,7 +92,7 @@ class Peer:
   def __init__(self, net, name, model, variables):
     self.net, self.name, self.model, self.variables = net, name, model, variables
     # The eval step users run (with the CPU fast path's compiler options); compiled once per size.
-    self.apply = benchmark.make_eval_step(model)
+    self.apply = speed.make_eval_step(model)
 
   def torch_logits(self, x_nchw):
     torch = require("torch")
@@ -108,7 +109,7 @@ def torchvision_peer(builder: str, model_name: str, image_size: int) -> Peer:
     weights=None, aux_logits=True, transform_input=True, init_weights=True
   )
   randomize_torch_bn(net, image_size)
-  return Peer(net, model_name, *convert.from_torchvision(net, model_name))
+  return Peer(net, model_name, *conversion.from_torchvision(net, model_name))
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,8 @@ def test_inception_v3_matches_torchvision(inception_v3_peer):
 
 
 def test_googlenet_aux_heads_match_torchvision_in_training_mode(googlenet_peer):
-  """Batch statistics, dropout off: both aux heads, incl. fc1's (C, H, W) -> (H, W, C) permutation."""
+  """Batch statistics, dropout off: both aux heads, incl. fc1's (C, H, W) -> (H, W, C)
+  permutation."""
   torch = require("torch")
   p = googlenet_peer
   net = copy.deepcopy(
@@ -184,10 +186,12 @@ def test_state_dict_file_and_module_convert_alike(googlenet_peer, tmp_path):
   path = tmp_path / "googlenet.pth"
   torch.save(googlenet_peer.net.state_dict(), path)
   for source in (path, str(path), googlenet_peer.net.state_dict()):
-    model, variables = convert.from_torchvision(source, "googlenet_bn")  # state_dicts: transform on
+    model, variables = conversion.from_torchvision(
+      source, "googlenet_bn"
+    )  # state_dicts: transform on
     assert model == googlenet_peer.model
     jax.tree.map(np.testing.assert_array_equal, variables, googlenet_peer.variables)
-  model, _ = convert.from_torchvision(path, "googlenet_bn", transform_input=False)
+  model, _ = conversion.from_torchvision(path, "googlenet_bn", transform_input=False)
   assert not model.transform_input
 
 
@@ -197,7 +201,7 @@ def test_torchvision_num_classes_and_no_aux_are_inferred():
   net = torchvision.models.googlenet(
     weights=None, aux_logits=False, num_classes=10, init_weights=True
   )
-  model, variables = convert.from_torchvision(
+  model, variables = conversion.from_torchvision(
     net.state_dict(), "googlenet_bn", transform_input=False
   )
   assert model.num_classes == 10 and not model.aux_logits and not model.transform_input
@@ -212,7 +216,7 @@ def test_wrong_architecture_names_first_mismatching_tensor(googlenet_peer):
     match=r"first mismatching tensor 'Conv2d_1a_3x3\.conv\.weight' is "
     r"missing \(expected shape \(32, 3, 3, 3\)\).*'conv1\.conv\.weight' \(64, 3, 7, 7\)",
   ):
-    convert.from_torchvision(sd, "inception_v3")
+    conversion.from_torchvision(sd, "inception_v3")
 
 
 def test_misshaped_missing_and_unexpected_tensors_are_named(googlenet_peer):
@@ -220,30 +224,30 @@ def test_misshaped_missing_and_unexpected_tensors_are_named(googlenet_peer):
   sd = dict(googlenet_peer.net.state_dict())
   bad = dict(sd, **{"inception4a.branch2.1.conv.weight": torch.zeros(208, 96, 5, 5)})
   with pytest.raises(
-    convert.ConversionError,
+    conversion.ConversionError,
     match=re.escape(
       "'inception4a.branch2.1.conv.weight' has shape (208, 96, 5, 5), expected (208, 96, 3, 3)"
     ),
   ):
-    convert.from_torchvision(bad, "googlenet_bn")
+    conversion.from_torchvision(bad, "googlenet_bn")
   missing = {k: v for k, v in sd.items() if k != "inception5b.branch3.0.bn.running_var"}
   with pytest.raises(ValueError, match=r"'inception5b\.branch3\.0\.bn\.running_var' is missing"):
-    convert.from_torchvision(missing, "googlenet_bn")
+    conversion.from_torchvision(missing, "googlenet_bn")
   extra = dict(sd, **{"head.weight": torch.zeros(3, 3)})
   with pytest.raises(
     ValueError, match=r"'head\.weight' \(3, 3\) is not a tensor of this architecture"
   ):
-    convert.from_torchvision(extra, "googlenet_bn")
+    conversion.from_torchvision(extra, "googlenet_bn")
 
 
 def test_garbage_torch_file_is_refused(tmp_path):
   require("torch")
   path = tmp_path / "weights.pth"
   path.write_bytes(b"this is not a checkpoint" * 10)
-  with pytest.raises(convert.ConversionError, match="is not a PyTorch state_dict file"):
-    convert.from_torchvision(path, "inception_v3")
-  with pytest.raises(convert.ConversionError, match="does not exist"):
-    convert.from_torchvision(tmp_path / "absent.pth", "inception_v3")
+  with pytest.raises(conversion.ConversionError, match="is not a PyTorch state_dict file"):
+    conversion.from_torchvision(path, "inception_v3")
+  with pytest.raises(conversion.ConversionError, match="does not exist"):
+    conversion.from_torchvision(tmp_path / "absent.pth", "inception_v3")
 
 
 # ---- Keras ---------------------------------------------------------------------------------------
@@ -265,8 +269,8 @@ def keras_peer():
     )
     bn.moving_variance.assign(var * np.exp(0.3 * rng.standard_normal(n)).astype(np.float32))
     bn.momentum = 0.99
-  model, variables = convert.from_keras(net, "inception_v3")
-  return net, model, variables, benchmark.make_eval_step(model)
+  model, variables = conversion.from_keras(net, "inception_v3")
+  return net, model, variables, speed.make_eval_step(model)
 
 
 def test_inception_v3_matches_keras(keras_peer):
@@ -282,12 +286,13 @@ def test_inception_v3_matches_keras(keras_peer):
 
 
 def test_keras_layers_are_taken_in_creation_order(keras_peer):
-  """The graph walk yields conv2d, conv2d_1, ... (auto names count creations); model.layers does not."""
+  """The graph walk yields conv2d, conv2d_1, ... (auto names count creations); model.layers
+  does not."""
   keras = require("keras")
   net = keras_peer[0]
   convs = [
     layer.name
-    for layer in convert._keras_creation_order(net)
+    for layer in conversion.keras_creation_order(net)
     if isinstance(layer, keras.layers.Conv2D)
   ]
   index = lambda n: int(re.fullmatch(r"conv2d(?:_(\d+))?", n).group(1) or 0)  # noqa: E731
@@ -305,7 +310,7 @@ def test_keras_weight_files_convert_alike(keras_peer, tmp_path):
       net.save_weights(path)
     else:
       net.save(path)
-    got_model, got = convert.from_keras(path, "inception_v3")
+    got_model, got = conversion.from_keras(path, "inception_v3")
     assert got_model == model
     jax.tree.map(np.testing.assert_array_equal, got, variables)
 
@@ -317,13 +322,13 @@ def test_keras_other_models_are_refused(tmp_path):
   x = keras.layers.BatchNormalization(scale=False)(x)
   outputs = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x))
   with pytest.raises(
-    convert.ConversionError, match="has 1 Conv2D, 1 BatchNormalization and 1 Dense"
+    conversion.ConversionError, match="has 1 Conv2D, 1 BatchNormalization and 1 Dense"
   ):
-    convert.from_keras(keras.Model(inputs, outputs))
+    conversion.from_keras(keras.Model(inputs, outputs))
   path = tmp_path / "junk.h5"
   path.write_bytes(b"\x00garbage" * 64)
-  with pytest.raises(convert.ConversionError, match="is not an HDF5 file"):
-    convert.from_keras(path)
+  with pytest.raises(conversion.ConversionError, match="is not an HDF5 file"):
+    conversion.from_keras(path)
 
 
 # ---- Orbax checkpoints and the command line ------------------------------------------------------
@@ -334,7 +339,7 @@ def test_command_line_round_trip(googlenet_peer, tmp_path):
   cmd = [
     sys.executable,
     "-m",
-    "inception_jax.convert",
+    "inception_jax.conversion",
     "--from=torchvision",
     "--model=googlenet_bn",
     f"--input={src}",
@@ -348,17 +353,17 @@ def test_command_line_round_trip(googlenet_peer, tmp_path):
     cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
   )
   assert done.returncode == 0, done.stderr
-  assert (out / convert.STATE_DIR).is_dir()
-  meta = json.loads((out / convert.META_FILE).read_text())
+  assert (out / conversion.STATE_DIR).is_dir()
+  meta = json.loads((out / conversion.META_FILE).read_text())
   assert meta["model"] == "googlenet_bn" and meta["num_classes"] == 1000
   assert meta["model_overrides"] == {"transform_input": True, "bn_scale": True, "aux_logits": True}
 
-  model, variables = convert.load(out)
+  model, variables = conversion.load(out)
   assert model == googlenet_peer.model
   jax.tree.map(np.testing.assert_array_equal, variables, googlenet_peer.variables)
   x = images(224, "NHWC", seed=3)
   np.testing.assert_array_equal(
-    np.asarray(benchmark.make_eval_step(model)(variables, x)),
+    np.asarray(speed.make_eval_step(model)(variables, x)),
     np.asarray(googlenet_peer.apply(googlenet_peer.variables, x)),
   )
 
@@ -367,8 +372,9 @@ def test_command_line_reports_bad_input(tmp_path, capsys):
   garbage = tmp_path / "garbage.pth"
   garbage.write_bytes(b"not torch")
   require("torch")
-  code = convert.main(
+  code = conversion_cli.main(
     [
+      "convert",
       "--from=torchvision",
       "--model=inception_v3",
       f"--input={garbage}",
@@ -381,41 +387,43 @@ def test_command_line_reports_bad_input(tmp_path, capsys):
 def test_load_refuses_files_that_are_not_checkpoints(tmp_path):
   garbage = tmp_path / "garbage.bin"
   garbage.write_bytes(os.urandom(256))
-  with pytest.raises(convert.ConversionError, match="is a file, not a converted checkpoint"):
-    convert.load(garbage)
-  with pytest.raises(convert.ConversionError, match="does not exist"):
-    convert.load(tmp_path / "absent")
+  with pytest.raises(conversion.ConversionError, match="is a file, not a converted checkpoint"):
+    conversion.load(garbage)
+  with pytest.raises(conversion.ConversionError, match="does not exist"):
+    conversion.load(tmp_path / "absent")
   fake = tmp_path / "fake"
-  (fake / convert.STATE_DIR).mkdir(parents=True)
-  (fake / convert.STATE_DIR / "data").write_bytes(os.urandom(64))
-  (fake / convert.META_FILE).write_text(json.dumps({"model": "googlenet_bn", "num_classes": 1000}))
-  with pytest.raises(convert.ConversionError, match="cannot be read as an Orbax checkpoint"):
-    convert.load(fake)
-  (fake / convert.META_FILE).write_text("{not json")
-  with pytest.raises(convert.ConversionError, match="is not valid convert metadata"):
-    convert.load(fake)
+  (fake / conversion.STATE_DIR).mkdir(parents=True)
+  (fake / conversion.STATE_DIR / "data").write_bytes(os.urandom(64))
+  (fake / conversion.META_FILE).write_text(
+    json.dumps({"model": "googlenet_bn", "num_classes": 1000})
+  )
+  with pytest.raises(conversion.ConversionError, match="cannot be read as an Orbax checkpoint"):
+    conversion.load(fake)
+  (fake / conversion.META_FILE).write_text("{not json")
+  with pytest.raises(conversion.ConversionError, match="is not valid convert metadata"):
+    conversion.load(fake)
 
 
 def test_load_refuses_a_checkpoint_of_another_architecture(googlenet_peer, tmp_path):
   p = googlenet_peer
-  out = convert.save(tmp_path / "g", "googlenet_bn", p.model, p.variables, source="test")
+  out = conversion.save(tmp_path / "g", "googlenet_bn", p.model, p.variables, source="test")
   with pytest.raises(
-    convert.ConversionError,
+    conversion.ConversionError,
     match=r"\(its metadata says 'googlenet_bn'\) does not match inception_v3: first "
     r"mismatching tensor 'params/AuxLogits/conv0/bn/bias' is missing",
   ):
-    convert.load(out, "inception_v3")
-  meta = json.loads((out / convert.META_FILE).read_text())
-  (out / convert.META_FILE).write_text(json.dumps(dict(meta, model="inception_v3")))
+    conversion.load(out, "inception_v3")
+  meta = json.loads((out / conversion.META_FILE).read_text())
+  (out / conversion.META_FILE).write_text(json.dumps(dict(meta, model="inception_v3")))
   with pytest.raises(
-    convert.ConversionError, match="does not match inception_v3: first mismatching tensor"
+    conversion.ConversionError, match="does not match inception_v3: first mismatching tensor"
   ):
-    convert.load(out)
-  (out / convert.META_FILE).write_text(json.dumps(dict(meta, num_classes=10)))
+    conversion.load(out)
+  (out / conversion.META_FILE).write_text(json.dumps(dict(meta, num_classes=10)))
   with pytest.raises(
-    convert.ConversionError,
+    conversion.ConversionError,
     match=re.escape("'params/AuxLogits_Mixed_4b/fc2/bias' has shape (1000,), expected (10,)"),
   ):
-    convert.load(out)
+    conversion.load(out)
   with pytest.raises(FileExistsError):
-    convert.save(out, "googlenet_bn", p.model, p.variables)
+    conversion.save(out, "googlenet_bn", p.model, p.variables)

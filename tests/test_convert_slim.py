@@ -1,5 +1,5 @@
 """tf-slim's own networks (PyPI tf-slim 1.1.0: nets/inception_v1.py, inception_v2.py,
-inception_v3.py) against `convert.from_slim`: Google's code, not a re-implementation of it.
+inception_v3.py) against `conversion.from_slim`: Google's code, not a re-implementation of it.
 
 Each graph is built in tf.compat.v1 graph mode with slim's initialisers, random BN offsets and
 biases, and BN moving statistics measured on a calibration batch of real photographs (batch
@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 from test_convert import require  # the one parity-dependency helper (skip, or fail under CI)
 
-from inception_jax import benchmark, convert
+from inception_jax import conversion, speed
+from inception_jax.conversion import __main__ as conversion_cli
 from inception_jax.data import samples
 
 RTOL = 1e-4
@@ -77,7 +78,7 @@ def photographs(size: int) -> np.ndarray:
 
 # ---- slim's graphs -------------------------------------------------------------------------------
 class SlimPeer:
-  """A slim network in its own tf.Graph, with weights, calibrated BN statistics, and a checkpoint."""
+  """A slim network in its own tf.Graph, with weights, calibrated BN statistics and a checkpoint."""
 
   def __init__(self, net: str, workdir: Path, seed: int = 0):
     tf = require("tensorflow")
@@ -173,32 +174,32 @@ def assert_parity(ours, theirs, what):
   return err
 
 
-# ---- Parity ----------------------------------------------------------------------------------------
+# ---- Parity --------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_slim_logits_on_real_photographs(peer):
-  model, variables = convert.from_slim(peer.prefix, peer.model_name)
+  model, variables = conversion.from_slim(peer.prefix, peer.model_name)
   assert model.num_classes == 1001 and model.bn_scale is False and model.transform_input is False
   x = photographs(peer.size)[:PHOTOS]
-  ours = benchmark.make_eval_step(model)(variables, x)
+  ours = speed.make_eval_step(model)(variables, x)
   assert_parity(ours, peer.run(peer.logits, x), f"slim {peer.net} -> {peer.model_name}")
 
 
 @pytest.mark.slow
 def test_parameter_counts_equal_slims(peer):
   """slim's trainable variables, counted by TF, equal our params (1001 classes, no BN scale)."""
-  model, variables = convert.from_slim(peer.prefix, peer.model_name)
+  model, variables = conversion.from_slim(peer.prefix, peer.model_name)
   ours = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))
   assert ours == peer.trainable
   assert (
     peer.trainable
     == {"inception_v1": 6_618_649, "inception_v2": 11_179_361, "inception_v3": 27_145_970}[peer.net]
-  )  # PAPERS.md, measured with slim
+  )  # docs/PAPERS.md, measured with slim
 
 
 @pytest.mark.slow
 def test_conventions(peer):
   """What each slim network needs of ours, read from the checkpoint."""
-  model, _ = convert.from_slim(peer.prefix, peer.model_name)
+  model, _ = conversion.from_slim(peer.prefix, peer.model_name)
   if peer.net == "inception_v1":
     assert model.padding == "same" and not model.aux_logits and model.pool5_window == 2
     assert model.branch3_kernel == 3
@@ -212,7 +213,7 @@ def test_conventions(peer):
 def test_inception_v3_aux_head_matches_slim(workdir):
   """slim's AuxLogits (eval mode, on Mixed_6e) against our aux head on the same features."""
   p = _peer("inception_v3", workdir)
-  model, variables = convert.from_slim(p.prefix, "inception_v3")
+  model, variables = conversion.from_slim(p.prefix, "inception_v3")
   x = photographs(p.size)[:2]
   theirs = p.run(p.end_points["AuxLogits"], x)
   feats = model.clone(return_features=True).apply(variables, x, train=False)
@@ -231,13 +232,13 @@ def test_inception_v3_aux_head_matches_slim(workdir):
 @pytest.mark.slow
 def test_drop_background_is_the_kept_logits_minus_column_0(workdir):
   p = _peer("inception_v2", workdir)
-  kept_model, kept = convert.from_slim(p.prefix, "bn_inception")
-  model, dropped = convert.from_slim(p.prefix, "bn_inception", drop_background=True)
+  kept_model, kept = conversion.from_slim(p.prefix, "bn_inception")
+  model, dropped = conversion.from_slim(p.prefix, "bn_inception", drop_background=True)
   assert model.num_classes == 1000
   x = photographs(p.size)[:2]
-  full = np.asarray(benchmark.make_eval_step(kept_model)(kept, x))
+  full = np.asarray(speed.make_eval_step(kept_model)(kept, x))
   # Equal up to the float rounding of a 1000- instead of a 1001-wide matrix product...
-  got = np.asarray(benchmark.make_eval_step(model)(dropped, x))
+  got = np.asarray(speed.make_eval_step(model)(dropped, x))
   np.testing.assert_allclose(got, full[:, 1:], rtol=0, atol=1e-6 * np.abs(full).max())
   # ...because the classifier is the kept one without its row for class 0, and nothing else changed.
   k, d = kept["params"]["Logits"], dropped["params"]["Logits"]
@@ -251,11 +252,12 @@ def test_drop_background_is_the_kept_logits_minus_column_0(workdir):
 @pytest.mark.slow
 def test_checkpoint_directory_and_command_line(workdir, tmp_path):
   p = _peer("inception_v1", workdir)
-  _, variables = convert.from_slim(Path(p.prefix).parent, "googlenet_bn")  # the directory
+  _, variables = conversion.from_slim(Path(p.prefix).parent, "googlenet_bn")  # the directory
   out = tmp_path / "converted"
   assert (
-    convert.main(
+    conversion_cli.main(
       [
+        "convert",
         "--from=slim",
         "--model=googlenet_bn",
         f"--input={p.prefix}",
@@ -265,9 +267,9 @@ def test_checkpoint_directory_and_command_line(workdir, tmp_path):
     )
     == 0
   )
-  meta = json.loads((out / convert.META_FILE).read_text())
+  meta = json.loads((out / conversion.META_FILE).read_text())
   assert meta["num_classes"] == 1000 and meta["model_overrides"]["padding"] == "same"
-  loaded_model, loaded = convert.load(out)
+  loaded_model, loaded = conversion.load(out)
   assert loaded_model.padding == "same" and loaded_model.num_classes == 1000
   np.testing.assert_array_equal(
     np.asarray(loaded["params"]["Logits"]["kernel"]),
@@ -275,7 +277,7 @@ def test_checkpoint_directory_and_command_line(workdir, tmp_path):
   )
 
 
-# ---- Bad input -------------------------------------------------------------------------------------
+# ---- Bad input -----------------------------------------------------------------------------------
 def write_checkpoint(tensors: dict, prefix: Path) -> str:
   """A TF1 checkpoint holding exactly `tensors` (name -> array)."""
   tf = require("tensorflow")
@@ -306,26 +308,26 @@ def test_missing_and_misshaped_tensors_are_named(workdir, tmp_path):
       ],
     },
   )
-  model, _ = convert.from_slim(write_checkpoint(extra, tmp_path / "extra.ckpt"), "bn_inception")
+  model, _ = conversion.from_slim(write_checkpoint(extra, tmp_path / "extra.ckpt"), "bn_inception")
   assert model.num_classes == 1001  # optimizer slots and the step counter are not the network
   missing = dict(tensors)
   del missing["InceptionV2/Mixed_4c/Branch_2/Conv2d_0b_3x3/weights"]
   with pytest.raises(
-    convert.ConversionError,
+    conversion.ConversionError,
     match=r"'Mixed_4c/Branch_2/Conv2d_0b_3x3/weights' is missing \(expected shape "
     r"\(3, 3, 96, 128\)\)",
   ):
-    convert.from_slim(write_checkpoint(missing, tmp_path / "missing.ckpt"), "bn_inception")
+    conversion.from_slim(write_checkpoint(missing, tmp_path / "missing.ckpt"), "bn_inception")
   wrong = dict(tensors)
   wrong["InceptionV2/Mixed_3b/Branch_0/Conv2d_0a_1x1/weights"] = np.zeros(
     (1, 1, 192, 65), np.float32
   )
   with pytest.raises(
-    convert.ConversionError,
+    conversion.ConversionError,
     match=r"'Mixed_3b/Branch_0/Conv2d_0a_1x1/weights' has shape \(1, 1, 192, 65\), "
     r"expected \(1, 1, 192, 64\)",
   ):
-    convert.from_slim(write_checkpoint(wrong, tmp_path / "wrong.ckpt"), "bn_inception")
+    conversion.from_slim(write_checkpoint(wrong, tmp_path / "wrong.ckpt"), "bn_inception")
   unexpected = dict(
     tensors,
     **{
@@ -333,11 +335,11 @@ def test_missing_and_misshaped_tensors_are_named(workdir, tmp_path):
     },
   )
   with pytest.raises(
-    convert.ConversionError,
+    conversion.ConversionError,
     match=r"'Mixed_6a/Branch_0/Conv2d_0a_1x1/weights' \(1, 1, 1024, 8\) is not a "
     r"tensor of this architecture",
   ):
-    convert.from_slim(write_checkpoint(unexpected, tmp_path / "unexpected.ckpt"), "bn_inception")
+    conversion.from_slim(write_checkpoint(unexpected, tmp_path / "unexpected.ckpt"), "bn_inception")
 
 
 @pytest.mark.slow
@@ -346,35 +348,35 @@ def test_truncated_checkpoint_is_refused(workdir, tmp_path):
   prefix = write_checkpoint(_checkpoint_tensors(p.prefix), tmp_path / "copy.ckpt")
   data = next(tmp_path.glob("copy.ckpt.data-*"))
   data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
-  with pytest.raises(convert.ConversionError, match="cannot be read|truncated"):
-    convert.from_slim(prefix, "bn_inception")
+  with pytest.raises(conversion.ConversionError, match="cannot be read|truncated"):
+    conversion.from_slim(prefix, "bn_inception")
 
 
 @pytest.mark.slow
 def test_another_architecture_is_refused_by_name(workdir):
   p = _peer("inception_v3", workdir)
   with pytest.raises(
-    convert.ConversionError, match="holds slim's inception_v3: use 'inception_v3'"
+    conversion.ConversionError, match="holds slim's inception_v3: use 'inception_v3'"
   ):
-    convert.from_slim(p.prefix, "bn_inception")
+    conversion.from_slim(p.prefix, "bn_inception")
 
 
 def test_bad_paths_and_names(tmp_path):
   require("tensorflow")
-  with pytest.raises(convert.ConversionError, match="does not exist"):
-    convert.from_slim(tmp_path / "nothing.ckpt", "inception_v3")
-  with pytest.raises(convert.ConversionError, match="slim's inception_v2 is our 'bn_inception'"):
-    convert.from_slim(tmp_path / "nothing.ckpt", "inception_v2")
+  with pytest.raises(conversion.ConversionError, match="does not exist"):
+    conversion.from_slim(tmp_path / "nothing.ckpt", "inception_v3")
+  with pytest.raises(conversion.ConversionError, match="slim's inception_v2 is our 'bn_inception'"):
+    conversion.from_slim(tmp_path / "nothing.ckpt", "inception_v2")
   prefix = write_checkpoint(
     {"InceptionV3/Logits/Conv2d_1c_1x1/biases": np.zeros(3, np.float32)}, tmp_path / "tiny.ckpt"
   )
-  with pytest.raises(convert.ConversionError, match="pass the checkpoint prefix"):
-    convert.from_slim(prefix + ".index", "inception_v3")
-  with pytest.raises(convert.ConversionError, match="'Conv2d_1a_3x3/weights' is missing"):
-    convert.from_slim(prefix, "inception_v3")  # a checkpoint holding one tensor
+  with pytest.raises(conversion.ConversionError, match="pass the checkpoint prefix"):
+    conversion.from_slim(prefix + ".index", "inception_v3")
+  with pytest.raises(conversion.ConversionError, match="'Conv2d_1a_3x3/weights' is missing"):
+    conversion.from_slim(prefix, "inception_v3")  # a checkpoint holding one tensor
   garbage = tmp_path / "garbage.ckpt"
   (tmp_path / "garbage.ckpt.index").write_bytes(os.urandom(64))
-  with pytest.raises(convert.ConversionError, match="cannot be read as a TF checkpoint"):
-    convert.from_slim(garbage, "inception_v3")
-  with pytest.raises(convert.ConversionError, match="needs slim's 1001 classes"):
-    convert.from_slim(prefix, "inception_v3", drop_background=True)
+  with pytest.raises(conversion.ConversionError, match="cannot be read as a TF checkpoint"):
+    conversion.from_slim(garbage, "inception_v3")
+  with pytest.raises(conversion.ConversionError, match="needs slim's 1001 classes"):
+    conversion.from_slim(prefix, "inception_v3", drop_background=True)

@@ -141,12 +141,13 @@ def test_benchmark_input_subcommand(imagenet, capsys):
 
   benchmark.main(
     [
+      "bench",
       "input",
       f"--dataset={imagenet}",
       "--split=train",
-      "--image-size=64",
+      "--image_size=64",
       "--batches=2",
-      "--batch-size=8",
+      "--batch_size=8",
       "--warmup=1",
       "--format=json",
     ]

@@ -1,17 +1,25 @@
-"""The ablation sweeps: complete tables at the tiny scale, resumption, paper figures on the right rows.
+"""The ablation sweeps: complete tables at the tiny scale, resumption, paper figures on the right
+rows, the small scale's data as a config field.
 
-Most tests drive the runner with `sweep.SimulatedTrainer` (no training; seconds). One test trains
-and evaluates a real tiny variant end to end with the real trainer.
+Most tests drive the runner with `SimulatedTrainer` (tests/helpers/sweeps.py; no training,
+seconds). One test trains and evaluates a real tiny variant end to end with the real trainer.
 """
 
 import csv
+import dataclasses
 import importlib
 import json
 import math
+import pathlib
+import pickle
+import tarfile
 
+import numpy as np
 import pytest
+from helpers.sweeps import SimulatedTrainer
 
-from inception_jax import sweep
+from inception_jax import sweeps
+from inception_jax.sweeps import datasets
 
 REQUIRED_COLUMNS = ("variant", "paper", "ours", "macs", "params", "command")
 
@@ -32,8 +40,8 @@ def read_csv(path):
 @pytest.mark.parametrize("name", ["v1_ablations", "v3_ablations"])
 def test_tiny_sweep_writes_complete_tables(ablation_files, name, tmp_path):
   s = ablation_files[name].make_sweep("tiny")
-  trainer = sweep.SimulatedTrainer()
-  sweep.run_sweep(s, tmp_path, trainer=trainer, log=lambda m: None)
+  trainer = SimulatedTrainer()
+  sweeps.run_sweep(s, tmp_path, trainer=trainer, log=lambda m: None)
   rows = read_csv(tmp_path / "results.csv")
   expected = [(a.name, v.name) for a in s.ablations for v in a.variants]
   assert [(r["ablation"], r["variant"]) for r in rows] == expected
@@ -58,43 +66,43 @@ def test_tiny_sweep_writes_complete_tables(ablation_files, name, tmp_path):
 
 def test_interrupted_sweep_resumes_without_redoing_finished_variants(ablation_files, tmp_path):
   s = ablation_files["v3_ablations"].make_sweep("tiny")
-  first = sweep.SimulatedTrainer(fail_after=2)
+  first = SimulatedTrainer(fail_after=2)
   with pytest.raises(KeyboardInterrupt):
-    sweep.run_sweep(s, tmp_path, trainer=first, log=lambda m: None)
+    sweeps.run_sweep(s, tmp_path, trainer=first, log=lambda m: None)
   assert len(first.trained) == 2
-  second = sweep.SimulatedTrainer()
+  second = SimulatedTrainer()
   log = []
-  sweep.run_sweep(s, tmp_path, trainer=second, log=log.append)
+  sweeps.run_sweep(s, tmp_path, trainer=second, log=log.append)
   assert not set(first.trained) & set(second.trained)
   trained = sum(v.trained for v in s.variants().values())  # not the evaluation-only rows
   assert len(first.trained) + len(second.trained) == trained
   assert sum("done, skipped" in m for m in log) == 2
   # A third run trains nothing and rewrites the same table.
   before = (tmp_path / "results.csv").read_text()
-  third = sweep.SimulatedTrainer()
-  sweep.run_sweep(s, tmp_path, trainer=third, log=lambda m: None)
+  third = SimulatedTrainer()
+  sweeps.run_sweep(s, tmp_path, trainer=third, log=lambda m: None)
   assert third.trained == [] and (tmp_path / "results.csv").read_text() == before
 
 
 def test_run_stopped_mid_training_is_resumed_not_recorded(ablation_files, tmp_path):
   s = ablation_files["v3_ablations"].make_sweep("tiny")
-  with pytest.raises(sweep.SweepInterrupted):
-    sweep.run_sweep(
-      s, tmp_path, only=["rf79"], trainer=sweep.SimulatedTrainer(stop_at=2), log=lambda m: None
+  with pytest.raises(sweeps.SweepInterrupted):
+    sweeps.run_sweep(
+      s, tmp_path, only=["rf79"], trainer=SimulatedTrainer(stop_at=2), log=lambda m: None
     )
   assert not (tmp_path / "rf79" / "seed0" / "result.json").exists()
-  resumed = sweep.SimulatedTrainer()
-  sweep.run_sweep(s, tmp_path, only=["rf79"], trainer=resumed, log=lambda m: None)
+  resumed = SimulatedTrainer()
+  sweeps.run_sweep(s, tmp_path, only=["rf79"], trainer=resumed, log=lambda m: None)
   result = json.loads((tmp_path / "rf79" / "seed0" / "result.json").read_text())
   assert result["step"] == result["steps"] == 4
-  steps = [m["step"] for m in sweep.read_metrics(tmp_path / "rf79" / "seed0") if "train/loss" in m]
+  steps = [m["step"] for m in sweeps.read_metrics(tmp_path / "rf79" / "seed0") if "train/loss" in m]
   assert steps == [1, 2, 3, 4]  # the resumed run continued; nothing was trained twice
 
 
 def test_only_filter_runs_what_a_row_needs(ablation_files, tmp_path):
   s = ablation_files["v1_ablations"].make_sweep("tiny")
-  trainer = sweep.SimulatedTrainer()
-  sweep.run_sweep(s, tmp_path, only=["ensemble_10"], trainer=trainer, log=lambda m: None)
+  trainer = SimulatedTrainer()
+  sweeps.run_sweep(s, tmp_path, only=["ensemble_10"], trainer=trainer, log=lambda m: None)
   assert sorted(trainer.trained) == [str(tmp_path / "googlenet" / f"seed{i}") for i in (0, 1)]
   assert trainer.evaluated == [
     ((str(tmp_path / "googlenet" / "seed0"), str(tmp_path / "googlenet" / "seed1")), 10)
@@ -103,7 +111,7 @@ def test_only_filter_runs_what_a_row_needs(ablation_files, tmp_path):
   assert rows[("crops", "ensemble_10")]["ours"] != ""
   assert rows[("module", "naive")]["ours"] == ""  # not run: a blank, not a wrong number
   with pytest.raises(ValueError, match="unknown variant"):
-    sweep.run_sweep(s, tmp_path, only=["nope"], trainer=trainer, log=lambda m: None)
+    sweeps.run_sweep(s, tmp_path, only=["nope"], trainer=trainer, log=lambda m: None)
 
 
 # Paper figures (docs/PAPERS.md) that must sit on these rows.
@@ -137,7 +145,7 @@ PAPER_ROWS = {
 @pytest.mark.parametrize("name", ["v1_ablations", "v3_ablations"])
 def test_tables_put_each_paper_figure_beside_the_right_row(ablation_files, name, tmp_path):
   s = ablation_files[name].make_sweep("tiny")
-  sweep.run_sweep(s, tmp_path, trainer=sweep.SimulatedTrainer(), log=lambda m: None)
+  sweeps.run_sweep(s, tmp_path, trainer=SimulatedTrainer(), log=lambda m: None)
   rows = {(r["ablation"], r["variant"]): r for r in read_csv(tmp_path / "results.csv")}
   markdown = (tmp_path / "results.md").read_text().splitlines()
   for key, (value, metric) in PAPER_ROWS[name].items():
@@ -147,16 +155,16 @@ def test_tables_put_each_paper_figure_beside_the_right_row(ablation_files, name,
     # In the markdown, the figure is on the line of that variant, within that ablation's table.
     title = next(a.title for a in s.ablations if a.name == key[0])
     start = markdown.index(f"## {title}")
-    line = next(l for l in markdown[start:] if l.startswith(f"| {key[1]} |"))
+    line = next(x for x in markdown[start:] if x.startswith(f"| {key[1]} |"))
     assert f"{value:g}" in line.split("|")[2], (key, line)
   for r in rows.values():
-    if r["paper_metric"] in sweep.ERROR_METRICS:
+    if r["paper_metric"] in sweeps.ERROR_METRICS:
       assert r["comparable"] == "no: scale"  # digits is not ImageNet: flagged, not hidden
 
 
 def test_error_rows_use_the_papers_metric_and_cost_rows_the_full_network(ablation_files, tmp_path):
   s = ablation_files["v1_ablations"].make_sweep("tiny")
-  sweep.run_sweep(s, tmp_path, trainer=sweep.SimulatedTrainer(), log=lambda m: None)
+  sweeps.run_sweep(s, tmp_path, trainer=SimulatedTrainer(), log=lambda m: None)
   rows = {(r["ablation"], r["variant"]): r for r in read_csv(tmp_path / "results.csv")}
   crop = rows[("crops", "crops_144")]
   assert float(crop["ours"]) == pytest.approx(float(crop["top5_err"]))  # Table 3 is top-5
@@ -193,12 +201,12 @@ def test_variant_configs_and_config_file_entry(ablation_files):
 
 
 def test_full_scale_prints_commands_and_device_hours(ablation_files, capsys):
-  text = ablation_files["v3_ablations"].sweep.main(
-    ablation_files["v3_ablations"].make_sweep, ["--scale=full", "--workdir=/w"]
+  text = sweeps.main(
+    ablation_files["v3_ablations"].make_sweep, ["v3", "--scale=full", "--workdir=/w"]
   )
   assert "python -m experiments.run --config=experiments/v3_ablations.py:full,rf79,0" in text
   assert "--workdir=/w/rf79/seed0" in text and "device-hours" in text
-  line = next(l for l in text.splitlines() if l.startswith("| v3 |"))
+  line = next(x for x in text.splitlines() if x.startswith("| v3 |"))
   assert float(line.split("|")[4]) > 1  # 100 ImageNet epochs of Inception-v3: many device-hours
 
 
@@ -207,11 +215,112 @@ def test_real_tiny_variant_trains_evaluates_and_is_skipped_on_rerun(ablation_fil
   """The real trainer end to end on one tiny variant (a few steps on digits)."""
   s = ablation_files["v1_ablations"].make_sweep("tiny")
   log = []
-  sweep.run_sweep(s, tmp_path, only=["no_aux"], log=log.append)
+  sweeps.run_sweep(s, tmp_path, only=["no_aux"], log=log.append)
   result = json.loads((tmp_path / "no_aux" / "seed0" / "result.json").read_text())
   assert result["step"] == result["steps"] == 4 and 0.0 <= result["eval_ema/top1"] <= 1.0
   rows = {(r["ablation"], r["variant"]): r for r in read_csv(tmp_path / "results.csv")}
   assert 0.0 <= float(rows[("aux", "no_aux")]["top1_err"]) <= 100.0
   again = []
-  sweep.run_sweep(s, tmp_path, only=["no_aux"], trainer=sweep.SimulatedTrainer(), log=again.append)
+  sweeps.run_sweep(s, tmp_path, only=["no_aux"], trainer=SimulatedTrainer(), log=again.append)
   assert any("no_aux seed 0: done, skipped" in m for m in again)
+
+
+# ---- The small scale's data: a config field ----------------------------------------------------
+def _jpeg_folders(root, classes=("cat", "dog"), train=3, test=12):
+  """root/{train,test}/<class>/<n>.jpg: tiny JPEGs (PIL) of a solid colour per class."""
+  image_module = pytest.importorskip("PIL.Image")
+  for split, n in (("train", train), ("test", test)):
+    for c, name in enumerate(classes):
+      (root / split / name).mkdir(parents=True)
+      for i in range(n):
+        image_module.new("RGB", (8, 8), (40 * c, 10 * i, 0)).save(root / split / name / f"{i}.jpg")
+  return root
+
+
+def test_small_scale_dataset_defaults_to_tfds_cifar10_and_is_a_config_field(ablation_files):
+  small = ablation_files["v1_ablations"].make_sweep("small")
+  config = small.config("naive")
+  assert config.dataset == "cifar10" and config.eval_split == "test"
+  assert config.num_eval_steps * config.eval_batch_size == 2000
+  assert small.eval_config("crops_10").eval_split == "test"  # TFDS: the same split, truncated
+  assert "--config.dataset" not in small.config_arg("naive")
+  named = dataclasses.replace(small, dataset="folder:/somewhere/my_images")
+  field = f"folder:{datasets.DATA_ROOT / 'my_images_t200_c10'}"
+  assert named.config("naive").dataset == field
+  assert named.config_arg("naive", 1).endswith(
+    ",naive,1 --config.dataset=folder:workdirs/data/my_images_t200_c10"
+  )
+  for tarball, name in (("cifar10-jpeg.tar.gz", "cifar10"), ("cifar-10-python.tar.gz", "cifar10")):
+    assert datasets.dataset_field(f"/x/{tarball}").endswith(f"/{name}_t200_c10")
+
+
+def test_relative_paths_inside_the_repository():
+  assert datasets.relative(datasets.REPO_ROOT / "workdirs" / "a" / "seed0") == "workdirs/a/seed0"
+  assert datasets.display(f"folder:{datasets.DATA_ROOT}/c") == "folder:workdirs/data/c"
+  assert datasets.relative("/elsewhere/x") == "/elsewhere/x"
+
+
+def test_folder_and_jpeg_tarball_become_class_balanced_views(tmp_path, monkeypatch):
+  monkeypatch.setattr(datasets, "TEST_PER_CLASS", 5)
+  monkeypatch.setattr(datasets, "CROPS_PER_CLASS", 2)
+  src = _jpeg_folders(tmp_path / "src" / "pets")
+  view = pathlib.Path(datasets.prepare(f"folder:{src}", tmp_path / "data")[len("folder:") :])
+  assert view == tmp_path / "data" / "pets_t5_c2"
+  assert (
+    sorted(p.name for p in (view / "test" / "dog").iterdir())
+    == sorted(f"{i}.jpg" for i in range(12))[:5]
+  )  # the first 5 in file name order
+  assert [len(list((view / "test_crops" / c).iterdir())) for c in ("cat", "dog")] == [2, 2]
+  assert len(list((view / "train" / "cat").iterdir())) == 3
+  assert datasets.crops_split(f"folder:{view}") == "test_crops"
+  # The same folders in a tarball the user names.
+  tarball = tmp_path / "pets-jpeg.tar.gz"
+  with tarfile.open(tarball, "w:gz") as tar:
+    tar.add(src, arcname="pets")
+  field = datasets.prepare(str(tarball), tmp_path / "data2")
+  assert field == f"folder:{tmp_path / 'data2' / 'pets_t5_c2'}"
+  assert len(list(pathlib.Path(field[7:], "test", "cat").iterdir())) == 5
+  with pytest.raises(FileNotFoundError, match="no train/ folder"):
+    (tmp_path / "empty" / "test").mkdir(parents=True)
+    datasets.prepare(f"folder:{tmp_path / 'empty'}", tmp_path / "data3")
+
+
+def test_cifar10_python_tarball_is_written_out_as_png_folders(tmp_path):
+  image_module = pytest.importorskip("PIL.Image")
+  rng = np.random.default_rng(0)
+  batches = tmp_path / "cifar-10-batches-py"
+  batches.mkdir()
+  names = [f"class{i}".encode() for i in range(10)]
+  (batches / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}))
+  written = {}
+  for file in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+    data = rng.integers(0, 256, (4, 3072), dtype=np.uint8)
+    labels = [int(x) for x in rng.integers(0, 10, 4)]
+    (batches / file).write_bytes(pickle.dumps({b"data": data, b"labels": labels}))
+    written[file] = (data, labels)
+  tarball = tmp_path / "cifar-10-python.tar.gz"
+  with tarfile.open(tarball, "w:gz") as tar:
+    tar.add(batches, arcname="cifar-10-batches-py")
+  field = datasets.prepare(str(tarball), tmp_path / "data")
+  full = tmp_path / "data" / "cifar10"
+  assert field.endswith("cifar10_t200_c10") and len(list(full.glob("train/*/*.png"))) == 20
+  data, labels = written["test_batch"]
+  first = np.asarray(image_module.open(full / "test" / names[labels[0]].decode() / "0.png"))
+  np.testing.assert_array_equal(first, data[0].reshape(3, 32, 32).transpose(1, 2, 0))
+
+
+def test_small_sweep_on_a_named_folder_evaluates_crops_on_its_balanced_split(
+  ablation_files, tmp_path, monkeypatch
+):
+  monkeypatch.setattr(datasets, "DATA_ROOT", tmp_path / "data")
+  src = _jpeg_folders(tmp_path / "src" / "pets", classes=tuple(f"c{i}" for i in range(10)))
+  s = dataclasses.replace(
+    ablation_files["v1_ablations"].make_sweep("small"), dataset=f"folder:{src}"
+  )
+  trainer = SimulatedTrainer()
+  rows = sweeps.run_sweep(s, tmp_path / "w", only=["crops_10"], trainer=trainer, log=lambda m: None)
+  assert trainer.evaluated and s.eval_config("crops_10").eval_split == "test_crops"
+  row = next(r for r in rows if r["variant"] == "crops_10")
+  assert row["dataset"] == f"folder:{tmp_path / 'data' / 'pets_t200_c10'}"
+  assert "--config.eval_split=test_crops" in row["command"]
+  assert f"--config.dataset={row['dataset']}" in row["command"]

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inception_jax import convert, models
+from inception_jax import conversion, models
 from inception_jax.evaluation import features
 from inception_jax.training import transfer
 
@@ -22,7 +22,7 @@ def converted(directory, model_name, source, size, num_classes=10, **overrides):
     variables["batch_stats"],
   )
   variables = {"params": variables["params"], "batch_stats": stats}
-  convert.save(directory, model_name, model, variables, source=f"{source}:weights.file")
+  conversion.save(directory, model_name, model, variables, source=f"{source}:weights.file")
   return model, variables
 
 
@@ -96,7 +96,7 @@ def test_bad_images_are_refused(tmp_path):
     features.features(str(tmp_path / "tv"), normalised)
   with pytest.raises(ValueError, match=r"must be \[batch, height, width, 3\]"):
     features.features(str(tmp_path / "tv"), images(32)[..., :1])
-  with pytest.raises(convert.ConversionError, match="does not exist"):
+  with pytest.raises(conversion.ConversionError, match="does not exist"):
     features.features(str(tmp_path / "absent"), images(32))
 
 

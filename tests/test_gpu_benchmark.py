@@ -15,14 +15,14 @@ from helpers.training import ROOT, subprocess_env
 TINY = [
   "--models=inception_v3,googlenet_bn",
   "--dtypes=bfloat16",
-  "--v3-size=299",
-  "--googlenet-size=64",
-  "--v3-batch=2",
-  "--googlenet-batch=2",
+  "--v3_size=299",
+  "--googlenet_size=64",
+  "--v3_batch=2",
+  "--googlenet_batch=2",
   "--steps=1",
-  "--width-multiplier=0.25",
-  "--peak-size=256",
-  "--no-torch-compile",
+  "--width_multiplier=0.25",
+  "--peak_size=256",
+  "--no_torch_compile",
 ]
 
 
@@ -41,8 +41,9 @@ def require_torch():
 def test_benchmark_import_path_needs_no_tensorflow():
   code = (
     "import sys\n"
-    "import experiments.gpu_benchmark as g, inception_jax.benchmark, inception_jax.train\n"
-    "from inception_jax import checkpoint, models, optim, parallel\n"
+    "import experiments.gpu_benchmark as g, inception_jax.speed, inception_jax.training.loop\n"
+    "from inception_jax import models\n"
+    "from inception_jax.training import checkpoint, optim, parallel, step\n"
     "bad = [m for m in ('tensorflow', 'tensorflow_datasets', 'ml_collections') "
     "if m in sys.modules]\n"
     "assert not bad, bad\n"
@@ -63,9 +64,9 @@ def test_bad_flags_fail_before_anything_runs(tmp_path):
   from experiments import gpu_benchmark
 
   with pytest.raises(ValueError, match="unknown model 'resnet'"):
-    gpu_benchmark.main([f"--out={tmp_path}/g.json", "--models=resnet"])
+    gpu_benchmark.main(["g", f"--out={tmp_path}/g.json", "--models=resnet"])
   with pytest.raises(ValueError, match="unknown dtype"):
-    gpu_benchmark.main([f"--out={tmp_path}/g.json", "--dtypes=float16"])
+    gpu_benchmark.main(["g", f"--out={tmp_path}/g.json", "--dtypes=float16"])
   assert not list(tmp_path.iterdir())
 
 
@@ -122,8 +123,8 @@ def test_budget_skips_what_does_not_fit(tmp_path):
       "experiments.gpu_benchmark",
       f"--out={out}",
       *TINY,
-      "--budget-seconds=0",
-      "--no-torch",
+      "--budget_seconds=0",
+      "--no_torch",
     ],
     cwd=ROOT,
     env=subprocess_env(),

@@ -323,7 +323,7 @@ def test_step_compiler_options(monkeypatch):
   and for Eigen convolutions, options XLA honours per compilation: the scheduler reorders a
   program with parallel branches, and convolutions leave YNNPACK while matrix products and
   reductions stay there. Off the fast path there are none."""
-  from inception_jax import benchmark, models
+  from inception_jax import models, speed
   from inception_jax.evaluation import evaluate
   from inception_jax.training import parallel
 
@@ -359,8 +359,8 @@ def test_step_compiler_options(monkeypatch):
   monkeypatch.setattr(
     jax, "jit", lambda fn, **kwargs: seen.append(kwargs) or real_jit(fn, **kwargs)
   )
-  benchmark.make_train_step(model, "googlenet_bn")
-  benchmark.make_eval_step(model)
+  speed.make_train_step(model, "googlenet_bn")
+  speed.make_eval_step(model)
   evaluate.Evaluator(model, parallel.make_mesh())
   assert sum(kw.get("compiler_options") == opts for kw in seen) == 3
   assert fast_conv.compiler_options(model.clone(kernels=STANDARD_KERNELS)) == {}

@@ -1,7 +1,8 @@
 """Every notebook runs top to bottom headless; the ablation notebooks on a `tiny` sweep made here.
 
-The sweeps are run by `inception_jax.sweep.run_sweep` with `SimulatedTrainer` (the tables, curves
-and file layout of a real sweep, in seconds); tests/test_experiments.py trains a real tiny variant.
+The sweeps are run by `inception_jax.sweeps.run_sweep` with `SimulatedTrainer` (tests/helpers;
+the tables, curves and file layout of a real sweep, in seconds); tests/test_experiments.py trains
+a real tiny variant.
 """
 
 import importlib
@@ -16,7 +17,9 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 pytest.importorskip("matplotlib")
 
-from inception_jax import sweep  # noqa: E402
+from helpers.sweeps import SimulatedTrainer  # noqa: E402
+
+from inception_jax import sweeps  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -29,8 +32,8 @@ def tiny_sweeps(tmp_path_factory):
   for name in ABLATION_NOTEBOOKS.values():
     workdir = tmp_path_factory.mktemp(name)
     module = importlib.import_module(f"experiments.{name}")
-    sweep.run_sweep(
-      module.make_sweep("tiny"), workdir, trainer=sweep.SimulatedTrainer(), log=lambda m: None
+    sweeps.run_sweep(
+      module.make_sweep("tiny"), workdir, trainer=SimulatedTrainer(), log=lambda m: None
     )
     out[name] = workdir
   return out

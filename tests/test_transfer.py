@@ -32,7 +32,7 @@ def flat(tree):
 
 
 def save_variables(directory, variables, meta=None):
-  """A checkpoint of variables alone, in the layout `python -m inception_jax.convert` writes."""
+  """A checkpoint of variables alone, in the layout `python -m inception_jax.conversion` writes."""
   with ocp.StandardCheckpointer() as saver:
     saver.save(directory / "state", jax.tree.map(np.asarray, variables))
   if meta is not None:
@@ -342,22 +342,29 @@ def test_frozen_batch_norm_configured_in_its_constructor_is_an_error():
 
 def test_wrong_model_for_the_converter_is_refused(tmp_path, capsys):
   """--model names an architecture the source does not have: an error, nothing converted."""
-  from inception_jax import convert
+  from inception_jax.conversion import __main__ as conversion_cli
 
   weights = tmp_path / "inception_v3.h5"
   weights.write_bytes(b"unused")
-  code = convert.main(
-    ["--from=keras", "--model=googlenet_bn", f"--input={weights}", f"--output={tmp_path / 'out'}"]
+  code = conversion_cli.main(
+    [
+      "convert",
+      "--from=keras",
+      "--model=googlenet_bn",
+      f"--input={weights}",
+      f"--output={tmp_path / 'out'}",
+    ]
   )
   assert code == 2 and "Keras conversion supports ('inception_v3',)" in capsys.readouterr().err
   with pytest.raises(SystemExit) as exit_info:
-    convert.main(
+    conversion_cli.main(
       [
+        "convert",
         "--from=torchvision",
         "--model=resnet50",
         f"--input={weights}",
         f"--output={tmp_path / 'out'}",
       ]
     )
-  assert exit_info.value.code == 2 and "invalid choice: 'resnet50'" in capsys.readouterr().err
+  assert exit_info.value.code == 2 and "value should be one of" in capsys.readouterr().err
   assert not (tmp_path / "out").exists()

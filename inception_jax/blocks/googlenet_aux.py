@@ -2,7 +2,7 @@
 
 As the paper specifies it (`pooling="paper"`): 5x5/3 average pool (14x14 -> 4x4 at 224), 1x1 conv
 128 + ReLU, fully connected 1024 + ReLU, 70% dropout, linear classifier. Used only in training; the
-loss weights each head 0.3 (see `inception_jax.losses`).
+loss weights each head 0.3 (see `inception_jax.training.losses`).
 As torchvision implements it (`pooling="adaptive"`): adaptive average pooling to 4x4 (other bins
 than 5x5/3), the 1x1 conv with BatchNorm, then the same layers.
 """

@@ -11,13 +11,14 @@ batch comes; with `--config.on_corrupt=skip` it skips and counts it instead of s
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
 
 import tensorflow as tf
+from absl import flags
 
+from inception_jax import cli
 from inception_jax.data import datasets, preprocessing
 
 
@@ -62,17 +63,23 @@ def find_unreadable(
   return results
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(
-    prog="python -m inception_jax.data.check", description=__doc__.splitlines()[0]
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_multi_string(
+    "split", None, "Split to check (repeatable; default: all).", flag_values=fv
   )
-  parser.add_argument("dataset", help="TFDS name, folder:PATH or digits")
-  parser.add_argument("--split", action="append", help="split to check (repeatable; default all)")
-  parser.add_argument("--data_dir", "--data-dir", default=None, help="TFDS data directory")
-  args = parser.parse_args(argv)
+  flags.DEFINE_string("data_dir", None, "TFDS data directory.", flag_values=fv)
+
+
+def main(argv: Sequence[str]) -> int:
+  """argv: [program, DATASET, --split=NAME ..., --data_dir=DIR]; the exit status."""
+  f, rest = cli.parse(define_flags, argv, __doc__)
+  if len(rest) != 1:
+    print("usage: python -m inception_jax.data.check DATASET [--split=NAME ...]", file=sys.stderr)
+    return 2
+  dataset = rest[0]
   start = time.perf_counter()
   try:
-    results = find_unreadable(args.dataset, args.split, args.data_dir)
+    results = find_unreadable(dataset, f.split, f.data_dir)
   except (datasets.DatasetNotFoundError, datasets.DatasetError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -91,4 +98,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main)

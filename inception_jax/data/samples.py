@@ -1,7 +1,7 @@
 """Lays out sample-image tarballs (an ImageNet sample, CIFAR-10 as JPEGs) as `folder:` datasets.
 
     python -m inception_jax.data.samples imagenet DATA/imagenet-sample-500.tar /tmp/inet
-    python -m inception_jax.data.samples cifar10 DATA/cifar10-jpeg.tar.gz /tmp/cifar --per-class=50
+    python -m inception_jax.data.samples cifar10 DATA/cifar10-jpeg.tar.gz /tmp/cifar --per_class=50
 
 (DATA: the folder holding the tarballs; the development machines keep them beside the repository.)
 
@@ -13,11 +13,16 @@
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
+import sys
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
+
+from absl import flags
+
+from inception_jax import cli
 
 
 def extract_imagenet_sample(
@@ -64,19 +69,26 @@ def extract_cifar10(
   return dest
 
 
-def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("which", choices=["imagenet", "cifar10"])
-  parser.add_argument("tar")
-  parser.add_argument("dest")
-  parser.add_argument("--per-class", type=int, default=None, help="cifar10 only")
-  args = parser.parse_args(argv)
-  if args.which == "imagenet":
-    out = extract_imagenet_sample(args.tar, args.dest)
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_integer(
+    "per_class", None, "cifar10 only: the first N files of each class and split.", flag_values=fv
+  )
+
+
+def main(argv: Sequence[str]) -> int:
+  """argv: [program, imagenet|cifar10, TAR, DEST, --per_class=N]."""
+  f, rest = cli.parse(define_flags, argv, __doc__)
+  if len(rest) != 3 or rest[0] not in ("imagenet", "cifar10"):
+    print(f"usage: {__doc__.splitlines()[2].strip()}", file=sys.stderr)
+    return 2
+  which, tar, dest = rest
+  if which == "imagenet":
+    out = extract_imagenet_sample(tar, dest)
   else:
-    out = extract_cifar10(args.tar, args.dest, per_class=args.per_class)
+    out = extract_cifar10(tar, dest, per_class=f.per_class)
   print(f"folder:{out}")
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

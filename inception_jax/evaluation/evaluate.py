@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from inception_jax import convert, data
+from inception_jax import conversion, data
 from inception_jax.training import checkpoint, losses, parallel, recipe, transfer
 from inception_jax.training import state as state_lib
 from inception_jax.training.step import compile_step
@@ -128,11 +128,11 @@ def load_workdirs(
   config, workdirs: Sequence[str], mesh: Mesh, use_ema: bool = True
 ) -> tuple[nn.Module, list[Variables]]:
   """The config's model and the latest checkpoint's variables of each workdir. Converted weights
-  (a directory written by `python -m inception_jax.convert`) bring their own model, with the
+  (a directory written by `python -m inception_jax.conversion`) bring their own model, with the
   conventions recorded in their convert_meta.json."""
   info = data.get_info(config.dataset, config.data_dir)
   if all(checkpoint.read_init_meta(w) for w in workdirs):
-    loaded = [convert.load(w) for w in workdirs]
+    loaded = [conversion.load(w) for w in workdirs]
     if any(m != loaded[0][0] for m, _ in loaded):
       raise ValueError("an ensemble of converted checkpoints must share one architecture")
     if loaded[0][0].num_classes != info.num_classes:

@@ -1,5 +1,5 @@
 """Features of converted weights: `features(checkpoint, images)` gives the `PreLogits` end
-point of a converted checkpoint (a directory written by `python -m inception_jax.convert`) with
+point of a converted checkpoint (a directory written by `python -m inception_jax.conversion`) with
 the input convention of the weights' source applied; `feature_extractor(checkpoint)` loads and
 compiles once, for many batches.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from inception_jax import convert
+from inception_jax import conversion
 from inception_jax.training import transfer
 from inception_jax.training.step import compile_step
 
@@ -22,8 +22,8 @@ from inception_jax.training.step import compile_step
 def feature_extractor(checkpoint: str) -> Callable[[Any], np.ndarray]:
   """images -> PreLogits [batch, channels] for a converted checkpoint (see `features`), compiled
   once per input shape; for many batches."""
-  model, variables = convert.load(checkpoint)
-  meta = json.loads((Path(checkpoint) / convert.META_FILE).read_text())
+  model, variables = conversion.load(checkpoint)
+  meta = json.loads((Path(checkpoint) / conversion.META_FILE).read_text())
   convention = transfer.input_convention(meta.get("source", ""))
   model = model.clone(return_features=True)
   apply = compile_step(
@@ -39,7 +39,7 @@ def feature_extractor(checkpoint: str) -> Callable[[Any], np.ndarray]:
 
 def features(checkpoint: str, images: Any) -> np.ndarray:
   """Pooled features (the `PreLogits` end point, [batch, channels]) of a converted checkpoint
-  (a directory written by `python -m inception_jax.convert`) for a batch of images.
+  (a directory written by `python -m inception_jax.conversion`) for a batch of images.
 
   images: uint8 [batch, height, width, 3] in [0, 255], or float in [0, 1], RGB, already resized
     and cropped as the source evaluates (e.g. 224 for GoogLeNet, 299 for Inception-v3). The

@@ -11,7 +11,7 @@ One class builds both networks users compare:
 Max pools round up (ceil mode) as in Caffe and torchvision; conv1 pads 3 on both sides
 (`padding="torchvision"`). `padding="same"` is tf-slim's inception_v1 instead: TF 'SAME' for conv1
 (2 before, 3 after at 224) and every stride-2 max pool (the extra pixel at the end), which
-`convert.from_slim` needs; at even grid sizes the pools agree with ceil mode, conv1 does not.
+`conversion.from_slim` needs; at even grid sizes the pools agree with ceil mode, conv1 does not.
 End points carry tf-slim names; docs/NAMES.md maps them to Table 1's rows.
 """
 

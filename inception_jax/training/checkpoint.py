@@ -441,7 +441,33 @@ def load_variables(path: str) -> dict[str, Any]:
   return {"params": tree["params"], "batch_stats": tree.get("batch_stats") or {}}
 
 
-CONVERT_META = "convert_meta.json"  # inception_jax.convert.META_FILE (not imported: keep us light)
+def save_variables(path: str | epath.PathLike, variables: dict[str, Any]) -> None:
+  """Writes a checkpoint of variables alone ({'params': ..., 'batch_stats': ...}, as host numpy
+  arrays) at `path`, a folder that must not exist yet: what `load_variables` reads (converted
+  weights are written with it)."""
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(absolute(path), jax.tree.map(np.asarray, variables))
+    checkpointer.wait_until_finished()
+
+
+def _plain(tree: Any) -> Any:
+  """Nested plain dicts (Orbax metadata trees are Mapping subclasses)."""
+  if isinstance(tree, dict) or hasattr(tree, "items"):
+    return {k: _plain(v) for k, v in tree.items()}
+  return tree
+
+
+def variables_metadata(path: str | epath.PathLike) -> dict[str, Any]:
+  """The tree a checkpoint of variables holds, with array metadata (.shape, .dtype) as leaves;
+  reads no array, so a tree can be checked against a model before anything is restored."""
+  with ocp.StandardCheckpointer() as checkpointer:
+    stored = checkpointer.metadata(absolute(path)).item_metadata
+  if stored is None:
+    raise CheckpointError(f"{path} holds no tree metadata: not a checkpoint of variables")
+  return _plain(stored)
+
+
+CONVERT_META = "convert_meta.json"  # beside the state/ folder of converted weights
 
 
 def read_init_meta(path: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Test helpers (not test modules): doubles and builders shared by the test files."""

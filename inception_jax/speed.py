@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from inception_jax import accounting, fast_conv, models
+from inception_jax.errors import PeerNotFoundError
 from inception_jax.training import parallel
 from inception_jax.training import state as state_lib
 from inception_jax.training import step as step_lib
@@ -248,10 +249,6 @@ PEER_MODEL = {"googlenet_bn": "googlenet", "googlenet": "googlenet", "inception_
 PEERS = ("torch", "keras")
 
 
-class PeerNotFoundError(FileNotFoundError):
-  """A requested peer is unknown or its script is missing; raised before anything runs."""
-
-
 def check_peers(peers: tuple[str, ...]) -> None:
   """Every peer is known and its script exists in PEER_DIR ($INCEPTION_JAX_PEER_DIR)."""
   unknown = [p for p in peers if p not in PEERS]
@@ -287,8 +284,8 @@ def run_peer(
   args = [
     sys.executable,
     script,
-    f"--batch-size={batch_size}",
-    f"--image-size={image_size}",
+    f"--batch_size={batch_size}",
+    f"--image_size={image_size}",
     f"--steps={steps}",
   ]
   if peer == "torch":
@@ -323,11 +320,11 @@ def run_ours(
     "experiments.benchmark",
     "train",
     f"--model={model_name}",
-    f"--batch-size={batch_size}",
-    f"--image-size={image_size}",
+    f"--batch_size={batch_size}",
+    f"--image_size={image_size}",
     f"--steps={steps}",
     f"--dtype={dtype}",
-    f"--cache-dir={cache_dir}",
+    f"--cache_dir={cache_dir}",
     "--format=json",
   ]
   return _run_json(args, timeout, cwd=repo, env={**os.environ, **(env or {})})

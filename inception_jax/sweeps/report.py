@@ -1,0 +1,350 @@
+"""The result tables of a sweep: one row per (ablation, variant) beside the paper's figure, as
+WORKDIR/results.csv and results.md, and every run's learning curve as WORKDIR/curves.csv.
+
+Like with like: the papers report ImageNet error rates. At `small` and `tiny` scale our figure is
+the same metric on CIFAR-10 / digits, so the difference column is not a like-for-like comparison
+(the `comparable` column says so); cost rows (multiply-adds, parameters) are computed for the
+full-size network and are comparable at every scale. Paths in the tables are relative to the
+repository where they lie inside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from inception_jax import accounting, data, models
+from inception_jax.sweeps import datasets
+from inception_jax.sweeps.metrics import read_metrics
+from inception_jax.sweeps.spec import COST_METRICS, ERROR_METRICS, Sweep, Variant
+
+CSV_COLUMNS = (
+  "ablation",
+  "variant",
+  "paper",
+  "paper_metric",
+  "paper_value",
+  "ours",
+  "ours_std",
+  "seeds",
+  "difference",
+  "comparable",
+  "top1_err",
+  "top5_err",
+  "raw_top1_err",
+  "macs",
+  "params",
+  "full_macs",
+  "full_params",
+  "steps",
+  "wall_s",
+  "scale",
+  "dataset",
+  "command",
+)
+
+
+def result_top1(result: Mapping[str, float]) -> float:
+  """The paper's protocol: averaged parameters when kept, else the raw ones."""
+  return result.get("eval_ema/top1", result.get("eval/top1", result.get("top1")))
+
+
+def result_top5(result: Mapping[str, float]) -> float:
+  return result.get("eval_ema/top5", result.get("eval/top5", result.get("top5")))
+
+
+# ------------------------------------------------------------------------------------------------
+# Tables.
+# ------------------------------------------------------------------------------------------------
+def model_cost(
+  config: ml_collections.ConfigDict, num_classes: int, full_size: bool = False
+) -> tuple[int, int]:
+  """(multiply-adds per image, parameters) of the inference network (aux heads excluded), as
+  configured, or with `full_size` the same architecture at the paper's width, input and 1000
+  classes."""
+  overrides = dict(config.model_overrides.to_dict())
+  size = config.image_size
+  if full_size:
+    overrides.pop("width_multiplier", None)
+    overrides.pop("dtype", None)
+    num_classes = 1000
+    size = models.default_image_size(config.model, **overrides)
+  model = models.create(config.model, num_classes=num_classes, **overrides)
+  return (
+    accounting.total_macs(model, size),
+    accounting.model_params(model, size, exclude_aux=True),
+  )
+
+
+def num_classes(config: ml_collections.ConfigDict) -> int:
+  if config.dataset in ("imagenet2012", "imagenet2012_subset"):
+    return 1000
+  if config.dataset in ("cifar10", "digits") or config.dataset.startswith("folder:"):
+    if (
+      config.dataset.startswith("folder:") and Path(config.dataset[7:], config.train_split).is_dir()
+    ):
+      return len([p for p in Path(config.dataset[7:], config.train_split).iterdir() if p.is_dir()])
+    return 10
+  return data.get_info(config.dataset, config.data_dir).num_classes
+
+
+def command(sweep: Sweep, v: Variant, workdir: Path) -> str:
+  """The commands that reproduce a row, with paths relative to the repository where they lie
+  inside it."""
+
+  def run_dir(name: str, seed: int) -> str:
+    return datasets.relative(workdir / name / f"seed{seed}")
+
+  if v.trained:
+    seeds = sweep.seeds_of(v.name)
+    return "; ".join(
+      f"python -m experiments.run --config={sweep.config_arg(v.name, s)} "
+      f"--workdir={run_dir(v.name, s)}"
+      for s in seeds
+    )
+  names = [v.evaluates] if v.evaluates else list(v.ensemble)
+  config_arg = sweep.config_arg(names[0])
+  eval_split = sweep.eval_config(names[0]).eval_split
+  if eval_split != sweep.config(names[0]).eval_split:
+    config_arg += f" --config.eval_split={eval_split}"
+  if v.evaluates:
+    return "; ".join(
+      f"python -m experiments.evaluate --config={config_arg} "
+      f"--workdir={run_dir(v.evaluates, s)} --crops={v.crops}"
+      for s in sweep.seeds_of(v.evaluates)
+    )
+  dirs = " ".join(f"--workdir={run_dir(n, s)}" for n in names for s in sweep.seeds_of(n))
+  return f"python -m experiments.evaluate --config={config_arg} {dirs} --crops={v.crops}"
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+  values = [x for x in values if x is not None]
+  if not values:
+    return None, None
+  return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
+  """One row per (ablation, variant) from the result files; blanks where results are missing."""
+  workdir = Path(workdir)
+  rows = []
+  for ablation in sweep.ablations:
+    for v in ablation.variants:
+      trained_name = v.name if v.trained else (v.evaluates or v.ensemble[0])
+      config = sweep.config(trained_name)
+      classes = num_classes(config)
+      macs, params = model_cost(config, classes)
+      full_macs, full_params = model_cost(config, classes, full_size=True)
+      note = v.note
+      models_per_prediction = 1
+      if v.ensemble:
+        models_per_prediction = sum(len(sweep.seeds_of(n)) for n in v.ensemble)
+      if v.trained:
+        results = []
+        for s in sweep.seeds_of(v.name):
+          p = workdir / v.name / f"seed{s}" / "result.json"
+          if p.exists():
+            results.append(json.loads(p.read_text()))
+        seeds = [r["seed"] for r in results]
+        top1 = [result_top1(r) for r in results if "diverged" not in r]
+        top5 = [result_top5(r) for r in results if "diverged" not in r]
+        if any("diverged" in r for r in results):
+          note = "; ".join(
+            filter(
+              None,
+              [
+                note,
+                "diverged: seed(s) " + " ".join(str(r["seed"]) for r in results if "diverged" in r),
+              ],
+            )
+          )
+        raw1 = [r.get("eval/top1") for r in results]
+        steps = results[0]["steps"] if results else None
+        wall = sum(r["wall_s"] for r in results) if results else None
+      else:
+        p = workdir / v.name / "eval.json"
+        evaluation = json.loads(p.read_text()) if p.exists() else {}
+        runs = evaluation.get("runs", [])
+        seeds = [r.get("seed", "ens") for r in runs]
+        if v.ensemble and runs:
+          seeds = list(sweep.seeds_of(v.ensemble[0]))
+        top1 = [r["top1"] for r in runs]
+        top5 = [r["top5"] for r in runs]
+        raw1 = [None]
+        steps = None
+        wall = evaluation.get("wall_s")
+      err1, err1_std = _mean_std([100 * (1 - x) for x in top1])
+      err5, err5_std = _mean_std([100 * (1 - x) for x in top5])
+      raw_err1, _ = _mean_std([100 * (1 - x) for x in raw1 if x is not None])
+      test_macs = macs * v.crops * models_per_prediction
+      row = {
+        "ablation": ablation.name,
+        "variant": v.name,
+        "paper": str(v.paper) if v.paper else "",
+        "paper_metric": v.paper.metric if v.paper else "",
+        "paper_value": v.paper.value if v.paper else None,
+        "ours": None,
+        "ours_std": None,
+        "seeds": " ".join(map(str, seeds)),
+        "difference": None,
+        "comparable": "",
+        "top1_err": err1,
+        "top5_err": err5,
+        "raw_top1_err": raw_err1,
+        "macs": test_macs,
+        "params": params,
+        "full_macs": full_macs * v.crops * models_per_prediction,
+        "full_params": full_params,
+        "steps": steps,
+        "wall_s": wall,
+        "scale": sweep.scale,
+        "dataset": datasets.display(config.dataset),
+        "command": command(sweep, v, workdir),
+        "title": ablation.title,
+        "note": note,
+        "source": v.paper.source if v.paper else "",
+      }
+      if v.paper and v.paper.metric in ERROR_METRICS:
+        key = ERROR_METRICS[v.paper.metric]
+        row["ours"], row["ours_std"] = (err1, err1_std) if key == "top1" else (err5, err5_std)
+        row["comparable"] = "yes" if sweep.scale == "full" else "no: scale"
+      elif v.paper:
+        field, unit = COST_METRICS[v.paper.metric]
+        row["ours"] = row[f"full_{field}"] / unit
+        row["comparable"] = "yes"
+      else:  # no paper figure: report top-1 error
+        row["ours"], row["ours_std"] = err1, err1_std
+      if row["ours"] is not None and v.paper:
+        row["difference"] = row["ours"] - v.paper.value
+      rows.append(row)
+  return rows
+
+
+def _fmt(x: Any, digits: int = 2) -> str:
+  if x is None or (isinstance(x, float) and math.isnan(x)):
+    return ""
+  if isinstance(x, float):
+    return f"{x:.{digits}f}"
+  return str(x)
+
+
+def _si(x: float | None) -> str:
+  if x is None:
+    return ""
+  for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+    if abs(x) >= scale:
+      return f"{x / scale:.3g}{unit}"
+  return f"{x:g}"
+
+
+def format_markdown(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> str:
+  """One markdown table per ablation: paper figure, ours (mean ± spread over seeds), difference,
+  cost, seeds, wall time and the command."""
+  out = [f"# {sweep.name} at scale `{sweep.scale}`", ""]
+  if sweep.scale != "full":
+    out += [
+      "Our figures are on `%s`, not ImageNet: the difference to the paper is **not "
+      "like-for-like** for error rates (column `comparable`). Cost rows (`G multiply-adds`, "
+      "`M params`) are computed for the full-size network and are comparable."
+      % (rows[0]["dataset"] if rows else "?"),
+      "",
+    ]
+  unique = {r["variant"]: r for r in rows}.values()
+  done = [r for r in unique if r["wall_s"]]
+  if done:
+    out += [
+      f"Wall time: {sum(r['wall_s'] for r in done) / 60:.0f} min for the {len(done)} rows "
+      f"that ran (training with compilation and evaluation; evaluation-only rows: "
+      f"evaluation); {sum(1 for r in unique if not r['wall_s'])} rows not run.",
+      "",
+    ]
+  for ablation in sweep.ablations:
+    out += [
+      f"## {ablation.title}",
+      "",
+      "| row | paper | ours | ours − paper | comparable | top-1 err | top-5 err | "
+      "MACs/image | params | seeds | steps | wall | command |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+      if r["ablation"] != ablation.name:
+        continue
+      metric = r["paper_metric"]
+      unit = "%" if (metric in ERROR_METRICS or not metric) else ""
+      ours = _fmt(r["ours"])
+      if ours and r["ours_std"] is not None:
+        ours += f" ± {r['ours_std']:.2f}"
+      if ours:
+        ours += unit
+      diff = "" if r["difference"] is None else f"{r['difference']:+.2f}{unit}"
+      paper = f"{r['paper']} ({r['source']})" if r["paper"] else "—"
+      wall = _fmt(r["wall_s"], 0) + "s" if r["wall_s"] else ""
+      out.append(
+        f"| {r['variant']} | {paper} | {ours} | {diff} | {r['comparable']} | "
+        f"{_fmt(r['top1_err'])} | {_fmt(r['top5_err'])} | {_si(r['macs'])} | {_si(r['params'])} "
+        f"| {r['seeds']} | {_fmt(r['steps'])} | {wall} | `{r['command']}` |"
+      )
+    notes = [
+      f"- {r['variant']}: {r['note']}"
+      for r in rows
+      if r["ablation"] == ablation.name and r.get("note")
+    ]
+    out += [""] + notes + ([""] if notes else [])
+  return "\n".join(out)
+
+
+def write_tables(
+  sweep: Sweep, rows: Sequence[Mapping[str, Any]], workdir: str | os.PathLike
+) -> None:
+  workdir = Path(workdir)
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+  writer.writeheader()
+  for r in rows:
+    writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_COLUMNS})
+  (workdir / "results.csv").write_text(buf.getvalue())
+  (workdir / "results.md").write_text(format_markdown(sweep, rows) + "\n")
+  write_curves(workdir)
+
+
+CURVE_COLUMNS = (
+  "variant",
+  "seed",
+  "step",
+  "train/loss",
+  "train/top1",
+  "eval/top1",
+  "eval_ema/top1",
+  "train/images_per_sec",
+)
+
+
+def write_curves(workdir: str | os.PathLike) -> None:
+  """WORKDIR/curves.csv: every run's metrics.jsonl lines in one long table (for the notebooks,
+  and small enough to commit beside results.csv)."""
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
+  writer.writeheader()
+  for variant, seeds in learning_curves(workdir).items():
+    for seed, lines in seeds.items():
+      for m in lines:
+        writer.writerow({"variant": variant, "seed": seed, **m})
+  (Path(workdir) / "curves.csv").write_text(buf.getvalue())
+
+
+def learning_curves(workdir: str | os.PathLike) -> dict[str, dict[int, list[dict[str, float]]]]:
+  """{variant: {seed: metrics.jsonl lines}} for every trained run under a sweep's workdir."""
+  curves: dict[str, dict[int, list]] = {}
+  for path in sorted(Path(workdir).glob("*/seed*/metrics.jsonl")):
+    seed = int(path.parent.name[4:])
+    curves.setdefault(path.parent.parent.name, {})[seed] = read_metrics(path.parent)
+  return curves

@@ -1,0 +1,185 @@
+"""Runs a sweep: trains every variant that has no final result yet (an interrupted sweep continues
+where it stopped; a variant interrupted mid-training resumes from its own checkpoints), evaluates
+the evaluation-only rows (multi-crop, ensembles), and writes
+
+  WORKDIR/<variant>/seed<k>/          the trainer's workdir (metrics.jsonl, checkpoints)
+  WORKDIR/<variant>/seed<k>/result.json   the final evaluation, written once training finished
+  WORKDIR/<variant>/eval.json         an evaluation-only row (crops, ensemble)
+  WORKDIR/results.csv, results.md, curves.csv   the tables (report.py)
+
+`Trainer` is the real back-end (training.loop.train_and_evaluate, evaluate.Evaluator); tests pass a double
+(tests/helpers/sweeps.py) with the same three methods.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from inception_jax import data
+from inception_jax.errors import SweepInterrupted
+from inception_jax.evaluation import evaluate
+from inception_jax.sweeps import datasets, report
+from inception_jax.sweeps.metrics import final_eval, read_metrics
+from inception_jax.sweeps.spec import Sweep, Variant
+from inception_jax.training import loop, parallel, recipe
+
+
+# ------------------------------------------------------------------------------------------------
+# Training and evaluation backends (the real ones; tests may pass their own).
+# ------------------------------------------------------------------------------------------------
+class Trainer:
+  """Trains with `training.loop.train_and_evaluate`; evaluates with `evaluation.evaluate`."""
+
+  def train(self, config: ml_collections.ConfigDict, workdir: str) -> None:
+    _enable_compilation_cache(config)
+    loop.train_and_evaluate(config, workdir)
+
+  def num_steps(self, config: ml_collections.ConfigDict) -> int:
+    if config.num_train_steps > 0:  # what recipe.train_length returns, without listing the data
+      return int(config.num_train_steps)
+    info = data.get_info(config.dataset, config.data_dir)
+    return recipe.train_length(config, info.splits[config.train_split])[1]
+
+  def evaluate(
+    self, config: ml_collections.ConfigDict, workdirs: Sequence[str], crops: int, num_examples: int
+  ) -> dict[str, float]:
+    """Softmax averaged over crops and over workdirs' models; top1 / top5 on the first
+    `num_examples` eval examples (-1: all), with the averaged parameters."""
+    _enable_compilation_cache(config)
+    mesh = parallel.make_mesh()
+    model, variables = evaluate.load_workdirs(config, workdirs, mesh)
+    batch_size = config.eval_batch_size
+    if num_examples > 0:
+      batch_size = min(batch_size, num_examples)
+    num_steps = -1 if num_examples <= 0 else math.ceil(num_examples / batch_size)
+    batches = evaluate.eval_batches(config, batch_size, crops)
+    r = evaluate.Evaluator(model, mesh).evaluate({"m": variables}, batches, num_steps)["m"]
+    return {"top1": r["top1"], "top5": r["top5"], "count": r["count"]}
+
+
+def _enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
+  parallel.enable_compilation_cache(config.get("compilation_cache_dir") or "none")
+
+
+# ------------------------------------------------------------------------------------------------
+# The runner.
+# ------------------------------------------------------------------------------------------------
+def run_sweep(
+  sweep: Sweep,
+  workdir: str | os.PathLike,
+  only: Sequence[str] = (),
+  trainer: Any = None,
+  log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+  """Trains what is missing, evaluates evaluation-only rows, writes results.csv and results.md.
+
+  `only`: variant names to run (evaluation-only rows pull in the variants they evaluate); the
+  tables always cover every row, with blanks where results are missing.
+  """
+  trainer = trainer or Trainer()
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  if sweep.dataset:
+    log(f"[{sweep.name}] data: {datasets.prepare(sweep.dataset)}")
+  variants = sweep.variants()
+  unknown = sorted(set(only) - set(variants))
+  if unknown:
+    raise ValueError(f"unknown variant(s) {unknown}; known: {', '.join(variants)}")
+  selected = [variants[n] for n in (only or variants)]
+  to_train: list[str] = []
+  for v in selected:
+    for name in [v.name] if v.trained else ([v.evaluates] if v.evaluates else list(v.ensemble)):
+      if name not in to_train:
+        to_train.append(name)
+
+  for name in to_train:
+    for seed in sweep.seeds_of(name):
+      _train_one(sweep, name, seed, workdir, trainer, log)
+  for v in selected:
+    if not v.trained:
+      _evaluate_one(sweep, v, workdir, trainer, log)
+  rows = report.collect(sweep, workdir)
+  report.write_tables(sweep, rows, workdir)
+  log(f"wrote {workdir / 'results.csv'} and {workdir / 'results.md'}")
+  return rows
+
+
+def _train_one(sweep: Sweep, name: str, seed: int, workdir: Path, trainer, log) -> None:
+  run_dir = workdir / name / f"seed{seed}"
+  result_path = run_dir / "result.json"
+  if result_path.exists():
+    log(f"[{sweep.name}] {name} seed {seed}: done, skipped")
+    return
+  config = sweep.config(name, seed)
+  num_steps = trainer.num_steps(config)
+  log(f"[{sweep.name}] {name} seed {seed}: training {num_steps} steps in {run_dir}")
+  wall_path = run_dir / "wall.json"  # wall time summed over interrupted and resumed attempts
+  previous = json.loads(wall_path.read_text())["wall_s"] if wall_path.exists() else 0.0
+  start = time.time()
+  try:
+    trainer.train(config, str(run_dir))
+  except FloatingPointError as e:  # the trainer's NonFiniteLossError: a result, not a crash
+    log(f"[{sweep.name}] {name} seed {seed}: diverged ({e})")
+    _write_json(
+      result_path,
+      {
+        "variant": name,
+        "seed": seed,
+        "steps": num_steps,
+        "diverged": str(e),
+        "wall_s": previous + time.time() - start,
+      },
+    )
+    return
+  finally:
+    wall = previous + time.time() - start
+    _write_json(wall_path, {"wall_s": wall})
+  final = final_eval(read_metrics(run_dir), num_steps)
+  if final is None:
+    raise SweepInterrupted(f"{name} seed {seed} stopped before step {num_steps}; rerun to resume")
+  result = {"variant": name, "seed": seed, "steps": num_steps, "wall_s": wall, **final}
+  _write_json(result_path, result)
+  log(f"[{sweep.name}] {name} seed {seed}: top-1 {report.result_top1(result):.4f} in {wall:.0f}s")
+
+
+def _evaluate_one(sweep: Sweep, v: Variant, workdir: Path, trainer, log) -> None:
+  path = workdir / v.name / "eval.json"
+  if path.exists():
+    log(f"[{sweep.name}] {v.name}: done, skipped")
+    return
+  start = time.time()
+  if v.evaluates:
+    config = sweep.eval_config(v.evaluates)
+    runs = [
+      trainer.evaluate(
+        config, [str(workdir / v.evaluates / f"seed{s}")], v.crops, sweep.eval_examples
+      )
+      | {"seed": s}
+      for s in sweep.seeds_of(v.evaluates)
+    ]
+  else:
+    config = sweep.eval_config(v.ensemble[0])
+    dirs = [str(workdir / n / f"seed{s}") for n in v.ensemble for s in sweep.seeds_of(n)]
+    runs = [trainer.evaluate(config, dirs, v.crops, sweep.eval_examples) | {"models": len(dirs)}]
+  result = {"variant": v.name, "crops": v.crops, "runs": runs, "wall_s": time.time() - start}
+  _write_json(path, result)
+  log(
+    f"[{sweep.name}] {v.name}: top-1 {statistics.mean(r['top1'] for r in runs):.4f} "
+    f"({v.crops} crops) in {result['wall_s']:.0f}s"
+  )
+
+
+def _write_json(path: Path, value: Any) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(value, indent=1))
+  tmp.replace(path)  # atomic: a result file is either complete or absent
