@@ -1,4 +1,6 @@
-"""The architecture tables of both papers, recomputed from our modules (`python -m experiments.tables`).
+"""The architecture tables of both papers, recomputed from our modules.
+
+`python -m experiments.tables` prints them.
 
 Every figure in "ours" columns comes from `inception_jax.accounting` tracing the module; the paper's
 figures are the only hand-written numbers here, each next to the table it comes from
@@ -50,8 +52,8 @@ GOOGLENET_TABLE1 = (
 )
 # Why the rows docs/PAPERS.md lists as not recomputing disagree (the percentages are computed).
 TABLE1_REASONS = {
-  "conv1": "the paper's 2.7K / 34M do not recompute from a dense 7x7/2 conv 3 -> 64 (9,408 weights, "
-  "118M multiply-adds); both are about 0.29x the dense figures, close to what one input "
+  "conv1": "the paper's 2.7K / 34M do not recompute from a dense 7x7/2 conv 3 -> 64 (9,408 "
+  "weights, 118M multiply-adds); both are about 0.29x the dense figures, close to what one input "
   "channel instead of three would give (3.1K, 39M); we report the dense conv",
   "inception_4c": "the paper's 463K is below what the row's own widths give on a 14x14x512 input "
   "(497.5K weights); its 100M ops agree with ours",
@@ -163,11 +165,12 @@ def module_cost_example() -> list[dict[str, Any]]:
   conv = functools.partial(ConvBN, norm=None)
   naive = NaiveInceptionModule(64, 128, 64, conv=conv)  # 1x1 64 | 3x3 128 | 5x5 64 | pool
   reduced = InceptionModule(64, 96, 128, 32, 64, 32, conv=conv)  # 5x5 branch: 1x1 32 -> 5x5 64
-  n = {l.path: l for l in accounting.trace(naive, EXAMPLE_INPUT).layers}
-  r = {l.path: l for l in accounting.trace(reduced, EXAMPLE_INPUT).layers}
+  n = {layer.path: layer for layer in accounting.trace(naive, EXAMPLE_INPUT).layers}
+  r = {layer.path: layer for layer in accounting.trace(reduced, EXAMPLE_INPUT).layers}
   five = n["branch3/conv"].macs
   reduce_, after = r["branch3_reduce/conv"].macs, r["branch3/conv"].macs
-  total_n, total_r = sum(l.macs for l in n.values()), sum(l.macs for l in r.values())
+  total_n = sum(layer.macs for layer in n.values())
+  total_r = sum(layer.macs for layer in r.values())
   return [
     dict(
       what="naive: 5x5 conv 128 -> 64", macs=five, paper_macs=160_563_200, relative_to_naive=1.0
@@ -236,7 +239,7 @@ def factorization_savings() -> list[dict[str, Any]]:
     c = FACTORIZATION_INPUT[-1]
     before = accounting.trace(ConvStack(original, c), FACTORIZATION_INPUT).layers
     after = accounting.trace(ConvStack(factorized, c), FACTORIZATION_INPUT).layers
-    m0, m1 = sum(l.macs for l in before), sum(l.macs for l in after)
+    m0, m1 = sum(layer.macs for layer in before), sum(layer.macs for layer in after)
     rows.append(
       dict(
         factorization=name,
@@ -381,7 +384,8 @@ def _table3_note(rows: list[dict[str, Any]]) -> str:
   v3 = by_row["Inception-v2 + BN-auxiliary (Inception-v3)"]
   return (
     "Rethinking Table 3 gives \"cost in billions of ops\" without defining the count; "
-    "GoogLeNet's 1.5 is Going Deeper's \"1.5 billion multiply-adds\". Our Inception-v2/v3 (the released layout: the "
+    "GoogLeNet's 1.5 is Going Deeper's \"1.5 billion multiply-adds\". Our Inception-v2/v3 "
+    "(the released layout: the "
     f"only complete specification) cost {v2['diff']:+.0%} / {v3['diff']:+.0%} against the "
     f"paper's {v2['paper_gops']} / {v3['paper_gops']}, and the factorized stem adds "
     f"{fact['gmacs'] - v2['gmacs']:.2f}G here against "

@@ -51,16 +51,20 @@ def test_excluding_aux_equals_a_model_without_heads():
 
 def test_aux_heads_are_excluded_from_macs_by_default():
   with_aux = accounting.total_macs("inception_v3", include_aux=True)
-  aux = sum(l.macs for l in accounting.layer_costs("inception_v3") if l.is_aux)
+  aux = sum(layer.macs for layer in accounting.layer_costs("inception_v3") if layer.is_aux)
   assert aux > 0 and with_aux == accounting.total_macs("inception_v3") + aux
-  assert all(l.end_point == "AuxLogits" for l in accounting.layer_costs("inception_v3") if l.is_aux)
+  assert all(
+    layer.end_point == "AuxLogits"
+    for layer in accounting.layer_costs("inception_v3")
+    if layer.is_aux
+  )
 
 
 # ---- Per-layer costs ---------------------------------------------------------------------------
 
 
 def test_layer_costs_by_hand():
-  layers = {l.path: l for l in accounting.layer_costs("inception_v3")}
+  layers = {layer.path: layer for layer in accounting.layer_costs("inception_v3")}
   first = layers["Conv2d_1a_3x3/conv"]
   assert (first.kind, first.input_shape, first.output_shape, first.kernel_shape) == (
     "conv",
@@ -79,7 +83,7 @@ def test_layer_costs_by_hand():
 def test_layer_params_add_up_without_batchnorm():
   # The paper GoogLeNet has no BatchNorm: every parameter belongs to a conv or dense layer.
   t = accounting.trace_model("googlenet")
-  assert sum(l.params for l in t.layers) == accounting.count_params(t.variables)
+  assert sum(layer.params for layer in t.layers) == accounting.count_params(t.variables)
 
 
 def test_costs_follow_the_input_size():
@@ -173,14 +177,16 @@ def test_module_cost_example_is_the_worked_example():
 def test_module_cost_example_comes_from_the_modules():
   conv = functools.partial(ConvBN, norm=None)
   layers = {
-    l.path: l
-    for l in accounting.trace(NaiveInceptionModule(64, 128, 64, conv=conv), (1, 28, 28, 128)).layers
+    layer.path: layer
+    for layer in accounting.trace(
+      NaiveInceptionModule(64, 128, 64, conv=conv), (1, 28, 28, 128)
+    ).layers
   }
   assert layers["branch3/conv"].kernel_shape == (5, 5, 128, 64)
   assert layers["branch3/conv"].macs == 28 * 28 * 64 * 5 * 5 * 128
   layers = {
-    l.path: l
-    for l in accounting.trace(
+    layer.path: layer
+    for layer in accounting.trace(
       InceptionModule(64, 96, 128, 32, 64, 32, conv=conv), (1, 28, 28, 128)
     ).layers
   }

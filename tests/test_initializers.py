@@ -161,7 +161,7 @@ def test_flax_defaults(name):
   assert all((b == 0).all() for b in biases(p, lambda k: True).values())
 
 
-# ---- slim inception_v2.py: BN-Inception ------------------------------------------------------------
+# ---- slim inception_v2.py: BN-Inception ----------------------------------------------------------
 
 
 def test_bn_inception_is_slims_inception_v2():

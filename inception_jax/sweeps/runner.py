@@ -7,8 +7,8 @@ the evaluation-only rows (multi-crop, ensembles), and writes
   WORKDIR/<variant>/eval.json         an evaluation-only row (crops, ensemble)
   WORKDIR/results.csv, results.md, curves.csv   the tables (report.py)
 
-`Trainer` is the real back-end (training.loop.train_and_evaluate, evaluate.Evaluator); tests pass a double
-(tests/helpers/sweeps.py) with the same three methods.
+`Trainer` is the real back-end (training.loop.train_and_evaluate, evaluate.Evaluator); tests
+pass a double (tests/helpers/sweeps.py) with the same three methods.
 """
 
 from __future__ import annotations
