@@ -48,11 +48,11 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_input(args: argparse.Namespace) -> dict[str, Any]:
-  from inception_jax.data import benchmark
+  from inception_jax.data import throughput
 
-  preprocess = dict(benchmark.PLAIN) if args.plain else {}
+  preprocess = dict(throughput.PLAIN) if args.plain else {}
   preprocess.update(json.loads(args.preprocess))
-  return benchmark.benchmark_input(
+  return throughput.benchmark_input(
     args.dataset,
     args.split,
     image_size=args.image_size,
