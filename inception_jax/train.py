@@ -38,6 +38,7 @@ from jax.sharding import PartitionSpec as P
 from inception_jax import checkpoint as checkpoint_lib
 from inception_jax import data, fast_conv, losses, models, optim, parallel, transfer
 from inception_jax import evaluate as evaluate_lib
+from inception_jax.data import device_augment
 
 if TYPE_CHECKING:
   import ml_collections
@@ -379,8 +380,12 @@ def train_step(
   # With on_corrupt="skip" the batch has a mask: skipped images' slots weigh 0 in the loss.
   mask = batch.get("mask")
   weights = None if mask is None else mask.astype(jnp.float32)
+  images = batch["image"]
+  if images.dtype == jnp.uint8:  # preprocess.distort_on="device": distort and scale here
+    key = device_augment.step_key(config.seed, state.step)
+    images = device_augment.apply(images, key, preprocess_options(config))
   grads, batch_stats, terms = grad_fn(
-    state.params, state.batch_stats, batch["image"], batch["label"], dropout_rng, weights
+    state.params, state.batch_stats, images, batch["label"], dropout_rng, weights
   )
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)

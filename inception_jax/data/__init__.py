@@ -46,7 +46,7 @@ _EXPORTS = {
   "create_train_iterator": "pipeline",
   "get_info": "pipeline",
   "INPUT_SCALES": "conventions",
-  "PREPROCESS_DEFAULTS": "preprocessing",
+  "PREPROCESS_DEFAULTS": "conventions",
   "default_config": "preprocessing",
   "make_config": "preprocessing",
 }
