@@ -1,7 +1,7 @@
 """Benchmarks: python -m experiments.benchmark SUBCOMMAND [flags]
 
   python -m experiments.benchmark input --dataset=folder:/tmp/inet --split=train \
-      --image-size=224 --batches=40 --format=json
+      --image-size=224 --batches=40 [--all_on_host] --format=json
   python -m experiments.benchmark train --model=inception_v3 --batch-size=8 --image-size=299 \
       --steps=5 [--dtype=bfloat16] [--fast-conv=auto|on|off] [--peers=torch,keras --rounds=3] \
       --format=json
@@ -34,6 +34,14 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
     "interpolation (the comparison pipeline)",
   )
   parser.add_argument(
+    "--all-on-host",
+    "--all_on_host",
+    dest="all_on_host",
+    action="store_true",
+    help="the old pipeline (preprocess distort_on='host'): distortions and scaling in tf.data, "
+    "float32 batches; the default ships uint8 and times the device half separately",
+  )
+  parser.add_argument(
     "--on-corrupt",
     choices=["fail", "skip"],
     default="fail",
@@ -62,6 +70,7 @@ def _run_input(args: argparse.Namespace) -> dict[str, Any]:
     data_dir=args.data_dir,
     preprocess=preprocess,
     on_corrupt=args.on_corrupt,
+    all_on_host=args.all_on_host,
   )
 
 
