@@ -1,4 +1,4 @@
-"""Input pipelines: TFDS / folder / digits datasets, the papers' preprocessing, multi-crop, sharding.
+"""Input pipelines: TFDS, folder and digits datasets, the papers' preprocessing, multi-crop, shards.
 
     from inception_jax import data
     info = data.get_info("digits")                    # .num_classes, .splits, .class_names
