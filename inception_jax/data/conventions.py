@@ -55,9 +55,6 @@ PREPROCESS_DEFAULTS: dict[str, Any] = dict(
   # many times image_size on both sides (`reduced_dct`; the host path never does)
   distort_on="device",
   reduced_dct=True,
-  # the device path's host half also decodes JPEGs with libjpeg's fast integer IDCT and plain
-  # (not "fancy") chroma upsampling (`fast_decode`; docs/FIDELITY.md)
-  fast_decode=True,
   color_distortion=True,
   color_orderings=4,  # 1, 2 or 4 of COLOR_ORDERINGS
   color_impl="tf",  # "tf": tf.image's HSV ops, as slim; "fast": one affine colour map

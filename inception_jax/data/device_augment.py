@@ -214,16 +214,36 @@ ADJUST = {
 }
 
 
-def distort_color(image: jax.Array, draws: jax.Array, options: Mapping[str, Any]) -> jax.Array:
+def distort_color(
+  image: jax.Array, draws: jax.Array, options: Mapping[str, Any], per_image: bool | None = None
+) -> jax.Array:
   """slim's distort_color on a batch: image float32 [B, H, W, 3] in [0, 1], draws [B, 5].
 
   Image i runs the enabled ops in ordering `factors(draws)[0][i]` of COLOR_ORDERINGS, then the
-  result is clipped to [0, 1] (`preprocessing.distort_color` per image, on the device). Position
-  k of the ordering applies, per image, the op that image's ordering has there (every op
-  possible at k is computed and selected: elementwise work the accelerator does not notice).
+  result is clipped to [0, 1] (`preprocessing.distort_color` per image, on the device).
+  per_image (default: on the CPU backend): one image at a time (`lax.map`), each running only
+  its own ordering's four ops. Otherwise the whole batch at once: position k of the ordering
+  applies, per image, the op that image's ordering has there (every op possible at k is computed
+  and selected: 4x the arithmetic, in wide elementwise kernels an accelerator runs at once).
   """
   ordering, fs = factors(draws, options)
   orderings = COLOR_ORDERINGS[: options["color_orderings"]]
+  if per_image is None:
+    per_image = jax.default_backend() == "cpu"
+  if per_image:
+
+    def chain(names, x, f):
+      for name in names:
+        if name in f:
+          x = ADJUST[name](x, f[name])
+      return x
+
+    def one(args):
+      x, k, f = args
+      branches = [lambda x, f, o=o: chain(o, x, f) for o in orderings]
+      return jax.lax.switch(k, branches, x, f) if len(branches) > 1 else branches[0](x, f)
+
+    return jnp.clip(jax.lax.map(one, (image, ordering, fs)), 0.0, 1.0)
   out = image
   for k in range(len(OPS)):
     names = [o[k] for o in orderings]
@@ -231,10 +251,9 @@ def distort_color(image: jax.Array, draws: jax.Array, options: Mapping[str, Any]
     if len(results) == 1:
       out = next(iter(results.values()))
       continue
-    pick = jnp.stack([ordering == j for j in range(len(orderings))])  # [orderings, B]
     selected = results[names[-1]]
     for j in range(len(orderings) - 2, -1, -1):
-      selected = jnp.where(_per_image(pick[j]) > 0, results[names[j]], selected)
+      selected = jnp.where(_per_image(ordering == j) > 0, results[names[j]], selected)
     out = selected
   return jnp.clip(out, 0.0, 1.0)
 

@@ -118,32 +118,28 @@ def _validate(c: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- decoding
 
 
-def decode_window(
-  encoded: tf.Tensor, window_fn, min_size: int | None = None, fast: bool = False
-) -> tf.Tensor:
+def decode_window(encoded: tf.Tensor, window_fn, min_size: int | None = None) -> tf.Tensor:
   """Decodes the window `window_fn(height, width) -> (y, x, h, w)` of an image to uint8 RGB.
 
   JPEGs decode only the window (`decode_and_crop_jpeg`); other formats (PNG, GIF, BMP) are
   decoded whole and sliced. Grayscale, CMYK and RGBA inputs come out as [h, w, 3]. With
   `min_size`, a JPEG decodes at the smallest DCT scale (1, 1/2, 1/4, 1/8: `ratio`) that keeps
   both sides of the window at least `min_size` (a window of at least 2 * min_size decodes at
-  half size or less); the window is then in the scaled image's pixels, rounded down. `fast`:
-  libjpeg's fast integer IDCT and chroma upsampling by replication (no "fancy" triangle filter).
+  half size or less); the window is then in the scaled image's pixels, rounded down.
   """
-  options = dict(dct_method="INTEGER_FAST", fancy_upscaling=False) if fast else {}
 
   def jpeg():
     shape = tf.io.extract_jpeg_shape(encoded)
     y, x, h, w = window_fn(shape[0], shape[1])
     if min_size is None:
-      return tf.io.decode_and_crop_jpeg(encoded, tf.stack([y, x, h, w]), channels=3, **options)
+      return tf.io.decode_and_crop_jpeg(encoded, tf.stack([y, x, h, w]), channels=3)
     ratios = (1, 2, 4, 8)
     side = tf.minimum(h, w)
     index = tf.add_n([tf.cast(side >= r * min_size, tf.int32) for r in ratios[1:]])
 
     def at(r):
       window = tf.stack([y // r, x // r, h // r, w // r])
-      return lambda: tf.io.decode_and_crop_jpeg(encoded, window, channels=3, ratio=r, **options)
+      return lambda: tf.io.decode_and_crop_jpeg(encoded, window, channels=3, ratio=r)
 
     return tf.switch_case(index, [at(r) for r in ratios])
 
@@ -385,7 +381,7 @@ def train_image(encoded: tf.Tensor, seed: tf.Tensor, image_size: int, config) ->
   on_device = config.distort_on == "device"
   min_size = image_size if on_device and config.reduced_dct else None
   window = lambda h, w: random_crop_window(h, w, seeds[0], config)  # noqa: E731
-  image = decode_window(encoded, window, min_size, on_device and config.fast_decode)
+  image = decode_window(encoded, window, min_size)
   if config.flip and not on_device:
     image = tf.image.stateless_random_flip_left_right(image, seeds[2])
   size = [image_size, image_size]
