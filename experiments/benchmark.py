@@ -1,7 +1,7 @@
 """Benchmarks: python -m experiments.benchmark SUBCOMMAND [flags]
 
   python -m experiments.benchmark input --dataset=folder:/tmp/inet --split=train \\
-      --image_size=224 --batches=40 --format=json
+      --image_size=224 --batches=40 [--all_on_host] --format=json
   python -m experiments.benchmark train --model=inception_v3 --batch_size=8 --image_size=299 \\
       --steps=5 [--dtype=bfloat16] [--fast_conv=auto|on|off] [--peers=torch,keras --rounds=3] \\
       --format=json
@@ -38,6 +38,13 @@ def _define_input_flags(fv: flags.FlagValues) -> None:
     "comparison pipeline).",
     flag_values=fv,
   )
+  flags.DEFINE_bool(
+    "all_on_host",
+    False,
+    "The old pipeline (preprocess distort_on='host'): distortions and scaling in tf.data, float32 "
+    "batches; the default ships uint8 and times the device half separately.",
+    flag_values=fv,
+  )
   flags.DEFINE_enum(
     "on_corrupt",
     "fail",
@@ -56,11 +63,11 @@ def _define_input_flags(fv: flags.FlagValues) -> None:
 
 def _run_input(f: flags.FlagValues) -> dict[str, Any]:
   # tf.data: imported here, so that `train` runs where TensorFlow is not installed (GPU machines).
-  from inception_jax.data import benchmark as input_benchmark
+  from inception_jax.data import throughput
 
-  preprocess = dict(input_benchmark.PLAIN) if f.plain else {}
+  preprocess = dict(throughput.PLAIN) if f.plain else {}
   preprocess.update(json.loads(f.preprocess))
-  return input_benchmark.benchmark_input(
+  return throughput.benchmark_input(
     f.dataset,
     f.split,
     image_size=f.image_size,
@@ -70,6 +77,7 @@ def _run_input(f: flags.FlagValues) -> dict[str, Any]:
     data_dir=f.data_dir,
     preprocess=preprocess,
     on_corrupt=f.on_corrupt,
+    all_on_host=f.all_on_host,
   )
 
 

@@ -50,12 +50,19 @@ def id_folder(tmp_path_factory) -> str:
 def test_digits_info_and_batches():
   info = data.get_info("digits")
   assert info.num_classes == 10 and info.splits == {"train": 1500, "test": 297}
-  it = data.create_train_iterator("digits", global_batch_size=16, image_size=24, seed=0)
+  it = data.create_train_iterator(
+    "digits", global_batch_size=16, image_size=24, seed=0, preprocess={"distort_on": "host"}
+  )
   batch = next(it)
   assert batch["image"].shape == (16, 24, 24, 3) and batch["image"].dtype == np.float32
   assert batch["label"].shape == (16,) and batch["label"].dtype == np.int32
   assert -1 <= batch["image"].min() < batch["image"].max() <= 1
   assert set(batch) == {"image", "label"} and it.step == 1
+  # The default (distort_on="device"): uint8 crops, the same examples in the same order.
+  crops = next(data.create_train_iterator("digits", global_batch_size=16, image_size=24, seed=0))
+  assert crops["image"].shape == (16, 24, 24, 3) and crops["image"].dtype == np.uint8
+  assert crops["image"].min() < crops["image"].max()
+  np.testing.assert_array_equal(crops["label"], batch["label"])
 
 
 def test_digits_eval_counts_every_example_once_with_padding():

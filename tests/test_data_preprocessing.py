@@ -124,10 +124,12 @@ def test_any_colour_mode_becomes_three_channels(fmt, mode):
     assert np.abs(image[:, 4:20].astype(int) - array[:, 4:20]).max() <= 3
   if mode in ("L", "LA"):
     assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()
-  config = P.make_config({})
+  config = P.make_config({"distort_on": "host"})
   out = P.train_image(encoded, tf.constant([1, 2]), 32, config).numpy()
   assert out.shape == (32, 32, 3) and out.min() >= -1 and out.max() <= 1
   assert P.eval_image(encoded, 32, config).shape == (32, 32, 3)
+  crop = P.train_image(encoded, tf.constant([1, 2]), 32, P.make_config({})).numpy()
+  assert crop.shape == (32, 32, 3) and crop.dtype == np.uint8
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 500), (500, 3), (7, 9), (1000, 1200)])
@@ -164,7 +166,10 @@ def test_input_scaling_options():
   np.testing.assert_allclose(torch[0, 0], (1 - np.array(mean)) / std, rtol=1e-5)
   np.testing.assert_allclose(torch[-1, -1], -np.array(mean) / std, rtol=1e-5)
   train = P.train_image(
-    encoded, tf.constant([0, 1]), 16, P.make_config({"mean": mean, "std": std})
+    encoded,
+    tf.constant([0, 1]),
+    16,
+    P.make_config({"mean": mean, "std": std, "distort_on": "host"}),
   ).numpy()
   assert train.min() >= (-np.array(mean) / std).min() - 1e-5
 
@@ -197,7 +202,7 @@ def _linear_op(name, factor, image):
 
 @pytest.mark.parametrize("ordering", P.COLOR_ORDERINGS)
 def test_fast_colour_map_equals_the_four_ops_in_every_order(ordering):
-  config = P.make_config({"input_range": (0.0, 1.0), "color_impl": "fast"})
+  config = P.make_config({"input_range": (0.0, 1.0), "color_impl": "fast", "distort_on": "host"})
   image = tf.constant(noise(20, 30), tf.float32)
   draws = tf.constant([0.3, 0.9, 0.2, 0.7, 0.1])
   _, factors = P.color_factors(draws, config)

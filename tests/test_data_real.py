@@ -94,7 +94,7 @@ def test_imagenet_photographs_crop_statistics(imagenet):
   """Crop windows drawn on the real photographs' shapes stay in range; decoding the window works."""
   root = Path(imagenet[len("folder:") :])
   files = sorted(root.glob("train/*/*"))
-  config = preprocessing.make_config({})
+  config = preprocessing.make_config({"distort_on": "host"})
   areas, aspects = [], []
   for i, f in enumerate(files[:16]):
     encoded = tf.constant(f.read_bytes())
@@ -137,21 +137,31 @@ def test_imagenet_train_and_144_crop_eval(imagenet):
 
 
 def test_benchmark_input_subcommand(imagenet, capsys):
+  """The default pipeline (uint8 crops, distortions timed on the device) and --all_on_host."""
   from experiments import benchmark
 
-  benchmark.main(
-    [
-      "bench",
-      "input",
-      f"--dataset={imagenet}",
-      "--split=train",
-      "--image_size=64",
-      "--batches=2",
-      "--batch_size=8",
-      "--warmup=1",
-      "--format=json",
-    ]
-  )
-  result = json.loads(capsys.readouterr().out)
-  assert result["images"] == 16 and result["images_per_sec"] > 0
-  assert result["cpus"] >= 1 and result["dataset"] == imagenet
+  results = {}
+  for mode in ([], ["--all_on_host"]):
+    benchmark.main(
+      [
+        "bench",
+        "input",
+        f"--dataset={imagenet}",
+        "--split=train",
+        "--image_size=64",
+        "--batches=2",
+        "--batch_size=8",
+        "--warmup=1",
+        "--format=json",
+        *mode,
+      ]
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 16 and result["images_per_sec"] > 0
+    assert result["cpus"] >= 1 and result["dataset"] == imagenet
+    assert result["host_cpu_ms_per_image"] == result["cpu_ms_per_image"] > 0
+    results[result["distort_on"]] = result
+  device, host = results["device"], results["host"]
+  assert device["bytes_per_image"] == 64 * 64 * 3 and host["bytes_per_image"] == 4 * 64 * 64 * 3
+  assert device["device_ms_per_image"] > 0 and host["device_ms_per_image"] is None
+  assert host["preprocess"] == {"distort_on": "host"}

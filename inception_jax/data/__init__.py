@@ -1,4 +1,4 @@
-"""Input pipelines: TFDS / folder / digits datasets, the papers' preprocessing, multi-crop, sharding.
+"""Input pipelines: TFDS, folder and digits datasets, the papers' preprocessing, multi-crop, shards.
 
     from inception_jax import data
     info = data.get_info("digits")                    # .num_classes, .splits, .class_names
@@ -46,7 +46,7 @@ _EXPORTS = {
   "create_train_iterator": "pipeline",
   "get_info": "pipeline",
   "INPUT_SCALES": "conventions",
-  "PREPROCESS_DEFAULTS": "preprocessing",
+  "PREPROCESS_DEFAULTS": "conventions",
   "default_config": "preprocessing",
   "make_config": "preprocessing",
 }

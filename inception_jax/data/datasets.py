@@ -1,7 +1,7 @@
-"""Where examples come from: TFDS datasets by name, `folder:PATH` image folders, the embedded `digits`.
+"""Where examples come from: TFDS datasets by name, `folder:PATH` image folders, `digits`.
 
-Every source yields *encoded* images (JPEG/PNG/... bytes) and integer labels; decoding happens in the
-preprocessing so that a training crop can be decoded without decoding the whole JPEG.
+Every source yields *encoded* images (JPEG/PNG/... bytes) and integer labels; decoding happens in
+the preprocessing so that a training crop can be decoded without decoding the whole JPEG.
 
 A source hands out one contiguous slice `[start, stop)` of a split per host
 (`host_slice(num_examples, process_index, process_count)`), either

@@ -2,7 +2,7 @@
 
 1,797 grayscale 8x8 images of the digits 0-9 (the UCI "optdigits" test set that ships inside
 scikit-learn, so nothing is downloaded). Pixel values 0..16 are rescaled to 0..255 and stored as
-uint8 PNG, like any TFDS image dataset, so `digits` runs through exactly the code path ImageNet does.
+uint8 PNG, like any TFDS image dataset, so `digits` runs through the code path ImageNet does.
 
 Fixed split: the first 1,500 images (in scikit-learn's order) are `train`, the remaining 297 `test`.
 

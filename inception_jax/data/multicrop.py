@@ -4,7 +4,8 @@ Each layout maps one encoded image to float32 [crops, S, S, 3] (S = image_size);
 averages softmax probabilities over the crops of an image. The second half of every layout is the
 first half mirrored (flipped left-right, crop by crop): crop `i + crops // 2` is crop `i` mirrored.
 
-- 1 crop: slim's evaluation crop, the central 87.5% of each side resized to S (`eval_crop_fraction`).
+- 1 crop: slim's evaluation crop, the central 87.5% of each side resized to S
+  (`eval_crop_fraction`).
 - 10 crops: shorter side resized to round(S / 0.875) (256 for S = 224), then S x S crops at the
   top-left, top-right, bottom-left, bottom-right corners and the centre; then the same 5 mirrored.
   Index = mirror * 5 + position, positions in the order (tl, tr, bl, br, centre).
@@ -63,7 +64,7 @@ def multicrop_scales(image_size: int, config) -> list[int]:
 
 
 def resize_shorter_side(image: tf.Tensor, size: int) -> tf.Tensor:
-  """Resizes (bilinear, float32) so the shorter side is `size`, longer = floor(longer*size/shorter)."""
+  """Resizes (bilinear, float32): shorter side `size`, longer floor(longer * size / shorter)."""
   shape = tf.shape(image)
   h, w = shape[0], shape[1]
   short = tf.minimum(h, w)

@@ -127,7 +127,8 @@ class _Iterator:
 
 
 class TrainIterator(_Iterator):
-  """Infinite iterator of {"image": float32 [B_local, S, S, 3], "label": int32 [B_local]}.
+  """Infinite iterator of {"image": [B_local, S, S, 3], "label": int32 [B_local]}: uint8 crops
+  with preprocess distort_on="device" (the default), float32 network inputs with "host".
 
   `step` is the index of the next batch; `num_skipped` / `skipped` report unreadable images.
   With on_corrupt="skip", batches also hold "mask" (bool [B_local]): an unreadable image keeps
@@ -237,7 +238,7 @@ def _positions_to_examples(table: datasets.ExampleTable, seed: int, process_inde
 
 
 def _with_empty_slots(
-  ds: tf.data.Dataset, preprocess_example, image_shape: tuple[int, ...], position_index: int
+  ds: tf.data.Dataset, preprocess_example, image_shape, position_index: int, dtype=tf.float32
 ) -> tf.data.Dataset:
   """Each element preprocessed, or, where that fails, an empty slot at the same position:
   {"image": zeros, "label": 0, "position", "mask": False}; good examples get mask True."""
@@ -247,7 +248,7 @@ def _with_empty_slots(
 
   def empty(*args):
     return {
-      "image": tf.zeros(image_shape, tf.float32),
+      "image": tf.zeros(image_shape, dtype),
       "label": tf.constant(0, tf.int32),
       "position": tf.cast(args[position_index], tf.int64),
       "mask": tf.constant(False),
@@ -296,10 +297,10 @@ def create_train_iterator(
   """Returns the infinite training iterator of this host's rows of each global batch; see the
   module docstring.
 
-  Batches: {"image": float32 [B_local, image_size, image_size, 3], "label": int32 [B_local]},
-  B_local = global_batch_size // process_count. The global batch k (the hosts' batches in
-  process order) depends on (seed, k, global_batch_size) only, for indexable splits; it is the
-  same whatever start_step <= k the run began at.
+  Batches: {"image": [B_local, image_size, image_size, 3] (uint8 with distort_on="device",
+  float32 with "host"), "label": int32 [B_local]}, B_local = global_batch_size // process_count.
+  The global batch k (the hosts' batches in process order) depends on (seed, k,
+  global_batch_size) only, for indexable splits; the same whatever start_step <= k it began at.
   """
   process_index, process_count = _process(process_index, process_count)
   batch_size = local_batch_size(global_batch_size, process_count)
@@ -372,6 +373,7 @@ def create_train_iterator(
       preprocess_example,
       (image_size, image_size, 3),
       position_index=0 if load is not None else 2,
+      dtype=tf.uint8 if config.distort_on == "device" else tf.float32,
     )
   else:  # A dropped example is noticed by the iterator, which raises naming it.
     ds = ds.map(
@@ -484,7 +486,7 @@ def check_dataset(
 def get_info(
   dataset: str, data_dir: str | None = None, *, download: bool = False
 ) -> datasets.DatasetInfo:
-  """Returns the dataset's DatasetInfo (.num_classes, .splits {name: num_examples}, .class_names)."""
+  """The dataset's DatasetInfo (.num_classes, .splits {name: num_examples}, .class_names)."""
   return datasets.get_source(
     dataset, data_dir, download=download, in_memory_max_bytes=datasets.DEFAULT_IN_MEMORY_MAX_BYTES
   ).info

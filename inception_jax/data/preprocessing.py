@@ -1,4 +1,4 @@
-"""The papers' preprocessing as tf ops: training crop and distortions, evaluation crop, input scaling.
+"""The papers' preprocessing as tf ops: training crop, distortions, evaluation crop, input scaling.
 
 Training (GoogLeNet paper, Section 6; tf-slim `inception_preprocessing.preprocess_for_train`):
   1. a random crop covering `area_range` of the image area with aspect ratio (width / height) in
@@ -18,6 +18,10 @@ Training (GoogLeNet paper, Section 6; tf-slim `inception_preprocessing.preproces
      In isolation that is cheaper (one 3x3 product against two HSV round trips); in the whole
      pipeline on the 2-core development machine the two measured the same (docs/DATA.md);
   5. input scaling (below).
+With `distort_on="device"` (the default) the host stops after step 3 and ships uint8; steps 4
+and 5 run in the jitted train step (`device_augment`, the same tf.image arithmetic in jnp), and
+a JPEG crop at least twice `image_size` decodes at a reduced DCT scale (`reduced_dct`).
+`distort_on="host"` is the whole pipeline here, as slim, with float32 batches.
 Every random choice is a stateless op seeded by the example's seed, so preprocessing is a pure
 function of (encoded image, seed).
 
@@ -43,7 +47,14 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from inception_jax.data.conventions import CAFFE_MEAN_RGB, INPUT_SCALES  # noqa: F401 (re-exported)
+from inception_jax.data.conventions import (  # noqa: F401 (INPUT_SCALES, CAFFE_MEAN_RGB re-exported)
+  CAFFE_MEAN_RGB,
+  COLOR_ORDERINGS,
+  DISTORT_ON,
+  INPUT_SCALES,
+  PREPROCESS_DEFAULTS,
+  TEN_CROPS,
+)
 
 INTERPOLATIONS = {
   "bilinear": tf.image.ResizeMethod.BILINEAR,
@@ -51,49 +62,6 @@ INTERPOLATIONS = {
   "bicubic": tf.image.ResizeMethod.BICUBIC,
   "area": tf.image.ResizeMethod.AREA,
 }
-
-# slim's distort_color orderings of (brightness, saturation, hue, contrast).
-COLOR_ORDERINGS = (
-  ("brightness", "saturation", "hue", "contrast"),
-  ("saturation", "brightness", "contrast", "hue"),
-  ("contrast", "hue", "brightness", "saturation"),
-  ("hue", "saturation", "contrast", "brightness"),
-)
-
-TEN_CROPS = ("shorter_side", "krizhevsky", "caffe")
-
-PREPROCESS_DEFAULTS: dict[str, Any] = dict(
-  # training crop (paper: 8%-100% of the area, aspect 3/4..4/3; slim: 5%, min_object_covered 0.1)
-  area_range=(0.08, 1.0),
-  aspect_ratio_range=(3.0 / 4.0, 4.0 / 3.0),
-  min_object_covered=0.0,
-  max_attempts=100,
-  crop_fallback="center",  # "center" | "whole"
-  # training resize
-  interpolation="bilinear",
-  random_interpolation=True,
-  interpolations=("bilinear", "nearest", "bicubic", "area"),
-  # training flip and photometric distortions
-  flip=True,
-  color_distortion=True,
-  color_orderings=4,  # 1, 2 or 4 of COLOR_ORDERINGS
-  color_impl="tf",  # "tf": tf.image's HSV ops, as slim; "fast": one affine colour map
-  brightness=32.0 / 255.0,  # max delta; 0 turns it off
-  saturation=(0.5, 1.5),  # None turns it off
-  hue=0.2,  # max delta; 0 turns it off
-  contrast=(0.5, 1.5),  # None turns it off
-  # evaluation
-  eval_crop_fraction=0.875,
-  multicrop_scales=(256, 288, 320, 352),  # shorter sides for 144 crops at image_size 224
-  # where 10 crops come from (data/multicrop.py): the whole aspect-preserving resize
-  # ("shorter_side"), its central square (Krizhevsky et al. 2012), or the image squashed to a
-  # square (Caffe's 256x256 LMDB and `oversample`, "caffe")
-  ten_crop="shorter_side",
-  # input scaling
-  input_range=(-1.0, 1.0),
-  mean=None,  # e.g. (0.485, 0.456, 0.406) with std (0.229, 0.224, 0.225) for torchvision
-  std=None,
-)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -130,6 +98,13 @@ def _validate(c: dict[str, Any]) -> None:
       raise ValueError(f"interpolation {name!r} not in {sorted(INTERPOLATIONS)}")
   if c["color_impl"] not in ("fast", "tf"):
     raise ValueError(f"color_impl must be 'fast' or 'tf', not {c['color_impl']!r}")
+  if c["distort_on"] not in DISTORT_ON:
+    raise ValueError(f"distort_on must be one of {DISTORT_ON}, not {c['distort_on']!r}")
+  if c["distort_on"] == "device" and c["color_distortion"] and c["color_impl"] != "tf":
+    raise ValueError(
+      f"color_impl={c['color_impl']!r} is a host-side shortcut; with distort_on='device' the "
+      "device runs tf.image's own ops (color_impl='tf'). Set one of the two."
+    )
   if c["color_orderings"] not in (1, 2, 4):
     raise ValueError("color_orderings must be 1, 2 or 4")
   if not 0 < c["eval_crop_fraction"] <= 1:
@@ -143,17 +118,30 @@ def _validate(c: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- decoding
 
 
-def decode_window(encoded: tf.Tensor, window_fn) -> tf.Tensor:
+def decode_window(encoded: tf.Tensor, window_fn, min_size: int | None = None) -> tf.Tensor:
   """Decodes the window `window_fn(height, width) -> (y, x, h, w)` of an image to uint8 RGB.
 
   JPEGs decode only the window (`decode_and_crop_jpeg`); other formats (PNG, GIF, BMP) are
-  decoded whole and sliced. Grayscale, CMYK and RGBA inputs come out as [h, w, 3].
+  decoded whole and sliced. Grayscale, CMYK and RGBA inputs come out as [h, w, 3]. With
+  `min_size`, a JPEG decodes at the smallest DCT scale (1, 1/2, 1/4, 1/8: `ratio`) that keeps
+  both sides of the window at least `min_size` (a window of at least 2 * min_size decodes at
+  half size or less); the window is then in the scaled image's pixels, rounded down.
   """
 
   def jpeg():
     shape = tf.io.extract_jpeg_shape(encoded)
     y, x, h, w = window_fn(shape[0], shape[1])
-    return tf.io.decode_and_crop_jpeg(encoded, tf.stack([y, x, h, w]), channels=3)
+    if min_size is None:
+      return tf.io.decode_and_crop_jpeg(encoded, tf.stack([y, x, h, w]), channels=3)
+    ratios = (1, 2, 4, 8)
+    side = tf.minimum(h, w)
+    index = tf.add_n([tf.cast(side >= r * min_size, tf.int32) for r in ratios[1:]])
+
+    def at(r):
+      window = tf.stack([y // r, x // r, h // r, w // r])
+      return lambda: tf.io.decode_and_crop_jpeg(encoded, window, channels=3, ratio=r)
+
+    return tf.switch_case(index, [at(r) for r in ratios])
 
   def other():
     image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
@@ -186,7 +174,7 @@ def central_crop_window(height: tf.Tensor, width: tf.Tensor, fraction: float):
 
 
 def aspect_clamped_center_window(height, width, aspect_ratio_range):
-  """Largest central window whose aspect ratio (w / h) lies in the range (torchvision's fallback)."""
+  """Largest central window with its aspect ratio (w / h) in the range (torchvision's fallback)."""
   h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
   lo, hi = aspect_ratio_range
   ratio = w_f / h_f
@@ -382,26 +370,35 @@ def scale_inputs(image: tf.Tensor, config) -> tf.Tensor:
 
 
 def train_image(encoded: tf.Tensor, seed: tf.Tensor, image_size: int, config) -> tf.Tensor:
-  """Encoded image -> float32 [image_size, image_size, 3]: crop, flip, resize, distort, scale.
+  """Encoded image -> [image_size, image_size, 3]: crop, flip, resize, then with
+  `distort_on="host"` distort and scale (float32); with "device", round to uint8 (the train step
+  distorts and scales: `device_augment`), decoding JPEGs at a reduced DCT scale (`reduced_dct`).
 
   seed: int32/int64 [2], the example's stateless seed. The flip is applied to the (uint8) crop
   before resizing, which is the same as flipping after (the resize kernels are symmetric).
   """
   seeds = tf.random.experimental.stateless_split(seed, num=4)
-  image = decode_window(encoded, lambda h, w: random_crop_window(h, w, seeds[0], config))
-  if config.flip:
+  on_device = config.distort_on == "device"
+  min_size = image_size if on_device and config.reduced_dct else None
+  window = lambda h, w: random_crop_window(h, w, seeds[0], config)  # noqa: E731
+  image = decode_window(encoded, window, min_size)
+  if config.flip and not on_device:
     image = tf.image.stateless_random_flip_left_right(image, seeds[2])
   size = [image_size, image_size]
   if config.random_interpolation:
     image = random_resize(image, size, seeds[1], tuple(config.interpolations))
   else:
     image = resize(image, size, config.interpolation)
-  draws = color_draws(seeds[3])
-  if config.color_distortion and config.color_impl == "tf":
+  if on_device:  # bicubic overshoots: saturate, as the host path's clip to [0, 1] does
+    image = tf.saturate_cast(tf.round(image), tf.uint8)
+    if config.flip:  # the same draw; flipping the smaller image is cheaper
+      image = tf.image.stateless_random_flip_left_right(image, seeds[2])
+  elif config.color_distortion and config.color_impl == "tf":
+    draws = color_draws(seeds[3])
     image = distort_color(tf.clip_by_value(image * (1.0 / 255.0), 0.0, 1.0), draws, config)
     image = scale_inputs(image, config)
   else:
-    image = finish_image(image, draws, config)
+    image = finish_image(image, color_draws(seeds[3]), config)
   image.set_shape([image_size, image_size, 3])
   return image
 

@@ -17,7 +17,8 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from inception_jax import fast_conv
-from inception_jax.training import losses, optim, parallel, transfer
+from inception_jax.data import device_augment
+from inception_jax.training import losses, optim, parallel, recipe, transfer
 from inception_jax.training.state import TrainState
 
 if TYPE_CHECKING:
@@ -118,8 +119,12 @@ def train_step(
   # With on_corrupt="skip" the batch has a mask: skipped images' slots weigh 0 in the loss.
   mask = batch.get("mask")
   weights = None if mask is None else mask.astype(jnp.float32)
+  images = batch["image"]
+  if images.dtype == jnp.uint8:  # preprocess.distort_on="device": distort and scale here
+    key = device_augment.step_key(config.seed, state.step)
+    images = device_augment.apply(images, key, recipe.preprocess_options(config))
   grads, batch_stats, terms = grad_fn(
-    state.params, state.batch_stats, batch["image"], batch["label"], dropout_rng, weights
+    state.params, state.batch_stats, images, batch["label"], dropout_rng, weights
   )
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
