@@ -23,10 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers.training import ROOT, register_tiny_model, subprocess_env, tiny_config
 from test_data_real import IMAGENET_TAR, _require, _session_dir
-from test_train_utils import ROOT, subprocess_env
 
 from inception_jax.data import device_augment, preprocessing, samples
+from inception_jax.training import optim, parallel, recipe, state
+from inception_jax.training import step as step_lib
 
 # slim's inception_preprocessing.distort_color (fast_mode=False), transcribed from its source:
 # color_ordering 0..3 and the ops in the order each applies them.
@@ -269,8 +271,8 @@ def test_bad_options():
 
 SHARDED = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
-    from inception_jax import parallel
     from inception_jax.data import device_augment
+    from inception_jax.training import parallel
     assert jax.device_count() == 4
     images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3)).astype(np.uint8)
 
@@ -307,24 +309,20 @@ def test_draws_do_not_depend_on_the_number_of_devices():
 
 def test_train_step_distorts_uint8_batches():
   """The step on a uint8 batch = the step on the batch `apply` makes of it, with step 0's key."""
-  from test_train_utils import install_tiny_model, tiny_config
-
-  from inception_jax import optim, parallel, train
-
-  install_tiny_model()
+  register_tiny_model()
   config = tiny_config(batch_size=8)
   config.preprocess = {"color_distortion": True, "flip": True}
   mesh = parallel.make_mesh(jax.devices()[:1])
-  model = train.create_model(config, 10)
+  model = state.create_model(config, 10)
   lr = optim.create_learning_rate_fn(config, 10.0, 100)
   tx = optim.create_optimizer(config, lr)
-  init = train.state_initializer(config, model, tx, mesh)
-  step = train.compile_train_step(model, tx, lr, config, mesh)
+  init = state.state_initializer(config, model, tx, mesh)
+  step = step_lib.compile_train_step(model, tx, lr, config, mesh)
   rng = np.random.default_rng(0)
   crops = rng.integers(0, 256, (8, 16, 16, 3)).astype(np.uint8)
   labels = rng.integers(0, 10, 8).astype(np.int32)
   inputs = device_augment.apply(
-    jnp.asarray(crops), device_augment.step_key(config.seed, 0), train.preprocess_options(config)
+    jnp.asarray(crops), device_augment.step_key(config.seed, 0), recipe.preprocess_options(config)
   )
   assert inputs.dtype == jnp.float32 and float(jnp.abs(inputs - (crops / 127.5 - 1)).max()) > 0.05
   _, m_uint8 = step(init(jax.random.key(0)), {"image": crops, "label": labels})
