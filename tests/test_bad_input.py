@@ -19,7 +19,14 @@ import sys
 import jax
 import numpy as np
 import pytest
-from helpers.training import ROOT, TRAIN_SCRIPT, register_tiny_model, subprocess_env, tiny_config
+from helpers.training import (
+  ROOT,
+  TRAIN_SCRIPT,
+  register_tiny_model,
+  subprocess_env,
+  tiny_config,
+  train_processes,
+)
 from PIL import Image
 
 from inception_jax import cli, data, errors, extras
@@ -222,8 +229,6 @@ def test_two_hosts_stop_together_when_one_cannot_read_its_image(corrupt_folder, 
   """Two processes; the truncated file is in one host's half of the batch. Both stop at that
   step (none waits forever in a collective), with the checkpoint of the last completed step, and
   both name the file (the other host says which process could not read it)."""
-  from test_train_distributed import SCRIPT, free_port
-
   root, bad, seed, bad_step, _ = corrupt_folder
   config = folder_config(root, seed=seed)
   it = data.create_train_iterator(
@@ -236,7 +241,6 @@ def test_two_hosts_stop_together_when_one_cannot_read_its_image(corrupt_folder, 
   )
   mask = [next(it)["mask"] for _ in range(bad_step + 1)][-1]
   bad_host = int(np.flatnonzero(~mask)[0]) // (config.batch_size // 2)
-  port = free_port()
   args = [
     f"--config.dataset=folder:{root}",
     "--config.train_split=train",
@@ -250,32 +254,10 @@ def test_two_hosts_stop_together_when_one_cannot_read_its_image(corrupt_folder, 
     "--config.log_every_steps=1",
     "--config.batch_norm='per_replica'",
   ]
-  procs = [
-    subprocess.Popen(
-      [
-        sys.executable,
-        SCRIPT,
-        str(tmp_path),
-        f"--coordinator_address=localhost:{port}",
-        "--num_processes=2",
-        f"--process_id={i}",
-        *args,
-      ],
-      env=subprocess_env(num_devices=1),
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-    )
-    for i in range(2)
-  ]
-  try:
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, out in zip(procs, outs, strict=True):
-    assert p.returncode == 1, out[-5000:]
+  results = train_processes(tmp_path, args, processes=2, devices=1, timeout=300)
+  for code, out in results:
+    assert code == 1, out[-5000:]
+  outs = [out for _, out in results]
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [str(bad_step)]
   for i, out in enumerate(outs):
     error = [line for line in out.splitlines() if line.startswith("error (CorruptImageError)")]

@@ -1,48 +1,26 @@
 """Two processes on localhost (jax.distributed, gloo CPU collectives) train and checkpoint."""
 
 import json
-import socket
-import subprocess
-import sys
 
 import numpy as np
-from helpers.training import TRAIN_SCRIPT, subprocess_env
-
-SCRIPT = TRAIN_SCRIPT
-
-
-def free_port():
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
+from helpers.training import train_processes
 
 
 def test_two_processes_train_and_checkpoint(tmp_path):
-  port = free_port()
-  procs = [
-    subprocess.Popen(
-      [
-        sys.executable,
-        SCRIPT,
-        str(tmp_path),
-        f"--coordinator_address=localhost:{port}",
-        "--num_processes=2",
-        f"--process_id={i}",
-        "--config.num_train_steps=6",
-        "--config.checkpoint_every_steps=3",
-        "--config.log_every_steps=3",
-        "--config.batch_norm='per_replica'",
-      ],
-      env=subprocess_env(num_devices=2),
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-    )
-    for i in range(2)
-  ]
-  outs = [p.communicate(timeout=600)[0] for p in procs]
-  for p, out in zip(procs, outs, strict=False):
-    assert p.returncode == 0, out[-5000:]
+  results = train_processes(
+    tmp_path,
+    [
+      "--config.num_train_steps=6",
+      "--config.checkpoint_every_steps=3",
+      "--config.log_every_steps=3",
+      "--config.batch_norm='per_replica'",
+    ],
+    processes=2,
+    devices=2,
+  )
+  for code, out in results:
+    assert code == 0, out[-5000:]
+  outs = [out for _, out in results]
   assert "process 0/2, 2 local / 4 global devices" in outs[0]
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["3", "6"]
   rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

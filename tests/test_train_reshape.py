@@ -3,12 +3,9 @@ reverse): the checkpoint is resharded onto the new devices, every step sees the 
 as an uninterrupted run, and the final parameters agree up to summation order."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
-from helpers.training import subprocess_env
-from test_train_distributed import SCRIPT, free_port
+from helpers.training import train_processes
 
 STEPS, STOP = 6, 3
 ARGS = [
@@ -21,36 +18,13 @@ ARGS = [
 
 def train(workdir, processes, devices, log, stop_at=0):
   """Trains the tiny network on `processes` x `devices` (stopping as if preempted at stop_at)."""
-  port = free_port()
-  env = subprocess_env(num_devices=devices)
-  env["TINY_BATCH_LOG"] = str(log)
+  env = {"TINY_BATCH_LOG": str(log)}
   if stop_at:
     env["TINY_STOP_AT"] = str(stop_at)
-
-  def extra(i):
-    return (
-      [
-        f"--coordinator_address=localhost:{port}",
-        f"--num_processes={processes}",
-        f"--process_id={i}",
-      ]
-      if processes > 1
-      else []
-    )
-
-  procs = [
-    subprocess.Popen(
-      [sys.executable, SCRIPT, str(workdir), *extra(i), *ARGS],
-      env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-    )
-    for i in range(processes)
-  ]
-  outs = [p.communicate(timeout=600)[0] for p in procs]
-  for p, out in zip(procs, outs, strict=False):
-    assert p.returncode == 0, out[-5000:]
+  results = train_processes(workdir, ARGS, processes, devices, env=env)
+  for code, out in results:
+    assert code == 0, out[-5000:]
+  outs = [out for _, out in results]
   assert f"process 0/{processes}, {devices} local / {processes * devices} global" in outs[0]
   return outs[0]
 

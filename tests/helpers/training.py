@@ -7,6 +7,8 @@ compiles in a second, so the trainer's tests stay fast; the real GoogLeNet is ex
 """
 
 import os
+import socket
+import subprocess
 import sys
 from typing import Any
 
@@ -99,3 +101,51 @@ def subprocess_env(num_devices: int = 1) -> dict[str, str]:
   env["JAX_PLATFORMS"] = "cpu"
   env["TF_CPP_MIN_LOG_LEVEL"] = "3"
   return env
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def train_processes(
+  workdir: Any,
+  args: list[str],
+  processes: int = 2,
+  devices: int = 1,
+  env: dict[str, str] | None = None,
+  timeout: int = 600,
+) -> list[tuple[int, str]]:
+  """Runs TRAIN_SCRIPT in `processes` processes of `devices` simulated devices each, joined by
+  jax.distributed on localhost (one process: no coordinator); [(return code, output)] per process.
+  A process still running at `timeout` is killed."""
+  port = free_port()
+  env = {**subprocess_env(num_devices=devices), **(env or {})}
+
+  def joined(i: int) -> list[str]:
+    if processes == 1:
+      return []
+    return [
+      f"--coordinator_address=localhost:{port}",
+      f"--num_processes={processes}",
+      f"--process_id={i}",
+    ]
+
+  procs = [
+    subprocess.Popen(
+      [sys.executable, TRAIN_SCRIPT, str(workdir), *joined(i), *args],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(processes)
+  ]
+  try:
+    outs = [p.communicate(timeout=timeout)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  return [(p.returncode, out) for p, out in zip(procs, outs, strict=True)]
