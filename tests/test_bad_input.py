@@ -494,7 +494,10 @@ def test_corrupt_checkpoint_prints_a_few_lines_and_logs_the_rest(tmp_path):
   assert f"(The full error is in {log}.)" in proc.stderr
   detail = log.read_text()
   assert f"checkpoint {latest} is corrupt" in detail and "TensorStore" in detail
-  assert len(detail.splitlines()) > 50  # the tracebacks that used to fill the terminal
+  # The whole error (TensorStore's specification: thousands of characters) is in the log, not on
+  # the terminal. How many lines TensorStore's own threads print there varies with the load.
+  message = "\n".join(lines)
+  assert len(detail) > 1000 and len(detail) > 2 * len(message), (len(detail), message)
 
 
 def test_restore_replays_real_warnings_and_drops_false_alarms(tmp_path, monkeypatch, capfd):
