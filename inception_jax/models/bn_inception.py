@@ -34,7 +34,6 @@ from inception_jax.blocks import BNInceptionModule, BNInceptionReduction, Separa
 from inception_jax.layers import (
   BN_MOMENTUM,
   STANDARD_KERNELS,
-  ConvBN,
   Kernels,
   check_images,
   dense,
@@ -42,7 +41,12 @@ from inception_jax.layers import (
   global_avg_pool,
   max_pool,
 )
-from inception_jax.models.common import check_options, outputs, torchvision_to_inception_range
+from inception_jax.models.common import (
+  check_options,
+  conv_layer,
+  outputs,
+  torchvision_to_inception_range,
+)
 
 # The table of Figure 5, by slim end point: (paper row, #1x1, #3x3 reduce, #3x3, double #3x3
 # reduce, double #3x3, pool, pool projection). Stride-2 rows have no 1x1 and pass the pool through.
@@ -104,15 +108,7 @@ class BNInception(nn.Module):
   def __call__(self, images: jax.Array, train: bool = False):
     check_images(images, self.min_image_size, type(self).__name__)
     init = self.init_scheme()
-    conv = functools.partial(
-      ConvBN,
-      bn_scale=self.bn_scale,
-      bn_momentum=self.bn_momentum,
-      bn_axis_name=self.bn_axis_name,
-      layer_init=init.conv,
-      dtype=self.dtype,
-      kernels=self.kernels,
-    )
+    conv = conv_layer(self, init.conv)
     d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
     blocks = dict(
       conv=conv,

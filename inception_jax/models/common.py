@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from inception_jax.layers import ConvBN
+
 # Fields checked by range where a network has them.
 POSITIVE_FIELDS = ("width_multiplier",)
 RATE_FIELDS = ("dropout_rate", "aux_dropout_rate")  # in [0, 1)
@@ -53,6 +55,21 @@ def check_options(module: nn.Module) -> None:
   num_classes = getattr(module, "num_classes", 1)
   if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
     raise ValueError(f"{name}: num_classes must be a positive int, got {num_classes!r}")
+
+
+def conv_layer(model: nn.Module, layer_init: Any, **fields: Any) -> Any:
+  """The network's conv-BN-ReLU layer: `ConvBN` with the model's BatchNorm, dtype, kernels and
+  conv initialiser (`fields` adds or overrides, e.g. `norm=None` for the LRN GoogLeNet)."""
+  return functools.partial(
+    ConvBN,
+    bn_scale=model.bn_scale,
+    bn_momentum=model.bn_momentum,
+    bn_axis_name=model.bn_axis_name,
+    layer_init=layer_init,
+    dtype=model.dtype,
+    kernels=model.kernels,
+    **fields,
+  )
 
 
 def torchvision_to_inception_range(x: jax.Array) -> jax.Array:

@@ -28,7 +28,6 @@ from inception_jax import initializers
 from inception_jax.blocks import GoogLeNetAuxHead, InceptionModule, NaiveInceptionModule
 from inception_jax.layers import (
   STANDARD_KERNELS,
-  ConvBN,
   Kernels,
   LocalResponseNorm,
   check_images,
@@ -37,7 +36,12 @@ from inception_jax.layers import (
   global_avg_pool,
   max_pool,
 )
-from inception_jax.models.common import check_options, outputs, torchvision_to_inception_range
+from inception_jax.models.common import (
+  check_options,
+  conv_layer,
+  outputs,
+  torchvision_to_inception_range,
+)
 
 # Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), by tf-slim end point name.
 TABLE1 = {
@@ -128,16 +132,7 @@ class GoogLeNet(nn.Module):
         3,
         functools.partial(max_pool, padding=0, ceil_mode=True, kernels=self.kernels),
       )
-    conv = functools.partial(
-      ConvBN,
-      norm="bn" if self.norm == "bn" else None,
-      bn_scale=self.bn_scale,
-      bn_momentum=self.bn_momentum,
-      bn_axis_name=self.bn_axis_name,
-      layer_init=init.conv,
-      dtype=self.dtype,
-      kernels=self.kernels,
-    )
+    conv = conv_layer(self, init.conv, norm="bn" if self.norm == "bn" else None)
     d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
     lrn = LocalResponseNorm() if self.norm == "lrn" else (lambda x: x)
     end_points: dict[str, Any] = {}

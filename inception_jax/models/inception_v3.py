@@ -34,7 +34,6 @@ that pytorch-fid reproduces); see its docstring and `inception_jax.fid`.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal
 
 import flax.linen as nn
@@ -53,7 +52,6 @@ from inception_jax.blocks import (
 from inception_jax.layers import (
   BN_MOMENTUM,
   STANDARD_KERNELS,
-  ConvBN,
   Kernels,
   check_images,
   dense,
@@ -61,7 +59,12 @@ from inception_jax.layers import (
   global_avg_pool,
   max_pool,
 )
-from inception_jax.models.common import check_options, outputs, torchvision_to_inception_range
+from inception_jax.models.common import (
+  check_options,
+  conv_layer,
+  outputs,
+  torchvision_to_inception_range,
+)
 
 # Released code: Figure-6 inner widths for Mixed_6b..6e; the paper prints five such modules.
 CHANNELS_7X7 = {"released": (128, 160, 160, 192), "paper": (128, 160, 160, 160, 192)}
@@ -169,15 +172,7 @@ class InceptionV3(nn.Module):
   def __call__(self, images: jax.Array, train: bool = False):
     check_images(images, self.min_image_size, type(self).__name__)
     init = self.init_scheme()
-    conv = functools.partial(
-      ConvBN,
-      bn_scale=self.bn_scale,
-      bn_momentum=self.bn_momentum,
-      bn_axis_name=self.bn_axis_name,
-      layer_init=init.conv,
-      dtype=self.dtype,
-      kernels=self.kernels,
-    )
+    conv = conv_layer(self, init.conv)
     d = lambda c: depth(c, self.width_multiplier)  # noqa: E731
     factorized_act = self.factorization_activation == "relu"
     blocks = dict(conv=conv, kernels=self.kernels, width_multiplier=self.width_multiplier)
