@@ -104,9 +104,10 @@ def test_only_filter_runs_what_a_row_needs(ablation_files, tmp_path):
   trainer = SimulatedTrainer()
   sweeps.run_sweep(s, tmp_path, only=["ensemble_10"], trainer=trainer, log=lambda m: None)
   assert sorted(trainer.trained) == [str(tmp_path / "googlenet" / f"seed{i}") for i in (0, 1)]
-  assert trainer.evaluated == [
-    ((str(tmp_path / "googlenet" / "seed0"), str(tmp_path / "googlenet" / "seed1")), 10)
-  ]
+  # Each model's 1-crop predictions after training, then its 10-crop ones; the ensemble averages
+  # the saved predictions (no second pass).
+  runs = [str(tmp_path / "googlenet" / f"seed{i}") for i in (0, 1)]
+  assert trainer.evaluated == [(runs[0], 1), (runs[1], 1), (runs[0], 10), (runs[1], 10)]
   rows = {(r["ablation"], r["variant"]): r for r in read_csv(tmp_path / "results.csv")}
   assert rows[("crops", "ensemble_10")]["ours"] != ""
   assert rows[("module", "naive")]["ours"] == ""  # not run: a blank, not a wrong number
@@ -220,6 +221,11 @@ def test_real_tiny_variant_trains_evaluates_and_is_skipped_on_rerun(ablation_fil
   assert result["step"] == result["steps"] == 4 and 0.0 <= result["eval_ema/top1"] <= 1.0
   rows = {(r["ablation"], r["variant"]): r for r in read_csv(tmp_path / "results.csv")}
   assert 0.0 <= float(rows[("aux", "no_aux")]["top1_err"]) <= 100.0
+  # The per-example predictions the paired tests read: 16 test images (tiny), 10 digits.
+  probs, labels = sweeps.load_predictions(tmp_path / "no_aux" / "seed0" / "predictions_c1.npz")
+  assert probs.shape == (16, 10) and labels.shape == (16,)
+  np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+  assert rows[("aux", "no_aux")]["test_examples"] == "16"
   again = []
   sweeps.run_sweep(s, tmp_path, only=["no_aux"], trainer=SimulatedTrainer(), log=again.append)
   assert any("no_aux seed 0: done, skipped" in m for m in again)
@@ -237,21 +243,28 @@ def _jpeg_folders(root, classes=("cat", "dog"), train=3, test=12):
   return root
 
 
-def test_small_scale_dataset_defaults_to_tfds_cifar10_and_is_a_config_field(ablation_files):
+def test_small_scale_is_the_whole_cifar10_and_its_dataset_a_config_field(ablation_files):
   small = ablation_files["v1_ablations"].make_sweep("small")
-  config = small.config("naive")
-  assert config.dataset == "cifar10" and config.eval_split == "test"
-  assert config.num_eval_steps * config.eval_batch_size == 2000
-  assert small.eval_config("crops_10").eval_split == "test"  # TFDS: the same split, truncated
-  assert "--config.dataset" not in small.config_arg("naive")
-  named = dataclasses.replace(small, dataset="folder:/somewhere/my_images")
-  field = f"folder:{datasets.DATA_ROOT / 'my_images_t200_c10'}"
-  assert named.config("naive").dataset == field
-  assert named.config_arg("naive", 1).endswith(
-    ",naive,1 --config.dataset=folder:workdirs/data/my_images_t200_c10"
+  config = small.config("no_aux")
+  assert config.dataset == "cifar10" and (config.train_split, config.eval_split) == (
+    "train",
+    "test",
   )
-  for tarball, name in (("cifar10-jpeg.tar.gz", "cifar10"), ("cifar-10-python.tar.gz", "cifar10")):
-    assert datasets.dataset_field(f"/x/{tarball}").endswith(f"/{name}_t200_c10")
+  assert config.num_train_steps == -1 and config.num_epochs == 5.0 and config.batch_size == 64
+  assert config.num_eval_steps == -1 and small.eval_examples == -1  # all 10,000 test images
+  assert small.seeds_of("no_aux") == small.seeds_of("googlenet") == (0, 1, 2)
+  # The staircase keeps the paper's 31 decays (every 8 of 250 epochs) over the shorter run.
+  assert config.lr_decay_epochs == pytest.approx(8 * 5 / 250)
+  assert "--config.dataset" not in small.config_arg("no_aux")
+  named = dataclasses.replace(small, dataset="folder:/somewhere/my_images")
+  assert named.config("no_aux").dataset == "folder:/somewhere/my_images"
+  assert named.config_arg("no_aux", 1).endswith(
+    ",no_aux,1 --config.dataset=folder:/somewhere/my_images"
+  )
+  for tarball in ("cifar10-jpeg.tar.gz", "cifar-10-python.tar.gz"):
+    assert datasets.dataset_field(f"/x/{tarball}") == f"folder:{datasets.DATA_ROOT / 'cifar10'}"
+  v3 = ablation_files["v3_ablations"].make_sweep("small").config("v3", 2)
+  assert (v3.num_epochs, v3.seed, v3.num_eval_steps) == (4.0, 2, -1)
 
 
 def test_relative_paths_inside_the_repository():
@@ -260,26 +273,19 @@ def test_relative_paths_inside_the_repository():
   assert datasets.relative("/elsewhere/x") == "/elsewhere/x"
 
 
-def test_folder_and_jpeg_tarball_become_class_balanced_views(tmp_path, monkeypatch):
-  monkeypatch.setattr(datasets, "TEST_PER_CLASS", 5)
-  monkeypatch.setattr(datasets, "CROPS_PER_CLASS", 2)
+def test_folder_is_read_as_is_and_a_jpeg_tarball_is_extracted_once(tmp_path):
   src = _jpeg_folders(tmp_path / "src" / "pets")
-  view = pathlib.Path(datasets.prepare(f"folder:{src}", tmp_path / "data")[len("folder:") :])
-  assert view == tmp_path / "data" / "pets_t5_c2"
-  assert (
-    sorted(p.name for p in (view / "test" / "dog").iterdir())
-    == sorted(f"{i}.jpg" for i in range(12))[:5]
-  )  # the first 5 in file name order
-  assert [len(list((view / "test_crops" / c).iterdir())) for c in ("cat", "dog")] == [2, 2]
-  assert len(list((view / "train" / "cat").iterdir())) == 3
-  assert datasets.crops_split(f"folder:{view}") == "test_crops"
-  # The same folders in a tarball the user names.
+  assert datasets.prepare(f"folder:{src}", tmp_path / "data") == f"folder:{src}"
+  assert not (tmp_path / "data").exists()  # nothing copied or linked
   tarball = tmp_path / "pets-jpeg.tar.gz"
   with tarfile.open(tarball, "w:gz") as tar:
     tar.add(src, arcname="pets")
   field = datasets.prepare(str(tarball), tmp_path / "data2")
-  assert field == f"folder:{tmp_path / 'data2' / 'pets_t5_c2'}"
-  assert len(list(pathlib.Path(field[7:], "test", "cat").iterdir())) == 5
+  assert field == f"folder:{tmp_path / 'data2' / 'pets'}"
+  assert len(list(pathlib.Path(field[7:], "test", "dog").iterdir())) == 12  # the whole split
+  mtime = pathlib.Path(field[7:], "test").stat().st_mtime_ns
+  assert datasets.prepare(str(tarball), tmp_path / "data2") == field  # once
+  assert pathlib.Path(field[7:], "test").stat().st_mtime_ns == mtime
   with pytest.raises(FileNotFoundError, match="no train/ folder"):
     (tmp_path / "empty" / "test").mkdir(parents=True)
     datasets.prepare(f"folder:{tmp_path / 'empty'}", tmp_path / "data3")
@@ -303,13 +309,13 @@ def test_cifar10_python_tarball_is_written_out_as_png_folders(tmp_path):
     tar.add(batches, arcname="cifar-10-batches-py")
   field = datasets.prepare(str(tarball), tmp_path / "data")
   full = tmp_path / "data" / "cifar10"
-  assert field.endswith("cifar10_t200_c10") and len(list(full.glob("train/*/*.png"))) == 20
+  assert field == f"folder:{full}" and len(list(full.glob("train/*/*.png"))) == 20
   data, labels = written["test_batch"]
   first = np.asarray(image_module.open(full / "test" / names[labels[0]].decode() / "0.png"))
   np.testing.assert_array_equal(first, data[0].reshape(3, 32, 32).transpose(1, 2, 0))
 
 
-def test_small_sweep_on_a_named_folder_evaluates_crops_on_its_balanced_split(
+def test_small_sweep_on_a_named_folder_evaluates_every_test_image(
   ablation_files, tmp_path, monkeypatch
 ):
   monkeypatch.setattr(datasets, "DATA_ROOT", tmp_path / "data")
@@ -319,8 +325,42 @@ def test_small_sweep_on_a_named_folder_evaluates_crops_on_its_balanced_split(
   )
   trainer = SimulatedTrainer()
   rows = sweeps.run_sweep(s, tmp_path / "w", only=["crops_10"], trainer=trainer, log=lambda m: None)
-  assert trainer.evaluated and s.eval_config("crops_10").eval_split == "test_crops"
+  assert trainer.evaluated and s.config("crops_10").eval_split == "test"
   row = next(r for r in rows if r["variant"] == "crops_10")
-  assert row["dataset"] == f"folder:{tmp_path / 'data' / 'pets_t200_c10'}"
-  assert "--config.eval_split=test_crops" in row["command"]
+  assert row["dataset"] == f"folder:{src}" and row["test_examples"] == "40"
   assert f"--config.dataset={row['dataset']}" in row["command"]
+
+
+@pytest.mark.parametrize("name", ["v1_ablations", "v3_ablations"])
+def test_small_scale_rows_differ_from_their_base_only_in_the_ablated_switch(ablation_files, name):
+  """Nothing is tuned per row: a trained row's config equals its base's but for the fields the
+  two rows override (and the seed is the same for the same seed)."""
+  s = ablation_files[name].make_sweep("small")
+
+  def flat(config):
+    out = {}
+
+    def walk(prefix, node):
+      for k, v in node.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+          walk(key + ".", v)
+        else:
+          out[key] = v
+
+    walk("", config.to_dict())
+    return out
+
+  checked = 0
+  for ablation in s.ablations:
+    for v in ablation.variants:
+      base = ablation.base_of(v.name)
+      if not v.trained or base is None:
+        continue
+      row, ref = flat(s.config(v.name, 1)), flat(s.config(base, 1))
+      differing = {k for k in row.keys() | ref.keys() if row.get(k) != ref.get(k)}
+      allowed = set(v.overrides) | set(s.variants()[base].overrides)
+      assert differing <= allowed, (ablation.name, v.name, differing - allowed)
+      assert differing, (ablation.name, v.name)  # and it does differ
+      checked += 1
+  assert checked >= 4

@@ -16,6 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh
 
 from inception_jax import conversion, data
@@ -64,21 +65,35 @@ class Evaluator:
       out_shardings=parallel.batch_sharded(mesh),
     )
     self._sums = jax.jit(metric_sums, out_shardings=parallel.replicated(mesh))
+    # Per-example outputs gathered onto every process (multi-host too).
+    self._gather = jax.jit(lambda *x: x, out_shardings=parallel.replicated(mesh))
 
   def evaluate(
-    self, members: Mapping[str, Sequence[Variables]], batches: Iterable[dict], num_steps: int = -1
-  ) -> dict[str, dict[str, float]]:
+    self,
+    members: Mapping[str, Sequence[Variables]],
+    batches: Iterable[dict],
+    num_steps: int = -1,
+    keep_probabilities: bool = False,
+  ) -> dict[str, dict[str, Any]]:
     """For each name, the probabilities of its models (one, or an ensemble) are averaged.
 
-    Returns {name: {"loss", "top1", "top5", "count"}} with loss and accuracies per example.
+    Returns {name: {"loss", "top1", "top5", "count"}} with loss and accuracies per example, and
+    with `keep_probabilities` also "probabilities" [count, K] and "labels" [count] (numpy, in the
+    order of the batches, padding removed): the per-example predictions that paired tests and
+    ensembles of separately evaluated models need.
     """
     totals = {name: {} for name in members}
+    kept = {name: [] for name in members}
     pending = []
 
     def add(sums_by_name):
-      for name, sums in sums_by_name:
+      for name, sums, outputs in sums_by_name:
         for k, v in parallel.fetch(sums).items():
           totals[name][k] = totals[name].get(k, 0.0) + float(v)
+        if outputs is not None:
+          probs, labels, mask = parallel.fetch(outputs)
+          keep = np.asarray(mask, bool)
+          kept[name].append((np.asarray(probs, np.float32)[keep], np.asarray(labels)[keep]))
 
     start = time.time()
     for i, batch in enumerate(batches):
@@ -89,7 +104,11 @@ class Evaluator:
       for name, variables_list in members.items():
         probs = sum(self._predict(v, batch["image"]) for v in variables_list)
         probs = probs / len(variables_list)
-        pending.append((name, self._sums(probs, batch["label"], batch["mask"])))
+        sums = self._sums(probs, batch["label"], batch["mask"])
+        outputs = None
+        if keep_probabilities:
+          outputs = self._gather(probs, batch["label"], batch["mask"])
+        pending.append((name, sums, outputs))
       # The previous batch's sums are fetched once this batch is queued: the device never waits
       # for the host, and at most two batches are in flight.
       add(previous)
@@ -104,6 +123,9 @@ class Evaluator:
         "top5": t.get("top5", 0.0) / count,
         "count": t.get("count", 0.0),
       }
+      if keep_probabilities:
+        results[name]["probabilities"] = np.concatenate([p for p, _ in kept[name]])
+        results[name]["labels"] = np.concatenate([y for _, y in kept[name]])
     return results
 
 

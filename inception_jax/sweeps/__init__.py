@@ -5,12 +5,13 @@ spec      what an experiment file declares (Paper, Variant, Ablation, Sweep) and
 datasets  the data of the small scale, a config field (TFDS cifar10, folder:PATH or a tarball)
 runner    trains what is missing and evaluates the evaluation-only rows (Trainer, run_sweep)
 report    results.csv, results.md and curves.csv
+stats     scores of saved predictions; paired differences (by seed, by test example)
 plan      full scale: commands and device-hours
 cli       the command line of experiments/v1_ablations.py and v3_ablations.py
 """
 
 from inception_jax.sweeps.cli import main, run
-from inception_jax.sweeps.metrics import final_eval, read_metrics
+from inception_jax.sweeps.metrics import final_eval, load_predictions, read_metrics
 from inception_jax.sweeps.runner import SweepInterrupted, Trainer, run_sweep
 from inception_jax.sweeps.spec import (
   COST_METRICS,
@@ -39,6 +40,7 @@ __all__ = [
   "apply_overrides",
   "config_from_arg",
   "final_eval",
+  "load_predictions",
   "main",
   "parse_config_arg",
   "read_metrics",

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from absl import flags
 
@@ -69,6 +70,7 @@ def main(make_sweep: Callable[[str], Sweep], argv: Sequence[str]) -> list | str:
     level=logging.INFO if f.verbose else logging.WARNING, format="%(asctime)s %(message)s"
   )
   if f.tables:
+    Path(workdir).mkdir(parents=True, exist_ok=True)
     rows = report.collect(sweep, workdir)
     report.write_tables(sweep, rows, workdir)
     print(report.format_markdown(sweep, rows))

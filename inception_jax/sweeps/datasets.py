@@ -1,17 +1,14 @@
 """The data of the `small` scale, a config field: TFDS `cifar10` by default, or what the user names.
 
 `--dataset` of a sweep (the `dataset` field of `Sweep`) is one of
-  - a TFDS name (`cifar10`, the default): used as is; evaluation reads the first
-    `TEST_PER_CLASS * 10` test examples (TFDS's test split is not ordered by class);
-  - `folder:PATH`, PATH holding `train/<class>/<image>` and `test/<class>/<image>`;
+  - a TFDS name (`cifar10`, the default): used as is;
+  - `folder:PATH`, PATH holding `train/<class>/<image>` and `test/<class>/<image>`: used as is;
   - a tarball (.tar, .tar.gz, .tgz) of such JPEG folders (e.g. `cifar10/{train,test}/<class>/`),
-    or CIFAR-10's python tarball (`cifar-10-python.tar.gz`: pickled batches, written out as PNGs).
-A folder or a tarball becomes a class-balanced view under DATA_ROOT (`prepare`, once): `train` (all
-of it), `test` (the first TEST_PER_CLASS images of each class: a folder split is ordered by class,
-so a truncated evaluation would otherwise see only the first classes) and `test_crops`
-(CROPS_PER_CLASS per class, for the multi-crop rows, whose 144 crops cost 144 forward passes per
-image). The view's files are symlinks. Nothing here is downloaded, and nothing outside the paths
-the user names is read.
+    or CIFAR-10's python tarball (`cifar-10-python.tar.gz`: pickled batches, written out as PNGs),
+    extracted once under DATA_ROOT (`prepare`) and read as a folder.
+Every row trains on the whole `train` split and is evaluated on the whole `test` split (CIFAR-10:
+50,000 and 10,000 images). Nothing here is downloaded, and nothing outside the paths the user
+names is read.
 """
 
 from __future__ import annotations
@@ -32,7 +29,6 @@ DATA_ROOT = REPO_ROOT / "workdirs" / "data"
 DEFAULT = "cifar10"  # TFDS
 FOLDER_PREFIX = "folder:"
 TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-TEST_PER_CLASS, CROPS_PER_CLASS = 200, 10
 CIFAR10_PYTHON_DIR = "cifar-10-batches-py"
 
 
@@ -53,22 +49,11 @@ def _name(source: str) -> str:
 
 
 def dataset_field(source: str, root: str | os.PathLike | None = None) -> str:
-  """The config's `dataset` for a source (nothing is read or written): a TFDS name as is, a folder
-  or tarball as `folder:ROOT/<name>_t<TEST_PER_CLASS>_c<CROPS_PER_CLASS>` (what `prepare`
-  builds)."""
-  if not source.startswith(FOLDER_PREFIX) and not is_tarball(source):
+  """The config's `dataset` for a source (nothing is read or written): a TFDS name or a folder as
+  is, a tarball as `folder:ROOT/<name>` (what `prepare` extracts)."""
+  if not is_tarball(source):
     return source
-  view = f"{_name(source)}_t{TEST_PER_CLASS}_c{CROPS_PER_CLASS}"
-  return f"{FOLDER_PREFIX}{Path(root or DATA_ROOT) / view}"
-
-
-def crops_split(dataset: str) -> str | None:
-  """`test_crops` for a view `prepare` built, else None (the config's own eval split)."""
-  if (
-    dataset.startswith(FOLDER_PREFIX) and Path(dataset[len(FOLDER_PREFIX) :], "test_crops").is_dir()
-  ):
-    return "test_crops"
-  return None
+  return f"{FOLDER_PREFIX}{Path(root or DATA_ROOT) / _name(source)}"
 
 
 def relative(path: str | os.PathLike) -> str:
@@ -87,38 +72,20 @@ def display(dataset: str) -> str:
 
 
 def prepare(source: str, root: str | os.PathLike | None = None) -> str:
-  """Builds what `dataset_field(source)` names (a no-op for TFDS names and for a view already
-  built) and returns it."""
+  """Extracts a tarball once (a no-op for TFDS names, folders and a tarball already extracted),
+  checks that a folder has train/ and test/, and returns `dataset_field(source)`."""
   field = dataset_field(source, root)
   if not field.startswith(FOLDER_PREFIX):
     return field
-  target = Path(field[len(FOLDER_PREFIX) :])
-  if (target / "done").exists():
-    return field
-  root = Path(root or DATA_ROOT)
   if is_tarball(source):
-    full = _extract(Path(source), root / _name(source))
-  else:
-    full = Path(source[len(FOLDER_PREFIX) :])
+    _extract(Path(source), Path(field[len(FOLDER_PREFIX) :]))
+  full = Path(field[len(FOLDER_PREFIX) :])
   for split in ("train", "test"):
     if not (full / split).is_dir():
       raise FileNotFoundError(
         f"{source}: no {split}/ folder in {full}; a small-scale dataset needs "
         "train/<class>/<image> and test/<class>/<image>"
       )
-  tmp = root / f".{target.name}-{os.getpid()}"
-  tmp.mkdir(parents=True)
-  (tmp / "train").symlink_to((full / "train").resolve(), target_is_directory=True)
-  for split, per_class in (("test", TEST_PER_CLASS), ("test_crops", CROPS_PER_CLASS)):
-    for class_dir in sorted(p for p in (full / "test").iterdir() if p.is_dir()):
-      out = tmp / split / class_dir.name
-      out.mkdir(parents=True)
-      for f in sorted(class_dir.iterdir())[:per_class]:
-        (out / f.name).symlink_to(f.resolve())
-  (tmp / "done").write_text("")
-  if target.exists():
-    shutil.rmtree(target)
-  tmp.rename(target)
   return field
 
 

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 from inception_jax import accounting, data, models
-from inception_jax.sweeps import datasets
-from inception_jax.sweeps.metrics import read_metrics
-from inception_jax.sweeps.spec import COST_METRICS, ERROR_METRICS, Sweep, Variant
+from inception_jax.sweeps import datasets, stats
+from inception_jax.sweeps.metrics import load_predictions, predictions_path, read_metrics
+from inception_jax.sweeps.spec import COST_METRICS, ERROR_METRICS, Ablation, Sweep, Variant
 
 CSV_COLUMNS = (
   "ablation",
@@ -36,6 +37,14 @@ CSV_COLUMNS = (
   "ours",
   "ours_std",
   "seeds",
+  "test_examples",
+  "base",
+  "diff",
+  "diff_low",
+  "diff_high",
+  "paired_over",
+  "p_value",
+  "reading",
   "difference",
   "comparable",
   "top1_err",
@@ -113,9 +122,6 @@ def command(sweep: Sweep, v: Variant, workdir: Path) -> str:
     )
   names = [v.evaluates] if v.evaluates else list(v.ensemble)
   config_arg = sweep.config_arg(names[0])
-  eval_split = sweep.eval_config(names[0]).eval_split
-  if eval_split != sweep.config(names[0]).eval_split:
-    config_arg += f" --config.eval_split={eval_split}"
   if v.evaluates:
     return "; ".join(
       f"python -m experiments.evaluate --config={config_arg} "
@@ -170,6 +176,12 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
         raw1 = [r.get("eval/top1") for r in results]
         steps = results[0]["steps"] if results else None
         wall = sum(r["wall_s"] for r in results) if results else None
+        seed_top1 = {r["seed"]: result_top1(r) for r in results if "diverged" not in r}
+        examples = {
+          len(load_predictions(predictions_path(workdir, v.name, s, 1))[1])
+          for s in seed_top1
+          if predictions_path(workdir, v.name, s, 1).exists()
+        }
       else:
         p = workdir / v.name / "eval.json"
         evaluation = json.loads(p.read_text()) if p.exists() else {}
@@ -182,6 +194,8 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
         raw1 = [None]
         steps = None
         wall = evaluation.get("wall_s")
+        seed_top1 = {}
+        examples = {r["count"] for r in runs if "count" in r}
       err1, err1_std = _mean_std([100 * (1 - x) for x in top1])
       err5, err5_std = _mean_std([100 * (1 - x) for x in top5])
       raw_err1, _ = _mean_std([100 * (1 - x) for x in raw1 if x is not None])
@@ -195,6 +209,15 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
         "ours": None,
         "ours_std": None,
         "seeds": " ".join(map(str, seeds)),
+        "test_examples": " ".join(str(n) for n in sorted(examples)) or None,
+        "base": None,
+        "diff": None,
+        "diff_low": None,
+        "diff_high": None,
+        "paired_over": "",
+        "p_value": None,
+        "reading": "",
+        "_seed_top1": seed_top1,
         "difference": None,
         "comparable": "",
         "top1_err": err1,
@@ -226,7 +249,69 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
       if row["ours"] is not None and v.paper:
         row["difference"] = row["ours"] - v.paper.value
       rows.append(row)
+    _add_differences(sweep, ablation, rows, workdir)
   return rows
+
+
+def _correctness(
+  sweep: Sweep, workdir: Path, names: Sequence[str], crops: int, ensemble: bool
+) -> np.ndarray | None:
+  """Per-example top-1 correctness: of the ensemble of every seed of `names`, or averaged over
+  the seeds' single models; None while a prediction file is missing."""
+  members = [(n, s) for n in names for s in sweep.seeds_of(n)]
+  if not all(predictions_path(workdir, n, s, crops).exists() for n, s in members):
+    return None
+  loaded = [load_predictions(predictions_path(workdir, n, s, crops)) for n, s in members]
+  if ensemble:
+    return stats.correct(*stats.ensemble(loaded))
+  return np.mean([stats.correct(p, y) for p, y in loaded], axis=0)
+
+
+def _expected(v: Variant, base: Variant | None) -> str | None:
+  if v.expect or not v.trained:
+    return v.expect or ("lower" if (v.crops > 1 or v.ensemble) else None)
+  if v.paper and base and base.paper and v.paper.metric == base.paper.metric:
+    if v.paper.value != base.paper.value:
+      return "lower" if v.paper.value < base.paper.value else "higher"
+  return None
+
+
+def _add_differences(
+  sweep: Sweep, ablation: Ablation, rows: list[dict[str, Any]], workdir: Path
+) -> None:
+  """Each row of `ablation` against its base (stats.py): trained rows paired by seed,
+  evaluation-only rows paired by test example against 1 crop of the same models."""
+  by_name = {r["variant"]: r for r in rows if r["ablation"] == ablation.name}
+  variants = {v.name: v for v in ablation.variants}
+  for v in ablation.variants:
+    row = by_name[v.name]
+    difference = None
+    if v.trained:
+      base_name = ablation.base_of(v.name)
+      if base_name is None:
+        continue
+      row["base"] = base_name
+      difference = stats.seed_paired(row["_seed_top1"], by_name[base_name]["_seed_top1"])
+      base = variants[base_name]
+    else:
+      names = [v.evaluates] if v.evaluates else list(v.ensemble)
+      if v.evaluates and v.crops == 1:
+        continue
+      row["base"] = f"{'+'.join(names)}, 1 crop, single models"
+      ours = _correctness(sweep, workdir, names, v.crops, ensemble=bool(v.ensemble))
+      reference = _correctness(sweep, workdir, names, 1, ensemble=False)
+      if ours is not None and reference is not None:
+        difference = stats.example_paired(ours, reference)
+      base = None
+    if difference is not None:
+      row.update(
+        diff=difference.mean,
+        diff_low=difference.low,
+        diff_high=difference.high,
+        paired_over=f"{difference.n} {difference.over}",
+        p_value=difference.p_value,
+        reading=stats.reading(difference, _expected(v, base)),
+      )
 
 
 def _fmt(x: Any, digits: int = 2) -> str:
@@ -244,6 +329,19 @@ def _si(x: float | None) -> str:
     if abs(x) >= scale:
       return f"{x / scale:.3g}{unit}"
   return f"{x:g}"
+
+
+def format_difference(r: Mapping[str, Any]) -> str:
+  """'−1.23 [−2.01, −0.45] vs base (3 seeds)' for a row with a paired difference, else ''."""
+  if r.get("diff") is None:
+    return ""
+  text = f"{r['diff']:+.2f}"
+  if r.get("diff_low") is not None:
+    text += f" [{r['diff_low']:+.2f}, {r['diff_high']:+.2f}]"
+  text += f" vs {r['base']} ({r['paired_over']}"
+  if r.get("p_value") is not None:
+    text += f", p={r['p_value']:.2g}"
+  return text + ")"
 
 
 def format_markdown(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> str:
@@ -271,9 +369,10 @@ def format_markdown(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> str:
     out += [
       f"## {ablation.title}",
       "",
-      "| row | paper | ours | ours − paper | comparable | top-1 err | top-5 err | "
-      "MACs/image | params | seeds | steps | wall | command |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+      "| row | paper | ours | ours − paper | comparable | top-1 err | vs base: Δ top-1 err "
+      "[95% interval] | reading | top-5 err | MACs/image | params | seeds | test examples | "
+      "steps | wall | command |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
       if r["ablation"] != ablation.name:
@@ -290,8 +389,9 @@ def format_markdown(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> str:
       wall = _fmt(r["wall_s"], 0) + "s" if r["wall_s"] else ""
       out.append(
         f"| {r['variant']} | {paper} | {ours} | {diff} | {r['comparable']} | "
-        f"{_fmt(r['top1_err'])} | {_fmt(r['top5_err'])} | {_si(r['macs'])} | {_si(r['params'])} "
-        f"| {r['seeds']} | {_fmt(r['steps'])} | {wall} | `{r['command']}` |"
+        f"{_fmt(r['top1_err'])} | {format_difference(r)} | {r['reading']} | "
+        f"{_fmt(r['top5_err'])} | {_si(r['macs'])} | {_si(r['params'])} | {r['seeds']} | "
+        f"{r['test_examples'] or ''} | {_fmt(r['steps'])} | {wall} | `{r['command']}` |"
       )
     notes = [
       f"- {r['variant']}: {r['note']}"

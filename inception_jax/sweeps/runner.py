@@ -4,8 +4,13 @@ the evaluation-only rows (multi-crop, ensembles), and writes
 
   WORKDIR/<variant>/seed<k>/          the trainer's workdir (metrics.jsonl, checkpoints)
   WORKDIR/<variant>/seed<k>/result.json   the final evaluation, written once training finished
+  WORKDIR/<variant>/seed<k>/predictions_c<crops>.npz   per-example softmax and labels of the test
+                                      split with 1 crop (every trained run), 10 or 144 crops
   WORKDIR/<variant>/eval.json         an evaluation-only row (crops, ensemble)
   WORKDIR/results.csv, results.md, curves.csv   the tables (report.py)
+
+Ensembles average the members' saved predictions: no image goes through a network twice. The
+per-example predictions are what the report's paired tests compare (stats.py).
 
 `Trainer` is the real back-end (training.loop.train_and_evaluate, evaluate.Evaluator); tests
 pass a double (tests/helpers/sweeps.py) with the same three methods.
@@ -23,12 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 from inception_jax import data
 from inception_jax.errors import SweepInterrupted
 from inception_jax.evaluation import evaluate
-from inception_jax.sweeps import datasets, report
-from inception_jax.sweeps.metrics import final_eval, read_metrics
+from inception_jax.sweeps import datasets, report, stats
+from inception_jax.sweeps.metrics import (
+  final_eval,
+  load_predictions,
+  predictions_path,
+  read_metrics,
+)
 from inception_jax.sweeps.spec import Sweep, Variant
 from inception_jax.training import loop, parallel, recipe
 
@@ -49,21 +60,24 @@ class Trainer:
     info = data.get_info(config.dataset, config.data_dir)
     return recipe.train_length(config, info.splits[config.train_split])[1]
 
-  def evaluate(
-    self, config: ml_collections.ConfigDict, workdirs: Sequence[str], crops: int, num_examples: int
-  ) -> dict[str, float]:
-    """Softmax averaged over crops and over workdirs' models; top1 / top5 on the first
-    `num_examples` eval examples (-1: all), with the averaged parameters."""
+  def predict(
+    self, config: ml_collections.ConfigDict, workdir: str, crops: int, num_examples: int
+  ) -> tuple[np.ndarray, np.ndarray]:
+    """(softmax averaged over `crops` crops [N, K], labels [N]) of the first `num_examples` eval
+    examples (-1: all), with the averaged parameters of `workdir`'s last checkpoint."""
     _enable_compilation_cache(config)
     mesh = parallel.make_mesh()
-    model, variables = evaluate.load_workdirs(config, workdirs, mesh)
+    model, variables = evaluate.load_workdirs(config, [workdir], mesh)
     batch_size = config.eval_batch_size
     if num_examples > 0:
       batch_size = min(batch_size, num_examples)
     num_steps = -1 if num_examples <= 0 else math.ceil(num_examples / batch_size)
     batches = evaluate.eval_batches(config, batch_size, crops)
-    r = evaluate.Evaluator(model, mesh).evaluate({"m": variables}, batches, num_steps)["m"]
-    return {"top1": r["top1"], "top5": r["top5"], "count": r["count"]}
+    r = evaluate.Evaluator(model, mesh).evaluate(
+      {"m": variables}, batches, num_steps, keep_probabilities=True
+    )["m"]
+    keep = num_examples if num_examples > 0 else len(r["labels"])
+    return r["probabilities"][:keep], r["labels"][:keep]
 
 
 def _enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
@@ -117,6 +131,8 @@ def _train_one(sweep: Sweep, name: str, seed: int, workdir: Path, trainer, log) 
   run_dir = workdir / name / f"seed{seed}"
   result_path = run_dir / "result.json"
   if result_path.exists():
+    if "diverged" not in json.loads(result_path.read_text()):
+      predictions(sweep, name, seed, 1, workdir, trainer)
     log(f"[{sweep.name}] {name} seed {seed}: done, skipped")
     return
   config = sweep.config(name, seed)
@@ -148,7 +164,27 @@ def _train_one(sweep: Sweep, name: str, seed: int, workdir: Path, trainer, log) 
     raise SweepInterrupted(f"{name} seed {seed} stopped before step {num_steps}; rerun to resume")
   result = {"variant": name, "seed": seed, "steps": num_steps, "wall_s": wall, **final}
   _write_json(result_path, result)
+  predictions(sweep, name, seed, 1, workdir, trainer)
   log(f"[{sweep.name}] {name} seed {seed}: top-1 {report.result_top1(result):.4f} in {wall:.0f}s")
+
+
+def predictions(
+  sweep: Sweep, name: str, seed: int, crops: int, workdir: Path, trainer
+) -> tuple[np.ndarray, np.ndarray]:
+  """The per-example predictions of one trained run with `crops` crops: computed once, saved."""
+  path = predictions_path(workdir, name, seed, crops)
+  if path.exists():
+    return load_predictions(path)
+  run_dir = workdir / name / f"seed{seed}"
+  probs, labels = trainer.predict(
+    sweep.config(name, seed), str(run_dir), crops, sweep.eval_examples
+  )
+  probs, labels = np.asarray(probs, np.float32), np.asarray(labels, np.int32)
+  tmp = path.with_suffix(".tmp")
+  with open(tmp, "wb") as f:
+    np.savez(f, probabilities=probs, labels=labels)
+  tmp.replace(path)  # atomic: complete or absent
+  return probs, labels
 
 
 def _evaluate_one(sweep: Sweep, v: Variant, workdir: Path, trainer, log) -> None:
@@ -158,18 +194,17 @@ def _evaluate_one(sweep: Sweep, v: Variant, workdir: Path, trainer, log) -> None
     return
   start = time.time()
   if v.evaluates:
-    config = sweep.eval_config(v.evaluates)
     runs = [
-      trainer.evaluate(
-        config, [str(workdir / v.evaluates / f"seed{s}")], v.crops, sweep.eval_examples
-      )
-      | {"seed": s}
+      stats.scores(*predictions(sweep, v.evaluates, s, v.crops, workdir, trainer)) | {"seed": s}
       for s in sweep.seeds_of(v.evaluates)
     ]
   else:
-    config = sweep.eval_config(v.ensemble[0])
-    dirs = [str(workdir / n / f"seed{s}") for n in v.ensemble for s in sweep.seeds_of(n)]
-    runs = [trainer.evaluate(config, dirs, v.crops, sweep.eval_examples) | {"models": len(dirs)}]
+    members = [
+      predictions(sweep, n, s, v.crops, workdir, trainer)
+      for n in v.ensemble
+      for s in sweep.seeds_of(n)
+    ]
+    runs = [stats.scores(*stats.ensemble(members)) | {"models": len(members)}]
   result = {"variant": v.name, "crops": v.crops, "runs": runs, "wall_s": time.time() - start}
   _write_json(path, result)
   log(

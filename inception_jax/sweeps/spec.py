@@ -60,7 +60,11 @@ class Variant:
   """One row. A trained row has `overrides` (dotted config fields -> values, applied to the scale's
   base config). An evaluation-only row names the trained variant(s) it evaluates: `evaluates`
   (one variant, each seed evaluated on its own, mean and spread) or `ensemble` (all seeds of the
-  listed variants averaged into one prediction), with `crops` 1, 10 or 144."""
+  listed variants averaged into one prediction), with `crops` 1, 10 or 144.
+
+  `expect`: the paper's direction for this row's top-1 error against its base ("lower" or
+  "higher"; report.py reads the effect against it). Default: from the two rows' paper figures
+  when both give the same metric; for crop and ensemble rows "lower" (GoogLeNet Table 3)."""
 
   name: str
   paper: Paper | None = None
@@ -69,6 +73,11 @@ class Variant:
   ensemble: tuple[str, ...] = ()
   crops: int = 1
   note: str = ""
+  expect: str | None = None
+
+  def __post_init__(self):
+    if self.expect not in (None, "lower", "higher"):
+      raise ValueError(f"expect must be 'lower', 'higher' or None, got {self.expect!r}")
 
   @property
   def trained(self) -> bool:
@@ -77,9 +86,29 @@ class Variant:
 
 @dataclasses.dataclass(frozen=True)
 class Ablation:
+  """A paper table or figure. Each trained row's effect is its paired difference to a base row:
+  `base` (default the first row), or with `cumulative` the row above (Rethinking Table 3 adds
+  one change per row). Evaluation-only rows compare with 1 crop of the same models."""
+
   name: str
   title: str  # the paper's table or figure
   variants: tuple[Variant, ...]
+  base: str | None = None
+  cumulative: bool = False
+
+  def __post_init__(self):
+    names = [v.name for v in self.variants]
+    if self.base is not None and self.base not in names:
+      raise ValueError(f"ablation {self.name!r}: base {self.base!r} is not one of its rows {names}")
+
+  def base_of(self, variant: str) -> str | None:
+    """The row `variant` is compared with (None for the base itself)."""
+    names = [v.name for v in self.variants]
+    i = names.index(variant)
+    if self.cumulative:
+      return names[i - 1] if i else None
+    base = self.base or names[0]
+    return None if base == variant else base
 
 
 @dataclasses.dataclass
@@ -94,7 +123,6 @@ class Sweep:
   seeds: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)  # variant -> seeds
   default_seeds: tuple[int, ...] = (0,)
   eval_examples: int = -1  # examples for evaluation-only rows; -1 = whole split
-  crops_eval_split: str | None = None  # split for evaluation-only rows (default: see eval_config)
   # `small` scale: the data (datasets.py): "" = the base config's (TFDS cifar10), or a TFDS
   # name, `folder:PATH` or a tarball; a field of every variant's config.
   dataset: str = ""
@@ -124,15 +152,6 @@ class Sweep:
       config.dataset = datasets.dataset_field(self.dataset)
     apply_overrides(config, v.overrides)
     config.seed = seed
-    return config
-
-  def eval_config(self, variant: str) -> ml_collections.ConfigDict:
-    """The config of evaluation-only rows: `crops_eval_split`, else a prepared view's
-    `test_crops` split, else the config's eval split."""
-    config = self.config(variant)
-    split = self.crops_eval_split or datasets.crops_split(config.dataset)
-    if split:
-      config.eval_split = split
     return config
 
   def config_arg(self, variant: str, seed: int = 0) -> str:
@@ -186,27 +205,34 @@ def config_from_arg(
 # ------------------------------------------------------------------------------------------------
 # Run length of the reduced scales.
 # ------------------------------------------------------------------------------------------------
-def scale_run_length(config: ml_collections.ConfigDict, scale: str, small_steps: int) -> None:
-  """The data and run length of the reduced scales, shared by every experiment file.
+def scale_run_length(config: ml_collections.ConfigDict, scale: str, small_epochs: float) -> None:
+  """The data, evaluation and run length of the reduced scales, shared by every experiment file.
 
-  small: TFDS `cifar10` (a sweep's `--dataset` replaces it: datasets.py), `small_steps` steps of
-  32, evaluated on the first 2,000 `test` examples; tiny: 4 steps of 16 on the config's own
-  dataset (`digits`).
+  small: TFDS `cifar10` (a sweep's `--dataset` replaces it: datasets.py), `small_epochs` epochs of
+  the 50,000 training images at batch 64, evaluated at the end on the whole 10,000-image test
+  split, with the recipe's staircase schedule compressed to keep its number of decays (and so its
+  final learning rate); tiny: 4 steps of 16 on the config's own dataset (`digits`), evaluated on
+  one batch.
   """
   if scale == "small":
+    config.lr_decay_epochs = config.lr_decay_epochs * small_epochs / config.num_epochs
     config.dataset = datasets.DEFAULT
+    config.train_split = "train"
     config.eval_split = "test"
-    config.batch_size = 32
-    config.eval_batch_size = 250
-    config.num_train_steps = small_steps
-    config.num_eval_steps = datasets.TEST_PER_CLASS * 10 // config.eval_batch_size  # 2,000
-    config.log_every_steps = 25
-    config.checkpoint_every_steps = 50
+    config.batch_size = 64
+    config.eval_batch_size = 500
+    config.num_epochs = small_epochs
+    config.num_train_steps = -1
+    config.num_eval_steps = -1  # the whole test split
+    config.eval_every_steps = 0  # at the end only
+    config.log_every_steps = 50
+    config.checkpoint_every_steps = 500
   elif scale == "tiny":
     config.batch_size = 16
     config.eval_batch_size = 32
     config.num_train_steps = 4
     config.num_eval_steps = 1
+    config.eval_every_steps = 0
     config.log_every_steps = 2
     config.checkpoint_every_steps = 4
   else:

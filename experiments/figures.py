@@ -1,0 +1,36 @@
+"""Writes the README's figure and prints its table of effects, from the committed small-scale
+results:
+
+    python -m experiments.figures                 # docs/figures/ablation_effects.png
+    python -m experiments.figures --results=results --out=/tmp/effects.png
+
+The figure has one line per ablation row: its paired difference of top-1 error to its base with
+the 95% interval, coloured by whether the paper's effect appears (inception_jax/sweeps/figures.py,
+the same code the notebooks draw with). The table (inception_jax/sweeps/summary.py) is the README's.
+"""
+
+from pathlib import Path
+
+from absl import app, flags
+
+from inception_jax.sweeps import figures, summary
+
+_RESULTS = flags.DEFINE_string("results", "results", "Folder with <sweep>_small/results.csv.")
+_OUT = flags.DEFINE_string("out", "docs/figures/ablation_effects.png", "The PNG to write.")
+SWEEPS = ("v1_ablations_small", "v3_ablations_small")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  found = {name: Path(_RESULTS.value, name, "results.csv") for name in SWEEPS}
+  missing = [str(p) for p in found.values() if not p.exists()]
+  if missing:
+    raise app.UsageError(f"no results table at {', '.join(missing)}; run the sweeps first")
+  rows = {name: figures.read_csv(path) for name, path in found.items()}
+  print(figures.save(figures.effects(rows), _OUT.value))
+  print(summary.effects_markdown({name.removesuffix("_small"): r for name, r in rows.items()}))
+
+
+if __name__ == "__main__":
+  app.run(main)

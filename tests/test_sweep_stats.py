@@ -1,0 +1,156 @@
+"""The paired comparisons of the result tables (inception_jax/sweeps/stats.py, report.py):
+by seed for trained rows, by test example for crop and ensemble rows."""
+
+import importlib
+import math
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers.sweeps import SimulatedTrainer
+from helpers.training import subprocess_env
+
+from inception_jax import sweeps
+from inception_jax.sweeps import figures, stats, summary
+from inception_jax.sweeps.metrics import predictions_path
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_seed_paired_difference_is_a_student_t_interval_of_the_error_differences():
+  base = {0: 0.80, 1: 0.78, 2: 0.82}
+  row = {0: 0.79, 1: 0.76, 2: 0.79, 7: 0.5}  # seed 7 has no partner: left out
+  d = stats.seed_paired(row, base)
+  diffs = [1.0, 2.0, 3.0]  # error differences in points: row errs more
+  mean, sd = 2.0, 1.0
+  half = 4.302652729911275 * sd / math.sqrt(3)  # t(0.975, 2 degrees of freedom)
+  assert (d.n, d.over) == (3, "seeds") and d.mean == pytest.approx(np.mean(diffs))
+  assert (d.low, d.high) == (pytest.approx(mean - half), pytest.approx(mean + half))
+  assert stats.seed_paired({0: 0.5}, {1: 0.5}) is None
+  one = stats.seed_paired({0: 0.7}, {0: 0.8})
+  assert one.mean == pytest.approx(10.0) and one.low is None  # one pair: no interval
+
+
+def test_example_paired_test_agrees_with_mcnemar_on_binary_outcomes():
+  rng = np.random.default_rng(0)
+  base = (rng.random(10_000) < 0.80).astype(float)
+  row = base.copy()
+  flip = rng.random(10_000)
+  row[(base == 0) & (flip < 0.12)] = 1  # the row gets some of the base's errors right
+  row[(base == 1) & (flip < 0.02)] = 0
+  d = stats.example_paired(row, base)
+  b, c = int(np.sum((base == 1) & (row == 0))), int(np.sum((base == 0) & (row == 1)))
+  assert d.mean == pytest.approx(100 * (b - c) / 10_000) and d.mean < 0
+  mcnemar_p = math.erfc(abs(b - c) / math.sqrt(b + c) / math.sqrt(2))
+  assert d.p_value == pytest.approx(mcnemar_p, rel=0.05, abs=1e-12)
+  assert d.high < 0 and stats.reading(d, "lower") == "appears"
+  assert stats.reading(d, "higher") == "goes the other way"
+  same = stats.example_paired(base, base)
+  assert same.mean == 0 and same.p_value == 1.0
+  noisy = stats.example_paired(base[::-1].copy(), base)
+  assert noisy.low < 0 < noisy.high and stats.reading(noisy, "lower") == "within the noise"
+  with pytest.raises(ValueError, match="must match"):
+    stats.example_paired(base[:5], base)
+
+
+def test_scores_and_ensembles_of_saved_predictions():
+  probs = np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5]], np.float32)
+  labels = np.array([1, 1, 0])
+  assert stats.scores(probs, labels) == {"top1": pytest.approx(1 / 3), "top5": 1.0, "count": 3}
+  other = np.array([[0.1, 0.1, 0.8], [0.1, 0.8, 0.1], [0.6, 0.2, 0.2]], np.float32)
+  mean, y = stats.ensemble([(probs, labels), (other, labels)])
+  np.testing.assert_allclose(mean, (probs + other) / 2)
+  assert stats.scores(mean, y)["top1"] == pytest.approx(2 / 3)
+  with pytest.raises(ValueError, match="different examples"):
+    stats.ensemble([(probs, labels), (other, labels[::-1])])
+
+
+def test_tables_pair_each_row_with_its_base_and_recompute_from_the_saved_predictions(tmp_path):
+  v1 = importlib.import_module("experiments.v1_ablations")
+  s = v1.make_sweep("tiny")
+  rows = sweeps.run_sweep(s, tmp_path, trainer=SimulatedTrainer(), log=lambda m: None)
+  by = {(r["ablation"], r["variant"]): r for r in rows}
+  # Trained rows against the ablation's base, by seed (tiny: seed 0 in common).
+  lrn = by[("norm", "googlenet_lrn")]
+  assert lrn["base"] == "googlenet" and lrn["paired_over"] == "1 seeds"
+  assert by[("norm", "googlenet")]["diff"] is None  # the base itself
+
+  # Crop and ensemble rows against 1 crop of the same models, by test example, recomputed here
+  # from the prediction files.
+  def correct(seed, crops):
+    p, y = sweeps.load_predictions(predictions_path(tmp_path, "googlenet", seed, crops))
+    return p, y, (p.argmax(1) == y).astype(float)
+
+  single = np.mean([correct(s_, 1)[2] for s_ in (0, 1)], axis=0)
+  ten = np.mean([correct(s_, 10)[2] for s_ in (0, 1)], axis=0)
+  row = by[("crops", "crops_10")]
+  assert row["diff"] == pytest.approx(100 * np.mean(single - ten))
+  assert row["paired_over"] == "16 examples" and row["p_value"] is not None
+  (p0, y, _), (p1, _, _) = correct(0, 144), correct(1, 144)
+  ens = ((p0 + p1).argmax(1) == y).astype(float)
+  assert by[("crops", "ensemble_144")]["diff"] == pytest.approx(100 * np.mean(single - ens))
+  assert by[("crops", "crops_1")]["diff"] is None
+  markdown = (tmp_path / "results.md").read_text()
+  assert "vs googlenet, 1 crop, single models (16 examples, p=" in markdown
+
+
+def test_cumulative_table_compares_each_row_with_the_row_above():
+  v3 = importlib.import_module("experiments.v3_ablations")
+  table3 = next(a for a in v3.make_sweep("tiny").ablations if a.name == "table3")
+  names = [v.name for v in table3.variants]
+  assert [table3.base_of(n) for n in names] == [None, *names[:-1]]
+  table2 = next(a for a in v3.make_sweep("tiny").ablations if a.name == "table2")
+  assert [table2.base_of(v.name) for v in table2.variants] == [None, "v3", "v3"]
+  with pytest.raises(ValueError, match="base 'nope'"):
+    sweeps.Ablation("x", "X", table2.variants, base="nope")
+
+
+def test_readme_figure_is_drawn_from_both_result_tables(tmp_path):
+  for name in ("v1_ablations", "v3_ablations"):
+    module = importlib.import_module(f"experiments.{name}")
+    sweeps.run_sweep(
+      module.make_sweep("tiny"),
+      tmp_path / f"{name}_small",
+      trainer=SimulatedTrainer(),
+      log=lambda m: None,
+    )
+  out = tmp_path / "effects.png"
+  env = subprocess_env()
+  printed = subprocess.run(
+    [sys.executable, "-m", "experiments.figures", f"--results={tmp_path}", f"--out={out}"],
+    cwd=ROOT,
+    env=env,
+    check=True,
+    capture_output=True,
+    text=True,
+  ).stdout
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+  # The effects table: every effect whose row exists at tiny scale, with its paired difference.
+  table = [line for line in printed.splitlines() if line.startswith("| ")][1:]
+  tiny_rows = {(sweep, a, v) for _, sweep, a, v in summary.EFFECTS if v != "naive_narrow"}
+  assert len(table) == len(tiny_rows)
+  crops = next(line for line in table if line.startswith("| multi-crop: 10 vs 1 crop |"))
+  assert "9.15 vs 10.07% top-5 err" in crops and "(16 examples)" in crops
+  missing = subprocess.run(
+    [sys.executable, "-m", "experiments.figures", f"--results={tmp_path / 'none'}"],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+  )
+  assert missing.returncode != 0 and "run the sweeps first" in missing.stderr
+
+
+def test_readme_shows_the_effects_table_and_figure_of_the_committed_results():
+  """The README's short table is the one `python -m experiments.figures` prints from results/,
+  so it cannot drift from the committed tables."""
+  rows = {
+    name: figures.read_csv(ROOT / "results" / f"{name}_small" / "results.csv")
+    for name in ("v1_ablations", "v3_ablations")
+  }
+  readme = (ROOT / "README.md").read_text()
+  assert summary.effects_markdown(rows) in readme
+  assert "docs/figures/ablation_effects.png" in readme
+  assert (ROOT / "docs" / "figures" / "ablation_effects.png").stat().st_size > 10_000
