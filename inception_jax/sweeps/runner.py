@@ -68,7 +68,9 @@ class Trainer:
     _enable_compilation_cache(config)
     mesh = parallel.make_mesh()
     model, variables = evaluate.load_workdirs(config, [workdir], mesh)
-    batch_size = config.eval_batch_size
+    # A batch holds every crop of its images (144 x 96 x 96 x 3 floats is 16 MB an image), so
+    # multi-crop batches are smaller.
+    batch_size = config.eval_batch_size if crops == 1 else min(config.eval_batch_size, 100)
     if num_examples > 0:
       batch_size = min(batch_size, num_examples)
     num_steps = -1 if num_examples <= 0 else math.ceil(num_examples / batch_size)
