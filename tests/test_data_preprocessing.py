@@ -278,3 +278,28 @@ def test_config_errors():
   with pytest.raises(ValueError, match="interpolation"):
     P.make_config({"interpolations": ("lanczos9",)})
   assert P.default_config().area_range == (0.08, 1.0)
+
+
+@pytest.mark.parametrize("method", sorted(P.INTERPOLATIONS))
+@pytest.mark.parametrize("shape", [(50, 70), (17, 23), (32, 32)])
+def test_uint8_resize_is_the_float_resize_rounded_and_saturated(method, shape):
+  # The device path's host resize skips passes (no float round trip for nearest, no clip for
+  # bilinear and area); its result must be tf.image.resize's, rounded half to even, saturated.
+  image = tf.constant(noise(*shape, seed=shape[0]))
+  expected = tf.saturate_cast(tf.round(tf.image.resize(image, [32, 32], method=method)), tf.uint8)
+  out = P.resize(image, [32, 32], method, uint8=True)
+  assert out.dtype == tf.uint8
+  np.testing.assert_array_equal(out.numpy(), expected.numpy())
+  if method == "bicubic" and shape != (32, 32):  # noise makes bicubic overshoot: saturated
+    raw = tf.image.resize(image, [32, 32], method=method).numpy()
+    assert raw.max() > 255.5 and raw.min() < -0.5
+
+
+def test_random_uint8_resize_draws_the_same_method_as_the_float_one():
+  image = tf.constant(noise(40, 60))
+  methods = tuple(sorted(P.INTERPOLATIONS))
+  for seed in range(8):
+    s = tf.constant([seed, 1])
+    f = P.random_resize(image, [24, 24], s, methods)
+    u = P.random_resize(image, [24, 24], s, methods, uint8=True)
+    np.testing.assert_array_equal(u.numpy(), tf.saturate_cast(tf.round(f), tf.uint8).numpy())

@@ -338,17 +338,31 @@ def finish_image(image: tf.Tensor, draws: tf.Tensor, config) -> tf.Tensor:
   return tf.clip_by_value(out, min(lo, hi), max(lo, hi))
 
 
-def resize(image: tf.Tensor, size, method: str = "bilinear") -> tf.Tensor:
-  """Resizes to `size` ([height, width]); returns float32 on the input's value scale."""
-  return tf.cast(tf.image.resize(image, size, method=INTERPOLATIONS[method]), tf.float32)
+def resize(image: tf.Tensor, size, method: str = "bilinear", uint8: bool = False) -> tf.Tensor:
+  """Resizes to `size` ([height, width]); returns float32 on the input's value scale, or with
+  `uint8` (for a uint8 image) the float result rounded half to even and saturated to uint8.
+
+  The uint8 result takes the fewest passes: nearest neighbour copies uint8 pixels (no float
+  round trip), bilinear and area average pixels and cannot leave [0, 255] (no clip), bicubic
+  overshoots and is saturated.
+  """
+  if uint8 and method == "nearest":
+    return tf.image.resize(image, size, method=INTERPOLATIONS[method])
+  out = tf.cast(tf.image.resize(image, size, method=INTERPOLATIONS[method]), tf.float32)
+  if not uint8:
+    return out
+  if method in ("bilinear", "area"):
+    return tf.cast(tf.round(out), tf.uint8)
+  return tf.saturate_cast(tf.round(out), tf.uint8)
 
 
-def random_resize(image: tf.Tensor, size, seed: tf.Tensor, methods) -> tf.Tensor:
-  """Resizes with an interpolation drawn uniformly from `methods` (slim's random selector)."""
+def random_resize(image: tf.Tensor, size, seed: tf.Tensor, methods, uint8: bool = False):
+  """Resizes with an interpolation drawn uniformly from `methods` (slim's random selector);
+  float32, or uint8 with `uint8` (see resize)."""
   if len(methods) == 1:
-    return resize(image, size, methods[0])
+    return resize(image, size, methods[0], uint8)
   choice = tf.random.stateless_uniform([], seed, 0, len(methods), dtype=tf.int32)
-  out = tf.switch_case(choice, [lambda m=m: resize(image, size, m) for m in methods])
+  out = tf.switch_case(choice, [lambda m=m: resize(image, size, m, uint8) for m in methods])
   out.set_shape([size[0], size[1], 3])
   return out
 
@@ -385,12 +399,13 @@ def train_image(encoded: tf.Tensor, seed: tf.Tensor, image_size: int, config) ->
   if config.flip and not on_device:
     image = tf.image.stateless_random_flip_left_right(image, seeds[2])
   size = [image_size, image_size]
+  # On the device path the resize rounds to uint8 (bicubic overshoots: saturated, as the host
+  # path's clip to [0, 1] does).
   if config.random_interpolation:
-    image = random_resize(image, size, seeds[1], tuple(config.interpolations))
+    image = random_resize(image, size, seeds[1], tuple(config.interpolations), on_device)
   else:
-    image = resize(image, size, config.interpolation)
-  if on_device:  # bicubic overshoots: saturate, as the host path's clip to [0, 1] does
-    image = tf.saturate_cast(tf.round(image), tf.uint8)
+    image = resize(image, size, config.interpolation, on_device)
+  if on_device:
     if config.flip:  # the same draw; flipping the smaller image is cheaper
       image = tf.image.stateless_random_flip_left_right(image, seeds[2])
   elif config.color_distortion and config.color_impl == "tf":
