@@ -62,10 +62,10 @@ def base_config(scale: str) -> ml_collections.ConfigDict:
     c = v3.get_config()
     c.model_overrides.width_multiplier = 0.25
     # Choices of the scale (docs/EXPERIMENTS.md), as in v1_ablations: crops of at least half the
-    # image, no photometric distortion; the `local` preset's rate (0.045 per batch of 64: the
-    # linear rule from 0.045 at 1,600 is too slow for a short run) and BatchNorm decay (0.99: the
-    # released 0.9997 averages over more steps than the run has); an averaging horizon of ~1,000
-    # steps.
+    # image, no photometric distortion; the `:local` preset's rate, 0.045 per batch of 64 (the
+    # linear rule from 0.045 at 1,600 is too slow for a short run; 0.0225 and 0.09 did worse on
+    # the base's seed 0: docs/EXPERIMENTS.md) and BatchNorm decay (0.99: the released 0.9997
+    # averages over more steps than the run has); an averaging horizon of ~1,000 steps.
     c.preprocess.area_range = (0.5, 1.0)
     c.preprocess.color_distortion = False
     c.base_batch_size = 64
