@@ -28,7 +28,8 @@ def main(argv):
   if missing:
     raise app.UsageError(f"no results table at {', '.join(missing)}; run the sweeps first")
   rows = {name: figures.read_csv(path) for name, path in found.items()}
-  print(figures.save(figures.effects(rows), _OUT.value))
+  digest = figures.results_digest(found.values())
+  print(figures.save(figures.effects(rows), _OUT.value, source=f"results {digest}"))
   print(summary.effects_markdown({name.removesuffix("_small"): r for name, r in rows.items()}))
 
 

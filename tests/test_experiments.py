@@ -359,8 +359,13 @@ def test_small_scale_rows_differ_from_their_base_only_in_the_ablated_switch(abla
         continue
       row, ref = flat(s.config(v.name, 1)), flat(s.config(base, 1))
       differing = {k for k in row.keys() | ref.keys() if row.get(k) != ref.get(k)}
-      allowed = set(v.overrides) | set(s.variants()[base].overrides)
-      assert differing <= allowed, (ablation.name, v.name, differing - allowed)
+      # The switch: the fields the two rows set to different values (Table 3's cumulative rows
+      # inherit the row above's overrides; those are equal, so not part of the switch).
+      theirs = s.variants()[base].overrides
+      switch = {
+        k for k in v.overrides.keys() | theirs.keys() if v.overrides.get(k) != theirs.get(k)
+      }
+      assert differing <= switch, (ablation.name, v.name, differing - switch)
       assert differing, (ablation.name, v.name)  # and it does differ
       checked += 1
-  assert checked >= 4
+  assert checked >= 3

@@ -20,6 +20,7 @@ pytest.importorskip("matplotlib")
 from helpers.sweeps import SimulatedTrainer  # noqa: E402
 
 from inception_jax import sweeps  # noqa: E402
+from inception_jax.sweeps import figures  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -117,6 +118,8 @@ def test_ablation_notebooks_are_committed_executed_on_the_committed_results(note
   with open(ROOT / "results" / f"{name}_small" / "results.csv") as f:
     rows = sum(1 for _ in f) - 1
   assert printed.startswith(f"{name}_small {rows} rows,") and "scale: small" in printed, printed
+  digest = figures.results_digest([ROOT / "results" / f"{name}_small" / "results.csv"])
+  assert f"drawn from results {digest}" in printed, "re-execute it on the committed results"
   images = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
   assert len(images) >= 4  # beside the paper, effects, cost vs accuracy, learning curves
   assert not [o for c in code for o in c.outputs if o.get("output_type") == "error"]

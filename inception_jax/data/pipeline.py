@@ -155,10 +155,13 @@ class TrainIterator(_Iterator):
 
 
 class EvalIterator(_Iterator):
-  """Finite iterator of {"image": [B_local, C, S, S, 3], "label": [B_local], "mask": [B_local]}.
+  """Finite iterator of {"image": [B_local, C, S, S, 3], "label": [B_local], "mask": [B_local],
+  "index": [B_local]}.
 
   Every host yields `len(it)` batches (the same number on every host); padding examples have
-  mask False, label 0 and zero images.
+  mask False, label 0, zero images and index -1. `index` is each example's position in the whole
+  split (hosts read contiguous slices), so per-example outputs gathered from several hosts can be
+  put back in the split's order.
   """
 
   def __init__(
@@ -169,9 +172,11 @@ class EvalIterator(_Iterator):
     num_batches: int,
     batch_size: int,
     image_shape: tuple[int, ...],
+    first_index: int = 0,
     **kwargs,
   ):
     super().__init__(ds, first_position=0, **kwargs)
+    self.first_index = first_index
     self.num_examples = num_examples
     self.num_batches = num_batches
     self.batch_size = batch_size
@@ -189,6 +194,7 @@ class EvalIterator(_Iterator):
       batch = {
         "image": np.zeros((0, *self._image_shape), np.float32),
         "label": np.zeros((0,), np.int32),
+        "index": np.zeros((0,), np.int64),
       }
     return {
       "image": np.concatenate([batch["image"], np.zeros((pad, *self._image_shape), np.float32)])
@@ -196,6 +202,7 @@ class EvalIterator(_Iterator):
       else batch["image"],
       "label": np.concatenate([batch["label"], np.zeros((pad,), np.int32)]),
       "mask": np.arange(self.batch_size) < n,
+      "index": np.concatenate([batch["index"], np.full((pad,), -1, np.int64)]),
     }
 
   def __next__(self) -> dict[str, np.ndarray]:
@@ -205,7 +212,9 @@ class EvalIterator(_Iterator):
     if not self._exhausted:
       try:
         batch = self._next_raw()
-        self._account(batch.pop("position"))
+        positions = batch.pop("position")
+        self._account(positions)
+        batch["index"] = np.asarray(positions, np.int64) + self.first_index
         self._check_labels(batch["label"])
       except StopIteration:
         self._exhausted = True
@@ -453,6 +462,7 @@ def create_eval_iterator(
     num_batches=num_batches,
     batch_size=batch_size,
     image_shape=(crops, image_size, image_size, 3),
+    first_index=start,
     describe=describe,
     num_classes=source.info.num_classes,
     on_corrupt=on_corrupt,

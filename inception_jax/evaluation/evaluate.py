@@ -78,9 +78,10 @@ class Evaluator:
     """For each name, the probabilities of its models (one, or an ensemble) are averaged.
 
     Returns {name: {"loss", "top1", "top5", "count"}} with loss and accuracies per example, and
-    with `keep_probabilities` also "probabilities" [count, K] and "labels" [count] (numpy, in the
-    order of the batches, padding removed): the per-example predictions that paired tests and
-    ensembles of separately evaluated models need.
+    with `keep_probabilities` also "probabilities" [count, K], "labels" [count] and "index"
+    [count] (numpy, padding removed, in the split's order when the batches carry each example's
+    `index`, as `data.create_eval_iterator`'s do, whatever the batch size and process count): the
+    per-example predictions that paired tests and ensembles of separately evaluated models need.
     """
     totals = {name: {} for name in members}
     kept = {name: [] for name in members}
@@ -91,9 +92,11 @@ class Evaluator:
         for k, v in parallel.fetch(sums).items():
           totals[name][k] = totals[name].get(k, 0.0) + float(v)
         if outputs is not None:
-          probs, labels, mask = parallel.fetch(outputs)
+          probs, labels, mask, index = parallel.fetch(outputs)
           keep = np.asarray(mask, bool)
-          kept[name].append((np.asarray(probs, np.float32)[keep], np.asarray(labels)[keep]))
+          kept[name].append(
+            (np.asarray(probs, np.float32)[keep], np.asarray(labels)[keep], np.asarray(index)[keep])
+          )
 
     start = time.time()
     for i, batch in enumerate(batches):
@@ -107,7 +110,10 @@ class Evaluator:
         sums = self._sums(probs, batch["label"], batch["mask"])
         outputs = None
         if keep_probabilities:
-          outputs = self._gather(probs, batch["label"], batch["mask"])
+          index = batch.get("index")
+          if index is None:  # batches without an index keep their order
+            index = jnp.cumsum(jnp.ones_like(batch["label"])) + i * batch["label"].shape[0]
+          outputs = self._gather(probs, batch["label"], batch["mask"], index)
         pending.append((name, sums, outputs))
       # The previous batch's sums are fetched once this batch is queued: the device never waits
       # for the host, and at most two batches are in flight.
@@ -124,8 +130,11 @@ class Evaluator:
         "count": t.get("count", 0.0),
       }
       if keep_probabilities:
-        results[name]["probabilities"] = np.concatenate([p for p, _ in kept[name]])
-        results[name]["labels"] = np.concatenate([y for _, y in kept[name]])
+        index = np.concatenate([x for _, _, x in kept[name]])
+        order = np.argsort(index, kind="stable")
+        results[name]["probabilities"] = np.concatenate([p for p, _, _ in kept[name]])[order]
+        results[name]["labels"] = np.concatenate([y for _, y, _ in kept[name]])[order]
+        results[name]["index"] = index[order]
     return results
 
 

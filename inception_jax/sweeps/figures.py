@@ -12,6 +12,7 @@ of curves.csv and returns a matplotlib Figure:
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import os
 import statistics
@@ -88,8 +89,9 @@ def beside_paper(rows: Sequence[Row]) -> Figure:
   for ax, name in zip(axes[0], ablations, strict=False):
     panel = [r for r in error_rows if r["ablation"] == name]
     x = range(len(panel))
-    paper = [number(r["paper_value"]) or 0.0 for r in panel]
-    ours = [number(r["ours"]) or 0.0 for r in panel]
+    nan = float("nan")  # no bar where there is no figure
+    paper = [v if (v := number(r["paper_value"])) is not None else nan for r in panel]
+    ours = [v if (v := number(r["ours"])) is not None else nan for r in panel]
     ax.bar([i - 0.2 for i in x], paper, 0.4, label="paper (ImageNet)", color="#999")
     ax.bar(
       [i + 0.2 for i in x],
@@ -163,9 +165,19 @@ def learning_curves(curves: Sequence[Row]) -> Figure:
   return fig
 
 
-def save(fig: Figure, path: str | os.PathLike) -> Path:
+def save(fig: Figure, path: str | os.PathLike, source: str = "") -> Path:
+  """Writes a PNG; `source` (e.g. `results_digest` of the tables it was drawn from) goes into its
+  metadata, so a test can tell a stale figure from a fresh one."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=110, metadata={"Source": source} if source else None)
   plt.close(fig)
   return path
+
+
+def results_digest(paths: Sequence[str | os.PathLike]) -> str:
+  """A short digest of result tables' bytes: what a figure or notebook was drawn from."""
+  h = hashlib.sha256()
+  for p in paths:
+    h.update(Path(p).read_bytes())
+  return h.hexdigest()[:16]

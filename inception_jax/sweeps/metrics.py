@@ -40,3 +40,13 @@ def load_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
   """(probabilities [N, K], labels [N]) saved by the runner."""
   with np.load(path) as f:
     return f["probabilities"], f["labels"]
+
+
+def finished_seeds(workdir: str | os.PathLike, name: str, seeds: Sequence[int]) -> list[int]:
+  """The seeds of `name` whose training finished without diverging (result.json written)."""
+  out = []
+  for seed in seeds:
+    path = Path(workdir) / name / f"seed{seed}" / "result.json"
+    if path.exists() and "diverged" not in json.loads(path.read_text()):
+      out.append(seed)
+  return out

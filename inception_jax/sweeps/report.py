@@ -25,7 +25,12 @@ import numpy as np
 
 from inception_jax import accounting, data, models
 from inception_jax.sweeps import datasets, stats
-from inception_jax.sweeps.metrics import load_predictions, predictions_path, read_metrics
+from inception_jax.sweeps.metrics import (
+  finished_seeds,
+  load_predictions,
+  predictions_path,
+  read_metrics,
+)
 from inception_jax.sweeps.spec import COST_METRICS, ERROR_METRICS, Ablation, Sweep, Variant
 
 CSV_COLUMNS = (
@@ -177,6 +182,7 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
         steps = results[0]["steps"] if results else None
         wall = sum(r["wall_s"] for r in results) if results else None
         seed_top1 = {r["seed"]: result_top1(r) for r in results if "diverged" not in r}
+        diverged_seeds = [r["seed"] for r in results if "diverged" in r]
         examples = {
           len(load_predictions(predictions_path(workdir, v.name, s, 1))[1])
           for s in seed_top1
@@ -194,7 +200,7 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
         raw1 = [None]
         steps = None
         wall = evaluation.get("wall_s")
-        seed_top1 = {}
+        seed_top1, diverged_seeds = {}, []
         examples = {r["count"] for r in runs if "count" in r}
       err1, err1_std = _mean_std([100 * (1 - x) for x in top1])
       err5, err5_std = _mean_std([100 * (1 - x) for x in top5])
@@ -218,6 +224,7 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
         "p_value": None,
         "reading": "",
         "_seed_top1": seed_top1,
+        "_diverged": diverged_seeds,
         "difference": None,
         "comparable": "",
         "top1_err": err1,
@@ -255,16 +262,17 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
 
 def _correctness(
   sweep: Sweep, workdir: Path, names: Sequence[str], crops: int, ensemble: bool
-) -> np.ndarray | None:
-  """Per-example top-1 correctness: of the ensemble of every seed of `names`, or averaged over
-  the seeds' single models; None while a prediction file is missing."""
-  members = [(n, s) for n in names for s in sweep.seeds_of(n)]
-  if not all(predictions_path(workdir, n, s, crops).exists() for n, s in members):
+) -> tuple[np.ndarray, np.ndarray] | None:
+  """(per-example top-1 correctness, labels): of the ensemble of every finished seed of `names`,
+  or averaged over the seeds' single models; None while a prediction file is missing."""
+  members = [(n, s) for n in names for s in finished_seeds(workdir, n, sweep.seeds_of(n))]
+  paths = [predictions_path(workdir, n, s, crops) for n, s in members]
+  if not members or not all(p.exists() for p in paths):
     return None
-  loaded = [load_predictions(predictions_path(workdir, n, s, crops)) for n, s in members]
+  probs, labels = stats.ensemble([load_predictions(p) for p in paths])  # checks the labels
   if ensemble:
-    return stats.correct(*stats.ensemble(loaded))
-  return np.mean([stats.correct(p, y) for p, y in loaded], axis=0)
+    return stats.correct(probs, labels), labels
+  return np.mean([stats.correct(load_predictions(p)[0], labels) for p in paths], axis=0), labels
 
 
 def _expected(v: Variant, base: Variant | None) -> str | None:
@@ -285,7 +293,7 @@ def _add_differences(
   variants = {v.name: v for v in ablation.variants}
   for v in ablation.variants:
     row = by_name[v.name]
-    difference = None
+    difference, diverged = None, ""
     if v.trained:
       base_name = ablation.base_of(v.name)
       if base_name is None:
@@ -293,6 +301,9 @@ def _add_differences(
       row["base"] = base_name
       difference = stats.seed_paired(row["_seed_top1"], by_name[base_name]["_seed_top1"])
       base = variants[base_name]
+      lost = sorted(set(row["_diverged"]) | set(by_name[base_name]["_diverged"]))
+      if lost:  # a diverged run is a result too: the pairs left say nothing about it
+        diverged = f"; seed(s) {' '.join(map(str, lost))} diverged, left out"
     else:
       names = [v.evaluates] if v.evaluates else list(v.ensemble)
       if v.evaluates and v.crops == 1:
@@ -301,16 +312,22 @@ def _add_differences(
       ours = _correctness(sweep, workdir, names, v.crops, ensemble=bool(v.ensemble))
       reference = _correctness(sweep, workdir, names, 1, ensemble=False)
       if ours is not None and reference is not None:
-        difference = stats.example_paired(ours, reference)
+        if not np.array_equal(ours[1], reference[1]):
+          raise ValueError(
+            f"{v.name}: its predictions and the 1-crop ones are not of the same test examples in "
+            f"the same order; delete {workdir}/<variant>/seed*/predictions_c*.npz and rerun"
+          )
+        difference = stats.example_paired(ours[0], reference[0])
       base = None
     if difference is not None:
+      over = difference.over[:-1] if difference.n == 1 else difference.over  # "1 seed"
       row.update(
         diff=difference.mean,
         diff_low=difference.low,
         diff_high=difference.high,
-        paired_over=f"{difference.n} {difference.over}",
+        paired_over=f"{difference.n} {over}{diverged}",
         p_value=difference.p_value,
-        reading=stats.reading(difference, _expected(v, base)),
+        reading="" if diverged else stats.reading(difference, _expected(v, base)),
       )
 
 

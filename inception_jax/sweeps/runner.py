@@ -18,6 +18,7 @@ pass a double (tests/helpers/sweeps.py) with the same three methods.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -36,7 +38,7 @@ from inception_jax.evaluation import evaluate
 from inception_jax.sweeps import datasets, report, stats
 from inception_jax.sweeps.metrics import (
   final_eval,
-  load_predictions,
+  finished_seeds,
   predictions_path,
   read_metrics,
 )
@@ -71,6 +73,8 @@ class Trainer:
     # A batch holds every crop of its images (144 x 96 x 96 x 3 floats is 16 MB an image), so
     # multi-crop batches are smaller.
     batch_size = config.eval_batch_size if crops == 1 else min(config.eval_batch_size, 100)
+    devices = jax.device_count()
+    batch_size = max(devices, batch_size // devices * devices)  # whole batches per device
     if num_examples > 0:
       batch_size = min(batch_size, num_examples)
     num_steps = -1 if num_examples <= 0 else math.ceil(num_examples / batch_size)
@@ -129,15 +133,40 @@ def run_sweep(
   return rows
 
 
+def check_run_config(run_dir: Path, config: ml_collections.ConfigDict) -> None:
+  """A run directory started with another config (the recipe or the data changed since) is
+  refused, not silently reused or resumed: its results would sit in the table under this one."""
+  record = run_dir / "config.0.json"
+  if not record.exists():
+    return
+  started, now = json.loads(record.read_text()), json.loads(config.to_json_best_effort())
+  differing = sorted(_flat_differences(started, now))
+  if differing:
+    raise ValueError(
+      f"{run_dir} was started with another config ({', '.join(differing[:5])} differ); move it "
+      "away to train this row again, or pass another --workdir"
+    )
+
+
+def _flat_differences(a: Any, b: Any, prefix: str = "") -> set[str]:
+  if isinstance(a, dict) and isinstance(b, dict):
+    out: set[str] = set()
+    for k in a.keys() | b.keys():
+      out |= _flat_differences(a.get(k), b.get(k), f"{prefix}{k}.")
+    return out
+  return set() if a == b else {prefix.rstrip(".")}
+
+
 def _train_one(sweep: Sweep, name: str, seed: int, workdir: Path, trainer, log) -> None:
   run_dir = workdir / name / f"seed{seed}"
   result_path = run_dir / "result.json"
+  config = sweep.config(name, seed)
+  check_run_config(run_dir, config)
   if result_path.exists():
     if "diverged" not in json.loads(result_path.read_text()):
       predictions(sweep, name, seed, 1, workdir, trainer)
     log(f"[{sweep.name}] {name} seed {seed}: done, skipped")
     return
-  config = sweep.config(name, seed)
   num_steps = trainer.num_steps(config)
   log(f"[{sweep.name}] {name} seed {seed}: training {num_steps} steps in {run_dir}")
   wall_path = run_dir / "wall.json"  # wall time summed over interrupted and resumed attempts
@@ -164,9 +193,18 @@ def _train_one(sweep: Sweep, name: str, seed: int, workdir: Path, trainer, log) 
   final = final_eval(read_metrics(run_dir), num_steps)
   if final is None:
     raise SweepInterrupted(f"{name} seed {seed} stopped before step {num_steps}; rerun to resume")
-  result = {"variant": name, "seed": seed, "steps": num_steps, "wall_s": wall, **final}
+  start = time.time()
+  _, labels = predictions(sweep, name, seed, 1, workdir, trainer)
+  wall += time.time() - start  # the saved 1-crop predictions belong to the run's cost
+  result = {
+    "variant": name,
+    "seed": seed,
+    "steps": num_steps,
+    "wall_s": wall,
+    "test_examples": len(labels),
+    **final,
+  }
   _write_json(result_path, result)
-  predictions(sweep, name, seed, 1, workdir, trainer)
   log(f"[{sweep.name}] {name} seed {seed}: top-1 {report.result_top1(result):.4f} in {wall:.0f}s")
 
 
@@ -175,39 +213,54 @@ def predictions(
 ) -> tuple[np.ndarray, np.ndarray]:
   """The per-example predictions of one trained run with `crops` crops: computed once, saved."""
   path = predictions_path(workdir, name, seed, crops)
+  config = sweep.config(name, seed)
+  fingerprint = prediction_fingerprint(config, crops, sweep.eval_examples)
   if path.exists():
-    return load_predictions(path)
+    with np.load(path) as f:
+      # Files without a fingerprint predate it (2026-12-01's first chunk); the run's config.0.json
+      # is checked against the config before any of its files is used (check_run_config).
+      if "fingerprint" not in f or str(f["fingerprint"]) == fingerprint:
+        return f["probabilities"], f["labels"]
   run_dir = workdir / name / f"seed{seed}"
-  probs, labels = trainer.predict(
-    sweep.config(name, seed), str(run_dir), crops, sweep.eval_examples
-  )
+  probs, labels = trainer.predict(config, str(run_dir), crops, sweep.eval_examples)
   probs, labels = np.asarray(probs, np.float32), np.asarray(labels, np.int32)
   tmp = path.with_suffix(".tmp")
   with open(tmp, "wb") as f:
-    np.savez(f, probabilities=probs, labels=labels)
+    np.savez(f, probabilities=probs, labels=labels, fingerprint=np.array(fingerprint))
   tmp.replace(path)  # atomic: complete or absent
   return probs, labels
 
 
+def prediction_fingerprint(config: ml_collections.ConfigDict, crops: int, examples: int) -> str:
+  """What a predictions file was computed from: the run's config, the crops, the examples."""
+  text = f"{config.to_json_best_effort(sort_keys=True)}|crops={crops}|examples={examples}"
+  return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _evaluate_one(sweep: Sweep, v: Variant, workdir: Path, trainer, log) -> None:
   path = workdir / v.name / "eval.json"
-  if path.exists():
+  # The trained runs this row evaluates: every seed that finished without diverging.
+  members = [
+    [n, s]
+    for n in ([v.evaluates] if v.evaluates else v.ensemble)
+    for s in finished_seeds(workdir, n, sweep.seeds_of(n))
+  ]
+  if path.exists() and json.loads(path.read_text()).get("members", members) == members:
     log(f"[{sweep.name}] {v.name}: done, skipped")
     return
   start = time.time()
+  outputs = [predictions(sweep, n, s, v.crops, workdir, trainer) for n, s in members]
   if v.evaluates:
-    runs = [
-      stats.scores(*predictions(sweep, v.evaluates, s, v.crops, workdir, trainer)) | {"seed": s}
-      for s in sweep.seeds_of(v.evaluates)
-    ]
+    runs = [stats.scores(*o) | {"seed": s} for o, (_, s) in zip(outputs, members, strict=True)]
   else:
-    members = [
-      predictions(sweep, n, s, v.crops, workdir, trainer)
-      for n in v.ensemble
-      for s in sweep.seeds_of(n)
-    ]
-    runs = [stats.scores(*stats.ensemble(members)) | {"models": len(members)}]
-  result = {"variant": v.name, "crops": v.crops, "runs": runs, "wall_s": time.time() - start}
+    runs = [stats.scores(*stats.ensemble(outputs)) | {"models": len(outputs)}]
+  result = {
+    "variant": v.name,
+    "crops": v.crops,
+    "members": members,
+    "runs": runs,
+    "wall_s": time.time() - start,
+  }
   _write_json(path, result)
   log(
     f"[{sweep.name}] {v.name}: top-1 {statistics.mean(r['top1'] for r in runs):.4f} "

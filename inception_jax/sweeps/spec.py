@@ -62,8 +62,9 @@ class Variant:
   (one variant, each seed evaluated on its own, mean and spread) or `ensemble` (all seeds of the
   listed variants averaged into one prediction), with `crops` 1, 10 or 144.
 
-  `expect`: the paper's direction for this row's top-1 error against its base ("lower" or
-  "higher"; report.py reads the effect against it). Default: from the two rows' paper figures
+  `expect`: the paper's direction for this row's top-1 error against its base ("lower",
+  "higher", or "same": the base loses nothing against this row; report.py reads the effect
+  against it). Default: from the two rows' paper figures
   when both give the same metric; for crop and ensemble rows "lower" (GoogLeNet Table 3)."""
 
   name: str
@@ -76,8 +77,8 @@ class Variant:
   expect: str | None = None
 
   def __post_init__(self):
-    if self.expect not in (None, "lower", "higher"):
-      raise ValueError(f"expect must be 'lower', 'higher' or None, got {self.expect!r}")
+    if self.expect not in (None, "lower", "higher", "same"):
+      raise ValueError(f"expect must be 'lower', 'higher', 'same' or None, got {self.expect!r}")
 
   @property
   def trained(self) -> bool:

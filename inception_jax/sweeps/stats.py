@@ -9,7 +9,9 @@ Two kinds of pairing, each against the row's base (report.py decides which row t
     images; the effect is the mean over examples of the difference in top-1 correctness
     (each example's correctness averaged over the seeds where a row has several models), with a
     normal 95% interval and a two-sided p-value of the paired test (for 0/1 correctness of one
-    model this is McNemar's test in its normal form).
+    model it is asymptotically McNemar's test: its variance is the sample's, not b + c).
+The two intervals answer different questions: over seeds, how much training noise there is on
+this one test set; over examples, how much test-set sampling there is for these trained models.
 Differences are in percentage points of top-1 error: negative means the row errs less than its
 base.
 """
@@ -108,10 +110,13 @@ def example_paired(row: np.ndarray, base: np.ndarray) -> Difference:
 
 
 def reading(difference: Difference | None, expect: str | None) -> str:
-  """Which way the effect went against the paper's direction (`expect`: the row's error is
-  "lower" or "higher" than its base's in the paper): appears / within the noise / other way."""
+  """Which way the effect went against the paper's claim (`expect`: the row's error is "lower"
+  or "higher" than its base's, or "same": the base loses nothing against the row, as Figure 2b's
+  reductions against 2a): appears / within the noise / goes the other way."""
   if difference is None or expect is None or difference.low is None:
     return ""
+  if expect == "same":  # only a row significantly better than its base contradicts the claim
+    return "goes the other way" if difference.high < 0 else "appears"
   if not difference.excludes_zero():
     return "within the noise"
   lower = difference.high < 0

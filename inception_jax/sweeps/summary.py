@@ -21,8 +21,8 @@ EFFECTS = (
   ("aux heads (weight 1.0 vs 0.3)", "v1_ablations", "aux", "aux_weight_1"),
   ("multi-crop: 10 vs 1 crop", "v1_ablations", "crops", "crops_10"),
   ("multi-crop: 144 vs 1 crop", "v1_ablations", "crops", "crops_144"),
-  ("ensemble of 3, 1 crop, vs 1 model", "v1_ablations", "crops", "ensemble_1"),
-  ("ensemble of 3, 144 crops, vs 1 model 1 crop", "v1_ablations", "crops", "ensemble_144"),
+  ("ensemble of the seeds, 1 crop, vs 1 model", "v1_ablations", "crops", "ensemble_1"),
+  ("ensemble of the seeds, 144 crops, vs 1 model 1 crop", "v1_ablations", "crops", "ensemble_144"),
   ("Inception-v2 vs BN-Inception", "v3_ablations", "table3", "v2"),
   ("RMSProp (vs SGD)", "v3_ablations", "table3", "v2_rmsprop"),
   ("label smoothing", "v3_ablations", "table3", "v2_rmsprop_ls"),
@@ -46,9 +46,12 @@ def _paper(rows: Sequence[Mapping[str, str]], r: Mapping[str, str]) -> str:
   same_table = [b for b in rows if b["ablation"] == r["ablation"] and b is not r]
   # A crop or ensemble row's base is 1 crop of the same models: the table's first row.
   base = next((b for b in same_table if b["variant"] == r["base"]), None) or next(
-    (b for b in same_table if b["paper_metric"] == r["paper_metric"] and not r["steps"]), None
+    (b for b in same_table if b["paper_metric"] == r["paper_metric"] and not b["steps"]), None
   )
   if not r["paper"] or r["paper_metric"] not in ("top-1 err", "top-5 err"):
+    if base is not None and number(base.get("full_macs")) and number(r.get("full_macs")):
+      ratio = number(r["full_macs"]) / number(base["full_macs"])
+      return f"no accuracy figure; {ratio:.1f}x the base's multiply-adds at full size"
     return "no accuracy figure"
   if base is None or base["paper_metric"] != r["paper_metric"]:
     return f"{r['paper_value']}% {r['paper_metric']}"
