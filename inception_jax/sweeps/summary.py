@@ -51,7 +51,8 @@ def _paper(rows: Sequence[Mapping[str, str]], r: Mapping[str, str]) -> str:
   if not r["paper"] or r["paper_metric"] not in ("top-1 err", "top-5 err"):
     if base is not None and number(base.get("full_macs")) and number(r.get("full_macs")):
       ratio = number(r["full_macs"]) / number(base["full_macs"])
-      return f"no accuracy figure; {ratio:.1f}x the base's multiply-adds at full size"
+      if abs(ratio - 1) > 0.05:  # a cost ablation: say what the row costs
+        return f"no accuracy figure; {ratio:.1f}x the base's multiply-adds at full size"
     return "no accuracy figure"
   if base is None or base["paper_metric"] != r["paper_metric"]:
     return f"{r['paper_value']}% {r['paper_metric']}"
