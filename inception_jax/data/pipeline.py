@@ -155,14 +155,11 @@ class TrainIterator(_Iterator):
 
 
 class EvalIterator(_Iterator):
-  """Finite iterator of {"image": [B_local, C, S, S, 3], "label": [B_local], "mask": [B_local],
-  "index": [B_local]}.
+  """Finite iterator of {"image": [B_local, C, S, S, 3], "label", "mask", "index": [B_local]}.
 
   Every host yields `len(it)` batches (the same number on every host); padding examples have
-  mask False, label 0, zero images and index -1. `index` is each example's position in the whole
-  split (hosts read contiguous slices), so per-example outputs gathered from several hosts can be
-  put back in the split's order.
-  """
+  mask False, label 0, zero images and index -1. `index`: each example's position in the split
+  (hosts read contiguous slices), to put outputs gathered from several hosts back in order."""
 
   def __init__(
     self,
