@@ -183,10 +183,13 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
         wall = sum(r["wall_s"] for r in results) if results else None
         seed_top1 = {r["seed"]: result_top1(r) for r in results if "diverged" not in r}
         diverged_seeds = [r["seed"] for r in results if "diverged" in r]
+        # result.json counts them; runs of the first chunk predate that field.
         examples = {
-          len(load_predictions(predictions_path(workdir, v.name, s, 1))[1])
-          for s in seed_top1
-          if predictions_path(workdir, v.name, s, 1).exists()
+          r.get("test_examples")
+          or len(load_predictions(predictions_path(workdir, v.name, r["seed"], 1))[1])
+          for r in results
+          if r["seed"] in seed_top1
+          and ("test_examples" in r or predictions_path(workdir, v.name, r["seed"], 1).exists())
         }
       else:
         p = workdir / v.name / "eval.json"
@@ -269,10 +272,11 @@ def _correctness(
   paths = [predictions_path(workdir, n, s, crops) for n, s in members]
   if not members or not all(p.exists() for p in paths):
     return None
-  probs, labels = stats.ensemble([load_predictions(p) for p in paths])  # checks the labels
+  loaded = [load_predictions(p) for p in paths]  # each file read once
+  probs, labels = stats.ensemble(loaded)  # checks that the labels agree
   if ensemble:
     return stats.correct(probs, labels), labels
-  return np.mean([stats.correct(load_predictions(p)[0], labels) for p in paths], axis=0), labels
+  return np.mean([stats.correct(p, labels) for p, _ in loaded], axis=0), labels
 
 
 def _expected(v: Variant, base: Variant | None) -> str | None:
