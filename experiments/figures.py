@@ -13,7 +13,12 @@ from pathlib import Path
 
 from absl import app, flags
 
-from inception_jax.sweeps import figures, summary
+try:
+  from inception_jax.sweeps import figures, summary
+except ModuleNotFoundError as e:  # matplotlib is in the test extra, not in the base install
+  raise SystemExit(
+    f"experiments.figures needs {e.name}, which the base install lacks: pip install -e '.[test]'"
+  ) from e
 
 _RESULTS = flags.DEFINE_string("results", "results", "Folder with <sweep>_small/results.csv.")
 _OUT = flags.DEFINE_string("out", "docs/figures/ablation_effects.png", "The PNG to write.")
