@@ -9,7 +9,8 @@ Ablations (paper figures from docs/PAPERS.md):
   table3:  Table 3: BN-Inception (Ioffe & Szegedy 2015, configs/bn_inception.py), then
            the cumulative rows Inception-v2 (SGD), +RMSProp, +Label Smoothing, +Factorized
            7x7, +BN-auxiliary (= Inception-v3).
-  table4:  Table 4: BN-Inception evaluated with 144 crops.
+  table4:  Table 4: BN-Inception evaluated with 144 crops (at the small scale on seed 0 only:
+           1.44 million crops take about 17 minutes a model; docs/EXPERIMENTS.md, Budget).
   table2:  receptive field 299 / 151 / 79 at equal cost: the three networks reach Mixed_5b on the
            same grid (35 at full scale) and their multiply-adds are within 1% (within 0.2% as
            built; `receptive_field` in inception_jax/models/inception_v3.py, docs/FIDELITY.md).
@@ -193,6 +194,7 @@ def make_sweep(scale: str) -> sweeps.Sweep:
     scale=scale,
     base_config=lambda: base_config(scale),
     ablations=ablations(scale),
+    seeds={"bn_inception_144": (0,)} if scale == "small" else {},
     default_seeds=SMALL_SEEDS if scale == "small" else (0,),
     eval_examples={"full": -1, "small": -1, "tiny": 16}[scale],
   )

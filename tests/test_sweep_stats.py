@@ -109,6 +109,30 @@ def test_tables_pair_each_row_with_its_base_and_recompute_from_the_saved_predict
     sweeps.report.collect(s, tmp_path)
 
 
+def test_a_crop_row_on_fewer_seeds_evaluates_and_pairs_only_those_models(tmp_path):
+  v1 = importlib.import_module("experiments.v1_ablations")
+  s = dataclasses.replace(v1.make_sweep("tiny"), seeds={"googlenet": (0, 1), "crops_10": (1,)})
+  assert s.members(s.variants()["crops_10"]) == [("googlenet", 1)]
+  assert s.members(s.variants()["crops_1"]) == [("googlenet", 0), ("googlenet", 1)]
+  rows = sweeps.run_sweep(
+    s, tmp_path, only=["crops_1", "crops_10"], trainer=SimulatedTrainer(), log=lambda m: None
+  )
+  assert not predictions_path(tmp_path, "googlenet", 0, 10).exists()  # seed 0: no 10 crops
+  row = next(r for r in rows if r["variant"] == "crops_10")
+
+  def correct(crops):
+    p, y = sweeps.load_predictions(predictions_path(tmp_path, "googlenet", 1, crops))
+    return (p.argmax(1) == y).astype(float)
+
+  assert row["seeds"] == "1" and row["diff"] == pytest.approx(
+    100 * np.mean(correct(1) - correct(10))
+  )
+  assert "seed1 --crops=10" in row["command"] and "seed0" not in row["command"]
+  wrong = dataclasses.replace(s, seeds={"googlenet": (0, 1), "crops_10": (5,)})
+  with pytest.raises(ValueError, match="not all trained seeds"):
+    wrong.members(wrong.variants()["crops_10"])
+
+
 def test_trained_rows_with_several_seeds_get_an_interval_and_a_reading(tmp_path):
   v1 = importlib.import_module("experiments.v1_ablations")
   s = dataclasses.replace(

@@ -125,15 +125,15 @@ def command(sweep: Sweep, v: Variant, workdir: Path) -> str:
       f"--workdir={run_dir(v.name, s)}"
       for s in seeds
     )
-  names = [v.evaluates] if v.evaluates else list(v.ensemble)
-  config_arg = sweep.config_arg(names[0])
+  members = sweep.members(v)
+  config_arg = sweep.config_arg(members[0][0])
   if v.evaluates:
     return "; ".join(
       f"python -m experiments.evaluate --config={config_arg} "
-      f"--workdir={run_dir(v.evaluates, s)} --crops={v.crops}"
-      for s in sweep.seeds_of(v.evaluates)
+      f"--workdir={run_dir(n, s)} --crops={v.crops}"
+      for n, s in members
     )
-  dirs = " ".join(f"--workdir={run_dir(n, s)}" for n in names for s in sweep.seeds_of(n))
+  dirs = " ".join(f"--workdir={run_dir(n, s)}" for n, s in members)
   return f"python -m experiments.evaluate --config={config_arg} {dirs} --crops={v.crops}"
 
 
@@ -158,7 +158,7 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
       note = v.note
       models_per_prediction = 1
       if v.ensemble:
-        models_per_prediction = sum(len(sweep.seeds_of(n)) for n in v.ensemble)
+        models_per_prediction = len(sweep.members(v))
       if v.trained:
         results = []
         for s in sweep.seeds_of(v.name):
@@ -197,7 +197,7 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
         runs = evaluation.get("runs", [])
         seeds = [r.get("seed", "ens") for r in runs]
         if v.ensemble and runs:
-          seeds = list(sweep.seeds_of(v.ensemble[0]))
+          seeds = sorted({s for _, s in sweep.members(v)})
         top1 = [r["top1"] for r in runs]
         top5 = [r["top5"] for r in runs]
         raw1 = [None]
@@ -264,11 +264,11 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _correctness(
-  sweep: Sweep, workdir: Path, names: Sequence[str], crops: int, ensemble: bool
+  sweep: Sweep, workdir: Path, v: Variant, crops: int, ensemble: bool
 ) -> tuple[np.ndarray, np.ndarray] | None:
-  """(per-example top-1 correctness, labels): of the ensemble of every finished seed of `names`,
-  or averaged over the seeds' single models; None while a prediction file is missing."""
-  members = [(n, s) for n in names for s in finished_seeds(workdir, n, sweep.seeds_of(n))]
+  """(per-example top-1 correctness, labels) of the finished runs row `v` evaluates: of their
+  ensemble, or averaged over the single models; None while a prediction file is missing."""
+  members = [(n, s) for n, s in sweep.members(v) if finished_seeds(workdir, n, (s,))]
   paths = [predictions_path(workdir, n, s, crops) for n, s in members]
   if not members or not all(p.exists() for p in paths):
     return None
@@ -313,8 +313,8 @@ def _add_differences(
       if v.evaluates and v.crops == 1:
         continue
       row["base"] = f"{'+'.join(names)}, 1 crop, single models"
-      ours = _correctness(sweep, workdir, names, v.crops, ensemble=bool(v.ensemble))
-      reference = _correctness(sweep, workdir, names, 1, ensemble=False)
+      ours = _correctness(sweep, workdir, v, v.crops, ensemble=bool(v.ensemble))
+      reference = _correctness(sweep, workdir, v, 1, ensemble=False)
       if ours is not None and reference is not None:
         if not np.array_equal(ours[1], reference[1]):
           raise ValueError(

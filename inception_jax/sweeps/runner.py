@@ -240,11 +240,7 @@ def prediction_fingerprint(config: ml_collections.ConfigDict, crops: int, exampl
 def _evaluate_one(sweep: Sweep, v: Variant, workdir: Path, trainer, log) -> None:
   path = workdir / v.name / "eval.json"
   # The trained runs this row evaluates: every seed that finished without diverging.
-  members = [
-    [n, s]
-    for n in ([v.evaluates] if v.evaluates else v.ensemble)
-    for s in finished_seeds(workdir, n, sweep.seeds_of(n))
-  ]
+  members = [[n, s] for n, s in sweep.members(v) if finished_seeds(workdir, n, (s,))]
   if path.exists() and json.loads(path.read_text()).get("members", members) == members:
     log(f"[{sweep.name}] {v.name}: done, skipped")
     return

@@ -121,7 +121,8 @@ class Sweep:
   scale: str
   base_config: Callable[[], ml_collections.ConfigDict]
   ablations: tuple[Ablation, ...]
-  seeds: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)  # variant -> seeds
+  # variant -> seeds; for an evaluation-only row, the seeds of the runs it evaluates (default all)
+  seeds: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
   default_seeds: tuple[int, ...] = (0,)
   eval_examples: int = -1  # examples for evaluation-only rows; -1 = whole split
   # `small` scale: the data (datasets.py): "" = the base config's (TFDS cifar10), or a TFDS
@@ -142,6 +143,16 @@ class Sweep:
 
   def seeds_of(self, variant: str) -> tuple[int, ...]:
     return tuple(self.seeds.get(variant, self.default_seeds))
+
+  def members(self, v: Variant) -> list[tuple[str, int]]:
+    """The trained runs (variant, seed) evaluation-only row `v` evaluates: every seed of its
+    trained variant(s), or the seeds `seeds[v.name]` names (a costly crop row on fewer seeds)."""
+    names = [v.evaluates] if v.evaluates else list(v.ensemble)
+    chosen = self.seeds.get(v.name)
+    for n in names:
+      if chosen is not None and not set(chosen) <= set(self.seeds_of(n)):
+        raise ValueError(f"{v.name}: seeds {chosen} are not all trained seeds of {n!r}")
+    return [(n, s) for n in names for s in (chosen or self.seeds_of(n))]
 
   def config(self, variant: str, seed: int = 0) -> ml_collections.ConfigDict:
     """The exact config variant `variant` trains with at this scale and seed."""
