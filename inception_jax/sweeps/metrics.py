@@ -50,3 +50,10 @@ def finished_seeds(workdir: str | os.PathLike, name: str, seeds: Sequence[int]) 
     if path.exists() and "diverged" not in json.loads(path.read_text()):
       out.append(seed)
   return out
+
+
+def finished_members(
+  workdir: str | os.PathLike, members: Sequence[tuple[str, int]]
+) -> list[tuple[str, int]]:
+  """The (variant, seed) runs of `members` whose training finished without diverging."""
+  return [(n, s) for n, s in members if finished_seeds(workdir, n, (s,))]

@@ -26,7 +26,7 @@ import numpy as np
 from inception_jax import accounting, data, models
 from inception_jax.sweeps import datasets, stats
 from inception_jax.sweeps.metrics import (
-  finished_seeds,
+  finished_members,
   load_predictions,
   predictions_path,
   read_metrics,
@@ -268,7 +268,7 @@ def _correctness(
 ) -> tuple[np.ndarray, np.ndarray] | None:
   """(per-example top-1 correctness, labels) of the finished runs row `v` evaluates: of their
   ensemble, or averaged over the single models; None while a prediction file is missing."""
-  members = [(n, s) for n, s in sweep.members(v) if finished_seeds(workdir, n, (s,))]
+  members = finished_members(workdir, sweep.members(v))
   paths = [predictions_path(workdir, n, s, crops) for n, s in members]
   if not members or not all(p.exists() for p in paths):
     return None

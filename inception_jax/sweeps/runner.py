@@ -38,7 +38,7 @@ from inception_jax.evaluation import evaluate
 from inception_jax.sweeps import datasets, report, stats
 from inception_jax.sweeps.metrics import (
   final_eval,
-  finished_seeds,
+  finished_members,
   predictions_path,
   read_metrics,
 )
@@ -239,8 +239,8 @@ def prediction_fingerprint(config: ml_collections.ConfigDict, crops: int, exampl
 
 def _evaluate_one(sweep: Sweep, v: Variant, workdir: Path, trainer, log) -> None:
   path = workdir / v.name / "eval.json"
-  # The trained runs this row evaluates: every seed that finished without diverging.
-  members = [[n, s] for n, s in sweep.members(v) if finished_seeds(workdir, n, (s,))]
+  # The trained runs this row evaluates that finished without diverging (lists, as in JSON).
+  members = [[n, s] for n, s in finished_members(workdir, sweep.members(v))]
   if path.exists() and json.loads(path.read_text()).get("members", members) == members:
     log(f"[{sweep.name}] {v.name}: done, skipped")
     return

@@ -152,7 +152,7 @@ class Sweep:
     for n in names:
       if chosen is not None and not set(chosen) <= set(self.seeds_of(n)):
         raise ValueError(f"{v.name}: seeds {chosen} are not all trained seeds of {n!r}")
-    return [(n, s) for n in names for s in (chosen or self.seeds_of(n))]
+    return [(n, s) for n in names for s in (self.seeds_of(n) if chosen is None else chosen)]
 
   def config(self, variant: str, seed: int = 0) -> ml_collections.ConfigDict:
     """The exact config variant `variant` trains with at this scale and seed."""
