@@ -12,6 +12,7 @@ import json
 import math
 import pathlib
 import pickle
+import shutil
 import tarfile
 
 import numpy as np
@@ -76,7 +77,7 @@ def test_interrupted_sweep_resumes_without_redoing_finished_variants(ablation_fi
   assert not set(first.trained) & set(second.trained)
   trained = sum(v.trained for v in s.variants().values())  # not the evaluation-only rows
   assert len(first.trained) + len(second.trained) == trained
-  assert sum("done, skipped" in m for m in log) == 2
+  assert sum("recorded, skipped" in m for m in log) == 2
   # A third run trains nothing and rewrites the same table.
   before = (tmp_path / "results.csv").read_text()
   third = SimulatedTrainer()
@@ -97,6 +98,63 @@ def test_run_stopped_mid_training_is_resumed_not_recorded(ablation_files, tmp_pa
   assert result["step"] == result["steps"] == 4
   steps = [m["step"] for m in sweeps.read_metrics(tmp_path / "rf79" / "seed0") if "train/loss" in m]
   assert steps == [1, 2, 3, 4]  # the resumed run continued; nothing was trained twice
+
+
+def test_records_keep_every_finished_row_when_the_workdir_is_gone(ablation_files, tmp_path):
+  """The committed records are the sweep's memory: a fresh clone, or a machine whose scratch
+  workdirs were wiped, rewrites the same tables and trains nothing again."""
+  s = ablation_files["v1_ablations"].make_sweep("tiny")
+  results, workdir = tmp_path / "results", tmp_path / "w"
+  sweeps.run_sweep(s, workdir, trainer=SimulatedTrainer(), log=lambda m: None, results=results)
+  tables = {n: (results / n).read_text() for n in ("results.csv", "results.md", "curves.csv")}
+  assert sorted(p.name for p in (results / "runs" / "googlenet").iterdir()) == [
+    "seed0.json",
+    "seed1.json",
+  ]
+  shutil.rmtree(workdir)
+  again = SimulatedTrainer()
+  log = []
+  sweeps.run_sweep(s, workdir, trainer=again, log=log.append, results=results)
+  assert again.trained == [] and again.evaluated == []
+  assert {n: (results / n).read_text() for n in tables} == tables
+  assert any("crops_10: recorded, skipped" in m for m in log)
+  # An evaluation-only row not recorded yet needs its runs' checkpoints: a clear error, not a
+  # retraining or a blank.
+  sweeps.records.eval_path(results, "crops_10").unlink()
+  with pytest.raises(FileNotFoundError, match="googlenet seed 0 has a record but no run directory"):
+    sweeps.run_sweep(s, workdir, only=["crops_10"], trainer=again, log=print, results=results)
+
+
+def test_a_finished_run_without_a_record_is_recorded_not_trained_again(ablation_files, tmp_path):
+  s = ablation_files["v3_ablations"].make_sweep("tiny")
+  sweeps.run_sweep(s, tmp_path, only=["rf79"], trainer=SimulatedTrainer(), log=lambda m: None)
+  record = sweeps.records.run_path(tmp_path, "rf79", 0)
+  saved = json.loads(record.read_text())
+  record.unlink()  # e.g. killed between the result and its record
+  again = SimulatedTrainer()
+  log = []
+  sweeps.run_sweep(s, tmp_path, only=["rf79"], trainer=again, log=log.append)
+  assert again.trained == [] and any("rf79 seed 0: done, recorded" in m for m in log)
+  assert json.loads(record.read_text()) == saved
+  assert saved["metrics"] == sweeps.read_metrics(tmp_path / "rf79" / "seed0")
+
+
+def test_a_record_of_another_recipe_is_refused_not_tabled(ablation_files, tmp_path):
+  s = ablation_files["v3_ablations"].make_sweep("tiny")
+  sweeps.run_sweep(s, tmp_path, only=["rf79"], trainer=SimulatedTrainer(), log=lambda m: None)
+  record = sweeps.records.run_path(tmp_path, "rf79", 0)
+  saved = json.loads(record.read_text())
+  assert (
+    saved["recipe"]["model"] == "inception_v3" and "compilation_cache_dir" not in saved["recipe"]
+  )
+  saved["recipe"]["learning_rate"] = 123.0  # the experiment file changed since
+  record.write_text(json.dumps(saved))
+  for run in (
+    lambda: sweeps.run_sweep(s, tmp_path, only=["rf79"], trainer=SimulatedTrainer(), log=print),
+    lambda: sweeps.report.collect(s, tmp_path),
+  ):
+    with pytest.raises(ValueError, match="another recipe \\(learning_rate differ\\)"):
+      run()
 
 
 def test_only_filter_runs_what_a_row_needs(ablation_files, tmp_path):
@@ -228,7 +286,7 @@ def test_real_tiny_variant_trains_evaluates_and_is_skipped_on_rerun(ablation_fil
   assert rows[("aux", "no_aux")]["test_examples"] == "16"
   again = []
   sweeps.run_sweep(s, tmp_path, only=["no_aux"], trainer=SimulatedTrainer(), log=again.append)
-  assert any("no_aux seed 0: done, skipped" in m for m in again)
+  assert any("no_aux seed 0: recorded, skipped" in m for m in again)
 
 
 # ---- The small scale's data: a config field ----------------------------------------------------

@@ -105,8 +105,9 @@ def test_tables_pair_each_row_with_its_base_and_recompute_from_the_saved_predict
   with np.load(path) as f:
     saved = dict(f)
   np.savez(path, **{**saved, "labels": saved["labels"][::-1].copy()})
+  sweeps.records.eval_path(tmp_path, "crops_10").unlink()  # evaluate the row again
   with pytest.raises(ValueError, match="different examples|same test examples"):
-    sweeps.report.collect(s, tmp_path)
+    sweeps.run_sweep(s, tmp_path, only=["crops_10"], trainer=SimulatedTrainer(), log=print)
 
 
 def test_a_crop_row_on_fewer_seeds_evaluates_and_pairs_only_those_models(tmp_path):

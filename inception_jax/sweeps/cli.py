@@ -1,10 +1,12 @@
 """The command line of the experiment files (experiments/v1_ablations.py, v3_ablations.py):
 
-  python -m experiments.v1_ablations --scale=full|small|tiny [--workdir=W] [--only=a,b]
-      [--dataset=cifar10|folder:PATH|TARBALL] [--launch] [--images_per_sec=N] [--list] [--tables]
+  python -m experiments.v1_ablations --scale=full|small|tiny [--workdir=W] [--results=R]
+      [--only=a,b] [--dataset=cifar10|folder:PATH|TARBALL] [--launch] [--images_per_sec=N]
+      [--list] [--tables]
 
 `full` prints the commands and device-hours of every row (`--launch` runs them here instead);
-`small` and `tiny` run the sweep (what is missing) and write W/results.csv and W/results.md.
+`small` and `tiny` run the sweep (what has no record in R) and write the records and R/results.csv,
+R/results.md, R/curves.csv. W holds the scratch run directories (checkpoints, predictions).
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from inception_jax.sweeps.spec import SCALES, Sweep
 
 def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_enum("scale", "tiny", SCALES, "The scale to run (or plan: full).", flag_values=fv)
-  flags.DEFINE_string("workdir", None, "Default: workdirs/<sweep>_<scale>.", flag_values=fv)
+  flags.DEFINE_string(
+    "workdir", None, "Scratch run directories. Default: workdirs/<sweep>_<scale>.", flag_values=fv
+  )
+  flags.DEFINE_string(
+    "results",
+    None,
+    "Records of finished runs and the tables. Default: results/<sweep>_<scale> (committed) at "
+    "small and full scale, the workdir at tiny scale.",
+    flag_values=fv,
+  )
   flags.DEFINE_list("only", [], "Variant names to run (default: all).", flag_values=fv)
   flags.DEFINE_string(
     "dataset",
@@ -58,6 +69,11 @@ def main(make_sweep: Callable[[str], Sweep], argv: Sequence[str]) -> list | str:
       raise SystemExit(f"error: --dataset is for --scale=small, not {f.scale}")
     sweep = dataclasses.replace(sweep, dataset=f.dataset)
   workdir = f.workdir or str(datasets.REPO_ROOT / "workdirs" / f"{sweep.name}_{f.scale}")
+  results = f.results or (
+    workdir
+    if f.scale == "tiny"
+    else str(datasets.REPO_ROOT / "results" / f"{sweep.name}_{f.scale}")
+  )
   if f.list:
     text = "\n".join(f"{a.name}: " + ", ".join(v.name for v in a.variants) for a in sweep.ablations)
     print(text)
@@ -70,13 +86,17 @@ def main(make_sweep: Callable[[str], Sweep], argv: Sequence[str]) -> list | str:
     level=logging.INFO if f.verbose else logging.WARNING, format="%(asctime)s %(message)s"
   )
   if f.tables:
-    Path(workdir).mkdir(parents=True, exist_ok=True)
-    rows = report.collect(sweep, workdir)
-    report.write_tables(sweep, rows, workdir)
+    Path(results).mkdir(parents=True, exist_ok=True)
+    rows = report.collect(sweep, results, workdir)
+    report.write_tables(sweep, rows, results)
     print(report.format_markdown(sweep, rows))
     return rows
   rows = runner.run_sweep(
-    sweep, workdir, only=f.only, log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)
+    sweep,
+    workdir,
+    only=f.only,
+    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True),
+    results=results,
   )
   print(report.format_markdown(sweep, rows))
   return rows

@@ -1,5 +1,5 @@
-"""What a run left in its workdir: the lines of metrics.jsonl, its final evaluation, and its saved
-per-example predictions."""
+"""What a run leaves in its scratch workdir: the lines of metrics.jsonl, its final evaluation, and
+its saved per-example predictions (records.py keeps what outlives the workdir)."""
 
 from __future__ import annotations
 
@@ -40,20 +40,3 @@ def load_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
   """(probabilities [N, K], labels [N]) saved by the runner."""
   with np.load(path) as f:
     return f["probabilities"], f["labels"]
-
-
-def finished_seeds(workdir: str | os.PathLike, name: str, seeds: Sequence[int]) -> list[int]:
-  """The seeds of `name` whose training finished without diverging (result.json written)."""
-  out = []
-  for seed in seeds:
-    path = Path(workdir) / name / f"seed{seed}" / "result.json"
-    if path.exists() and "diverged" not in json.loads(path.read_text()):
-      out.append(seed)
-  return out
-
-
-def finished_members(
-  workdir: str | os.PathLike, members: Sequence[tuple[str, int]]
-) -> list[tuple[str, int]]:
-  """The (variant, seed) runs of `members` whose training finished without diverging."""
-  return [(n, s) for n, s in members if finished_seeds(workdir, n, (s,))]

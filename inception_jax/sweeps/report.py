@@ -1,5 +1,6 @@
-"""The result tables of a sweep: one row per (ablation, variant) beside the paper's figure, as
-WORKDIR/results.csv and results.md, and every run's learning curve as WORKDIR/curves.csv.
+"""The result tables of a sweep, written from its records (records.py) alone: one row per
+(ablation, variant) beside the paper's figure, as RESULTS/results.csv and results.md, and every
+run's learning curve as RESULTS/curves.csv.
 
 Like with like: the papers report ImageNet error rates. At `small` and `tiny` scale our figure is
 the same metric on CIFAR-10 / digits, so the difference column is not a like-for-like comparison
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import statistics
@@ -21,16 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import ml_collections
-import numpy as np
 
 from inception_jax import accounting, data, models
-from inception_jax.sweeps import datasets, stats
-from inception_jax.sweeps.metrics import (
-  finished_members,
-  load_predictions,
-  predictions_path,
-  read_metrics,
-)
+from inception_jax.sweeps import datasets, records, stats
 from inception_jax.sweeps.spec import COST_METRICS, ERROR_METRICS, Ablation, Sweep, Variant
 
 CSV_COLUMNS = (
@@ -144,9 +137,13 @@ def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
   return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
-  """One row per (ablation, variant) from the result files; blanks where results are missing."""
-  workdir = Path(workdir)
+def collect(
+  sweep: Sweep, results: str | os.PathLike, workdir: str | os.PathLike | None = None
+) -> list[dict[str, Any]]:
+  """One row per (ablation, variant) from the records in `results` (records.py); blanks where
+  results are missing. `workdir` (default `results`): where the commands put the run directories."""
+  results = Path(results)
+  workdir = Path(workdir) if workdir is not None else results
   rows = []
   for ablation in sweep.ablations:
     for v in ablation.variants:
@@ -160,40 +157,32 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
       if v.ensemble:
         models_per_prediction = len(sweep.members(v))
       if v.trained:
-        results = []
-        for s in sweep.seeds_of(v.name):
-          p = workdir / v.name / f"seed{s}" / "result.json"
-          if p.exists():
-            results.append(json.loads(p.read_text()))
-        seeds = [r["seed"] for r in results]
-        top1 = [result_top1(r) for r in results if "diverged" not in r]
-        top5 = [result_top5(r) for r in results if "diverged" not in r]
-        if any("diverged" in r for r in results):
+        runs = [
+          records.read_run(results, v.name, s, sweep.config(v.name, s))
+          for s in sweep.seeds_of(v.name)
+        ]
+        runs = [r for r in runs if r is not None]
+        seeds = [r["seed"] for r in runs]
+        top1 = [result_top1(r) for r in runs if "diverged" not in r]
+        top5 = [result_top5(r) for r in runs if "diverged" not in r]
+        if any("diverged" in r for r in runs):
           note = "; ".join(
             filter(
               None,
               [
                 note,
-                "diverged: seed(s) " + " ".join(str(r["seed"]) for r in results if "diverged" in r),
+                "diverged: seed(s) " + " ".join(str(r["seed"]) for r in runs if "diverged" in r),
               ],
             )
           )
-        raw1 = [r.get("eval/top1") for r in results]
-        steps = results[0]["steps"] if results else None
-        wall = sum(r["wall_s"] for r in results) if results else None
-        seed_top1 = {r["seed"]: result_top1(r) for r in results if "diverged" not in r}
-        diverged_seeds = [r["seed"] for r in results if "diverged" in r]
-        # result.json counts them; runs of the first chunk predate that field.
-        examples = {
-          r.get("test_examples")
-          or len(load_predictions(predictions_path(workdir, v.name, r["seed"], 1))[1])
-          for r in results
-          if r["seed"] in seed_top1
-          and ("test_examples" in r or predictions_path(workdir, v.name, r["seed"], 1).exists())
-        }
+        raw1 = [r.get("eval/top1") for r in runs]
+        steps = runs[0]["steps"] if runs else None
+        wall = sum(r["wall_s"] for r in runs) if runs else None
+        seed_top1 = {r["seed"]: result_top1(r) for r in runs if "diverged" not in r}
+        diverged_seeds = [r["seed"] for r in runs if "diverged" in r]
+        examples = {r["test_examples"] for r in runs if r["seed"] in seed_top1}
       else:
-        p = workdir / v.name / "eval.json"
-        evaluation = json.loads(p.read_text()) if p.exists() else {}
+        evaluation = records.read_eval(results, v.name) or {}
         runs = evaluation.get("runs", [])
         seeds = [r.get("seed", "ens") for r in runs]
         if v.ensemble and runs:
@@ -259,24 +248,8 @@ def collect(sweep: Sweep, workdir: str | os.PathLike) -> list[dict[str, Any]]:
       if row["ours"] is not None and v.paper:
         row["difference"] = row["ours"] - v.paper.value
       rows.append(row)
-    _add_differences(sweep, ablation, rows, workdir)
+    _add_differences(sweep, ablation, rows, results)
   return rows
-
-
-def _correctness(
-  sweep: Sweep, workdir: Path, v: Variant, crops: int, ensemble: bool
-) -> tuple[np.ndarray, np.ndarray] | None:
-  """(per-example top-1 correctness, labels) of the finished runs row `v` evaluates: of their
-  ensemble, or averaged over the single models; None while a prediction file is missing."""
-  members = finished_members(workdir, sweep.members(v))
-  paths = [predictions_path(workdir, n, s, crops) for n, s in members]
-  if not members or not all(p.exists() for p in paths):
-    return None
-  loaded = [load_predictions(p) for p in paths]  # each file read once
-  probs, labels = stats.ensemble(loaded)  # checks that the labels agree
-  if ensemble:
-    return stats.correct(probs, labels), labels
-  return np.mean([stats.correct(p, labels) for p, _ in loaded], axis=0), labels
 
 
 def _expected(v: Variant, base: Variant | None) -> str | None:
@@ -289,10 +262,11 @@ def _expected(v: Variant, base: Variant | None) -> str | None:
 
 
 def _add_differences(
-  sweep: Sweep, ablation: Ablation, rows: list[dict[str, Any]], workdir: Path
+  sweep: Sweep, ablation: Ablation, rows: list[dict[str, Any]], results: Path
 ) -> None:
   """Each row of `ablation` against its base (stats.py): trained rows paired by seed,
-  evaluation-only rows paired by test example against 1 crop of the same models."""
+  evaluation-only rows by test example against 1 crop of the same models (recorded when the row
+  was evaluated)."""
   by_name = {r["variant"]: r for r in rows if r["ablation"] == ablation.name}
   variants = {v.name: v for v in ablation.variants}
   for v in ablation.variants:
@@ -313,15 +287,8 @@ def _add_differences(
       if v.evaluates and v.crops == 1:
         continue
       row["base"] = f"{'+'.join(names)}, 1 crop, single models"
-      ours = _correctness(sweep, workdir, v, v.crops, ensemble=bool(v.ensemble))
-      reference = _correctness(sweep, workdir, v, 1, ensemble=False)
-      if ours is not None and reference is not None:
-        if not np.array_equal(ours[1], reference[1]):
-          raise ValueError(
-            f"{v.name}: its predictions and the 1-crop ones are not of the same test examples in "
-            f"the same order; delete {workdir}/<variant>/seed*/predictions_c*.npz and rerun"
-          )
-        difference = stats.example_paired(ours[0], reference[0])
+      recorded = (records.read_eval(results, v.name) or {}).get("difference")
+      difference = stats.Difference(**recorded) if recorded else None
       base = None
     if difference is not None:
       over = difference.over[:-1] if difference.n == 1 else difference.over  # "1 seed"
@@ -424,17 +391,18 @@ def format_markdown(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_tables(
-  sweep: Sweep, rows: Sequence[Mapping[str, Any]], workdir: str | os.PathLike
+  sweep: Sweep, rows: Sequence[Mapping[str, Any]], results: str | os.PathLike
 ) -> None:
-  workdir = Path(workdir)
+  """RESULTS/results.csv, results.md and curves.csv."""
+  results = Path(results)
   buf = io.StringIO()
   writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
   writer.writeheader()
   for r in rows:
     writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_COLUMNS})
-  (workdir / "results.csv").write_text(buf.getvalue())
-  (workdir / "results.md").write_text(format_markdown(sweep, rows) + "\n")
-  write_curves(workdir)
+  (results / "results.csv").write_text(buf.getvalue())
+  (results / "results.md").write_text(format_markdown(sweep, rows) + "\n")
+  write_curves(sweep, results)
 
 
 CURVE_COLUMNS = (
@@ -449,23 +417,17 @@ CURVE_COLUMNS = (
 )
 
 
-def write_curves(workdir: str | os.PathLike) -> None:
-  """WORKDIR/curves.csv: every run's metrics.jsonl lines in one long table (for the notebooks,
-  and small enough to commit beside results.csv)."""
+def write_curves(sweep: Sweep, results: str | os.PathLike) -> None:
+  """RESULTS/curves.csv: every recorded run's metrics.jsonl lines in one long table (for the
+  notebooks, and small enough to commit beside results.csv)."""
   buf = io.StringIO()
   writer = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
   writer.writeheader()
-  for variant, seeds in learning_curves(workdir).items():
-    for seed, lines in seeds.items():
-      for m in lines:
+  for variant, v in sweep.variants().items():
+    if not v.trained:
+      continue
+    for seed in sweep.seeds_of(variant):
+      record = records.read_run(results, variant, seed, sweep.config(variant, seed))
+      for m in record["metrics"] if record else []:
         writer.writerow({"variant": variant, "seed": seed, **m})
-  (Path(workdir) / "curves.csv").write_text(buf.getvalue())
-
-
-def learning_curves(workdir: str | os.PathLike) -> dict[str, dict[int, list[dict[str, float]]]]:
-  """{variant: {seed: metrics.jsonl lines}} for every trained run under a sweep's workdir."""
-  curves: dict[str, dict[int, list]] = {}
-  for path in sorted(Path(workdir).glob("*/seed*/metrics.jsonl")):
-    seed = int(path.parent.name[4:])
-    curves.setdefault(path.parent.parent.name, {})[seed] = read_metrics(path.parent)
-  return curves
+  (Path(results) / "curves.csv").write_text(buf.getvalue())

@@ -1,16 +1,21 @@
-"""Runs a sweep: trains every variant that has no final result yet (an interrupted sweep continues
-where it stopped; a variant interrupted mid-training resumes from its own checkpoints), evaluates
-the evaluation-only rows (multi-crop, ensembles), and writes
+"""Runs a sweep: trains every run that has no record yet (an interrupted sweep continues where it
+stopped; a run interrupted mid-training resumes from its own checkpoints), evaluates the
+evaluation-only rows (multi-crop, ensembles), and writes
+
+  RESULTS/runs/<variant>/seed<k>.json   the record of a finished run (records.py)
+  RESULTS/runs/<variant>/eval.json      the record of an evaluation-only row, with its paired test
+  RESULTS/results.csv, results.md, curves.csv   the tables (report.py), from the records alone
+
+and, in the scratch WORKDIR (RESULTS by default):
 
   WORKDIR/<variant>/seed<k>/          the trainer's workdir (metrics.jsonl, checkpoints)
   WORKDIR/<variant>/seed<k>/result.json   the final evaluation, written once training finished
   WORKDIR/<variant>/seed<k>/predictions_c<crops>.npz   per-example softmax and labels of the test
                                       split with 1 crop (every trained run), 10 or 144 crops
-  WORKDIR/<variant>/eval.json         an evaluation-only row (crops, ensemble)
-  WORKDIR/results.csv, results.md, curves.csv   the tables (report.py)
 
 Ensembles average the members' saved predictions: no image goes through a network twice. The
-per-example predictions are what the report's paired tests compare (stats.py).
+paired test of an evaluation-only row (stats.py) is computed from the per-example predictions when
+the row is evaluated, and recorded.
 
 `Trainer` is the real back-end (training.loop.train_and_evaluate, evaluate.Evaluator); tests
 pass a double (tests/helpers/sweeps.py) with the same three methods.
@@ -18,6 +23,7 @@ pass a double (tests/helpers/sweeps.py) with the same three methods.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -35,13 +41,8 @@ import numpy as np
 from inception_jax import data
 from inception_jax.errors import SweepInterrupted
 from inception_jax.evaluation import evaluate
-from inception_jax.sweeps import datasets, report, stats
-from inception_jax.sweeps.metrics import (
-  final_eval,
-  finished_members,
-  predictions_path,
-  read_metrics,
-)
+from inception_jax.sweeps import datasets, records, report, stats
+from inception_jax.sweeps.metrics import final_eval, predictions_path, read_metrics
 from inception_jax.sweeps.spec import Sweep, Variant
 from inception_jax.training import loop, parallel, recipe
 
@@ -99,15 +100,19 @@ def run_sweep(
   only: Sequence[str] = (),
   trainer: Any = None,
   log: Callable[[str], None] = print,
+  results: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
-  """Trains what is missing, evaluates evaluation-only rows, writes results.csv and results.md.
+  """Trains what has no record, evaluates evaluation-only rows, writes the records and the tables
+  (results.csv, results.md, curves.csv) in `results` (default: `workdir`).
 
   `only`: variant names to run (evaluation-only rows pull in the variants they evaluate); the
   tables always cover every row, with blanks where results are missing.
   """
   trainer = trainer or Trainer()
   workdir = Path(workdir)
+  results = Path(results) if results is not None else workdir
   workdir.mkdir(parents=True, exist_ok=True)
+  results.mkdir(parents=True, exist_ok=True)
   if sweep.dataset:
     log(f"[{sweep.name}] data: {datasets.prepare(sweep.dataset)}")
   variants = sweep.variants()
@@ -123,13 +128,13 @@ def run_sweep(
 
   for name in to_train:
     for seed in sweep.seeds_of(name):
-      _train_one(sweep, name, seed, workdir, trainer, log)
+      _train_one(sweep, name, seed, workdir, results, trainer, log)
   for v in selected:
     if not v.trained:
-      _evaluate_one(sweep, v, workdir, trainer, log)
-  rows = report.collect(sweep, workdir)
-  report.write_tables(sweep, rows, workdir)
-  log(f"wrote {workdir / 'results.csv'} and {workdir / 'results.md'}")
+      _evaluate_one(sweep, v, workdir, results, trainer, log)
+  rows = report.collect(sweep, results, workdir)
+  report.write_tables(sweep, rows, results)
+  log(f"wrote {results / 'results.csv'} and {results / 'results.md'}")
   return rows
 
 
@@ -140,7 +145,7 @@ def check_run_config(run_dir: Path, config: ml_collections.ConfigDict) -> None:
   if not record.exists():
     return
   started, now = json.loads(record.read_text()), json.loads(config.to_json_best_effort())
-  differing = sorted(_flat_differences(started, now))
+  differing = sorted(records.differences(started, now))
   if differing:
     raise ValueError(
       f"{run_dir} was started with another config ({', '.join(differing[:5])} differ); move it "
@@ -148,24 +153,23 @@ def check_run_config(run_dir: Path, config: ml_collections.ConfigDict) -> None:
     )
 
 
-def _flat_differences(a: Any, b: Any, prefix: str = "") -> set[str]:
-  if isinstance(a, dict) and isinstance(b, dict):
-    out: set[str] = set()
-    for k in a.keys() | b.keys():
-      out |= _flat_differences(a.get(k), b.get(k), f"{prefix}{k}.")
-    return out
-  return set() if a == b else {prefix.rstrip(".")}
-
-
-def _train_one(sweep: Sweep, name: str, seed: int, workdir: Path, trainer, log) -> None:
+def _train_one(
+  sweep: Sweep, name: str, seed: int, workdir: Path, results: Path, trainer, log
+) -> None:
+  config = sweep.config(name, seed)
+  if records.read_run(results, name, seed, config) is not None:
+    log(f"[{sweep.name}] {name} seed {seed}: recorded, skipped")
+    return
   run_dir = workdir / name / f"seed{seed}"
   result_path = run_dir / "result.json"
-  config = sweep.config(name, seed)
   check_run_config(run_dir, config)
-  if result_path.exists():
-    if "diverged" not in json.loads(result_path.read_text()):
-      predictions(sweep, name, seed, 1, workdir, trainer)
-    log(f"[{sweep.name}] {name} seed {seed}: done, skipped")
+  if result_path.exists():  # finished here but not recorded yet (stopped in between)
+    result = json.loads(result_path.read_text())
+    if "diverged" not in result:
+      _, labels = predictions(sweep, name, seed, 1, workdir, trainer)
+      result.setdefault("test_examples", len(labels))
+    records.write_run(results, config, result, read_metrics(run_dir))
+    log(f"[{sweep.name}] {name} seed {seed}: done, recorded")
     return
   num_steps = trainer.num_steps(config)
   log(f"[{sweep.name}] {name} seed {seed}: training {num_steps} steps in {run_dir}")
@@ -176,20 +180,19 @@ def _train_one(sweep: Sweep, name: str, seed: int, workdir: Path, trainer, log) 
     trainer.train(config, str(run_dir))
   except FloatingPointError as e:  # the trainer's NonFiniteLossError: a result, not a crash
     log(f"[{sweep.name}] {name} seed {seed}: diverged ({e})")
-    _write_json(
-      result_path,
-      {
-        "variant": name,
-        "seed": seed,
-        "steps": num_steps,
-        "diverged": str(e),
-        "wall_s": previous + time.time() - start,
-      },
-    )
+    result = {
+      "variant": name,
+      "seed": seed,
+      "steps": num_steps,
+      "diverged": str(e),
+      "wall_s": previous + time.time() - start,
+    }
+    records.write(result_path, result)
+    records.write_run(results, config, result, read_metrics(run_dir))
     return
   finally:
     wall = previous + time.time() - start
-    _write_json(wall_path, {"wall_s": wall})
+    records.write(wall_path, {"wall_s": wall})
   final = final_eval(read_metrics(run_dir), num_steps)
   if final is None:
     raise SweepInterrupted(f"{name} seed {seed} stopped before step {num_steps}; rerun to resume")
@@ -204,7 +207,8 @@ def _train_one(sweep: Sweep, name: str, seed: int, workdir: Path, trainer, log) 
     "test_examples": len(labels),
     **final,
   }
-  _write_json(result_path, result)
+  records.write(result_path, result)
+  records.write_run(results, config, result, read_metrics(run_dir))
   log(f"[{sweep.name}] {name} seed {seed}: top-1 {report.result_top1(result):.4f} in {wall:.0f}s")
 
 
@@ -222,6 +226,13 @@ def predictions(
       if "fingerprint" not in f or str(f["fingerprint"]) == fingerprint:
         return f["probabilities"], f["labels"]
   run_dir = workdir / name / f"seed{seed}"
+  if not run_dir.is_dir():
+    raise FileNotFoundError(
+      f"{name} seed {seed} has a record but no run directory in {workdir} (its checkpoints are "
+      f"gone), and its {crops}-crop predictions were never saved. Evaluate rows in the same "
+      f"--workdir as the runs they evaluate, or delete "
+      f"{records.RUNS}/{name}/seed{seed}.json in the results directory to train it again."
+    )
   probs, labels = trainer.predict(config, str(run_dir), crops, sweep.eval_examples)
   probs, labels = np.asarray(probs, np.float32), np.asarray(labels, np.int32)
   tmp = path.with_suffix(".tmp")
@@ -237,12 +248,12 @@ def prediction_fingerprint(config: ml_collections.ConfigDict, crops: int, exampl
   return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _evaluate_one(sweep: Sweep, v: Variant, workdir: Path, trainer, log) -> None:
-  path = workdir / v.name / "eval.json"
+def _evaluate_one(sweep: Sweep, v: Variant, workdir: Path, results: Path, trainer, log) -> None:
   # The trained runs this row evaluates that finished without diverging (lists, as in JSON).
-  members = [[n, s] for n, s in finished_members(workdir, sweep.members(v))]
-  if path.exists() and json.loads(path.read_text()).get("members", members) == members:
-    log(f"[{sweep.name}] {v.name}: done, skipped")
+  members = [[n, s] for n, s in records.finished_members(sweep, results, sweep.members(v))]
+  recorded = records.read_eval(results, v.name)
+  if recorded is not None and recorded.get("members") == members:
+    log(f"[{sweep.name}] {v.name}: recorded, skipped")
     return
   start = time.time()
   outputs = [predictions(sweep, n, s, v.crops, workdir, trainer) for n, s in members]
@@ -250,22 +261,42 @@ def _evaluate_one(sweep: Sweep, v: Variant, workdir: Path, trainer, log) -> None
     runs = [stats.scores(*o) | {"seed": s} for o, (_, s) in zip(outputs, members, strict=True)]
   else:
     runs = [stats.scores(*stats.ensemble(outputs)) | {"models": len(outputs)}]
+  difference = None
+  if members and (v.ensemble or v.crops > 1):  # paired by test example against 1 crop
+    single = [predictions(sweep, n, s, 1, workdir, trainer) for n, s in members]
+    difference = _paired_against_one_crop(v, outputs, single)
   result = {
     "variant": v.name,
     "crops": v.crops,
     "members": members,
     "runs": runs,
+    "difference": dataclasses.asdict(difference) if difference else None,
     "wall_s": time.time() - start,
   }
-  _write_json(path, result)
+  records.write(records.eval_path(results, v.name), result)
   log(
     f"[{sweep.name}] {v.name}: top-1 {statistics.mean(r['top1'] for r in runs):.4f} "
     f"({v.crops} crops) in {result['wall_s']:.0f}s"
   )
 
 
-def _write_json(path: Path, value: Any) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(value, indent=1))
-  tmp.replace(path)  # atomic: a result file is either complete or absent
+def _paired_against_one_crop(
+  v: Variant,
+  outputs: Sequence[tuple[np.ndarray, np.ndarray]],
+  single: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> stats.Difference:
+  """Row `v`'s per-example top-1 correctness (its ensemble's, or its models' mean) against the
+  same models' mean with 1 crop."""
+  probs, labels = stats.ensemble(outputs)  # checks that the members' labels agree
+  _, reference_labels = stats.ensemble(single)
+  if not np.array_equal(labels, reference_labels):
+    raise ValueError(
+      f"{v.name}: its predictions and the 1-crop ones are not of the same test examples in "
+      "the same order; delete the predictions_c*.npz files of its runs and rerun"
+    )
+  if v.ensemble:
+    ours = stats.correct(probs, labels)
+  else:
+    ours = np.mean([stats.correct(p, labels) for p, _ in outputs], axis=0)
+  reference = np.mean([stats.correct(p, labels) for p, _ in single], axis=0)
+  return stats.example_paired(ours, reference)
