@@ -6,7 +6,6 @@ a real tiny variant.
 """
 
 import importlib
-import os
 import pathlib
 import sys
 
@@ -20,7 +19,7 @@ pytest.importorskip("matplotlib")
 from helpers.sweeps import SimulatedTrainer  # noqa: E402
 
 from inception_jax import sweeps  # noqa: E402
-from inception_jax.sweeps import figures  # noqa: E402
+from inception_jax.sweeps import figures, publish  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -40,20 +39,8 @@ def tiny_sweeps(tmp_path_factory):
   return out
 
 
-def execute(path: pathlib.Path, env: dict[str, str], monkeypatch) -> "nbformat.NotebookNode":
-  monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend renders PNGs
-  for key, value in env.items():
-    monkeypatch.setenv(key, value)
-  # The kernel is a child process: it must import this checkout even without `pip install -e`.
-  monkeypatch.setenv(
-    "PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-  )
-  nb = nbformat.read(path, as_version=4)
-  client = nbclient.NotebookClient(
-    nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
-  )
-  client.execute()
-  return nb
+def execute(path: pathlib.Path, env: dict[str, str]) -> "nbformat.NotebookNode":
+  return publish.execute_notebook(path, env, save=False)
 
 
 def kernel_python_ok() -> bool:
@@ -75,11 +62,10 @@ def python3_kernel():
 
 
 @pytest.mark.parametrize("notebook", sorted(ABLATION_NOTEBOOKS))
-def test_ablation_notebook_executes_on_a_tiny_sweep(notebook, tiny_sweeps, monkeypatch):
+def test_ablation_notebook_executes_on_a_tiny_sweep(notebook, tiny_sweeps):
   nb = execute(
     NOTEBOOKS / notebook,
     {"SWEEP_WORKDIR": str(tiny_sweeps[ABLATION_NOTEBOOKS[notebook]])},
-    monkeypatch,
   )
   images = [
     o
@@ -93,8 +79,8 @@ def test_ablation_notebook_executes_on_a_tiny_sweep(notebook, tiny_sweeps, monke
   assert not errors
 
 
-def test_architecture_notebook_executes(monkeypatch):
-  nb = execute(NOTEBOOKS / "architecture.ipynb", {}, monkeypatch)
+def test_architecture_notebook_executes():
+  nb = execute(NOTEBOOKS / "architecture.ipynb", {})
   text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
   assert "whole network: reduced 1.5" in text  # GoogLeNet: 1.58G multiply-adds recomputed
 

@@ -18,7 +18,7 @@ from helpers.training import subprocess_env
 
 from inception_jax import data, sweeps
 from inception_jax.evaluation import evaluate
-from inception_jax.sweeps import figures, stats, summary
+from inception_jax.sweeps import figures, publish, stats, summary
 from inception_jax.sweeps.metrics import predictions_path
 from inception_jax.training import parallel
 
@@ -177,8 +177,17 @@ def test_readme_figure_is_drawn_from_both_result_tables(tmp_path):
     )
   out = tmp_path / "effects.png"
   env = subprocess_env()
+  readme = tmp_path / "README.md"  # the README's table is rewritten between its markers
+  readme.write_text("# x\n\n<!-- effects:begin -->\n| old |\n<!-- effects:end -->\n\nafter\n")
   printed = subprocess.run(
-    [sys.executable, "-m", "experiments.figures", f"--results={tmp_path}", f"--out={out}"],
+    [
+      sys.executable,
+      "-m",
+      "experiments.figures",
+      f"--results={tmp_path}",
+      f"--out={out}",
+      f"--readme={readme}",
+    ],
     cwd=ROOT,
     env=env,
     check=True,
@@ -192,6 +201,12 @@ def test_readme_figure_is_drawn_from_both_result_tables(tmp_path):
   assert len(table) == len(tiny_rows)
   crops = next(line for line in table if line.startswith("| multi-crop: 10 vs 1 crop |"))
   assert "9.15 vs 10.07% top-5 err" in crops and "(16 examples)" in crops
+  body = readme.read_text()
+  assert "| old |" not in body and body.endswith("<!-- effects:end -->\n\nafter\n")
+  assert "\n".join(table) in body and f"{readme}: effects table updated" in printed
+  readme.write_text("no markers\n")
+  with pytest.raises(ValueError, match="effects:begin"):
+    publish.update_readme(readme, "| t |")
   missing = subprocess.run(
     [sys.executable, "-m", "experiments.figures", f"--results={tmp_path / 'none'}"],
     cwd=ROOT,

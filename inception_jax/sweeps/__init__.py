@@ -7,6 +7,7 @@ runner    trains what has no record and evaluates the evaluation-only rows (Trai
 records   the committed record of each finished run and evaluation (RESULTS/runs/)
 report    results.csv, results.md and curves.csv, from the records
 stats     scores of saved predictions; paired differences (by seed, by test example)
+publish   the README's effects table and the executed notebooks, after a chunk
 plan      full scale: commands and device-hours
 cli       the command line of experiments/v1_ablations.py and v3_ablations.py
 """
