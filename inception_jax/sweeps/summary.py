@@ -77,6 +77,11 @@ def effects_markdown(sweeps: Mapping[str, Sequence[Mapping[str, str]]]) -> str:
     else:
       ours = f"{mean:+.2f}" + (f" [{low:+.2f}, {high:+.2f}]" if low is not None else "")
       ours += f" ({r['paired_over']})"
-      reading = r["reading"] or "no paper direction"
+      if r["reading"]:
+        reading = r["reading"]
+      elif low is None:  # one pair: no interval, no reading
+        reading = "too few seeds to read"
+      else:
+        reading = "no paper direction"
     lines.append(f"| {effect} | {_paper(rows, r)} | {ours} | {reading} |")
   return "\n".join(lines)
