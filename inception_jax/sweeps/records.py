@@ -90,13 +90,23 @@ def read_run(
   if not path.exists():
     return None
   record = json.loads(path.read_text())
-  differing = sorted(differences(record.get("recipe"), recipe(config)))
+  recorded, now = record.get("recipe") or {}, recipe(config)
+  differing = sorted(differences(recorded, now))
   if differing:
+    values = "; ".join(
+      f"{k}: recorded {_field(recorded, k)!r}, now {_field(now, k)!r}" for k in differing[:3]
+    )
     raise ValueError(
-      f"{path} was recorded with another recipe ({', '.join(differing[:5])} differ). Pass the "
-      "--dataset it ran on, or delete the file to train this run again."
+      f"{path} was recorded with another recipe ({', '.join(differing[:5])} differ). {values}. "
+      "Pass the --dataset it ran on, or delete the file to train this run again."
     )
   return record
+
+
+def _field(value: Any, dotted: str) -> Any:
+  for key in dotted.split("."):
+    value = value.get(key) if isinstance(value, dict) else None
+  return value
 
 
 def is_finished(record: Mapping[str, Any] | None) -> bool:

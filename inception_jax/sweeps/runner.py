@@ -187,8 +187,7 @@ def _train_one(
       "diverged": str(e),
       "wall_s": previous + time.time() - start,
     }
-    records.write(result_path, result)
-    records.write_run(results, config, result, read_metrics(run_dir))
+    _finish(run_dir, results, config, result)
     return
   finally:
     wall = previous + time.time() - start
@@ -207,9 +206,17 @@ def _train_one(
     "test_examples": len(labels),
     **final,
   }
-  records.write(result_path, result)
-  records.write_run(results, config, result, read_metrics(run_dir))
+  _finish(run_dir, results, config, result)
   log(f"[{sweep.name}] {name} seed {seed}: top-1 {report.result_top1(result):.4f} in {wall:.0f}s")
+
+
+def _finish(
+  run_dir: Path, results: Path, config: ml_collections.ConfigDict, result: dict[str, Any]
+) -> None:
+  """A run's end: result.json in its workdir (what a rerun records if it stops in between), then
+  its record."""
+  records.write(run_dir / "result.json", result)
+  records.write_run(results, config, result, read_metrics(run_dir))
 
 
 def predictions(
