@@ -171,6 +171,10 @@ def test_only_filter_runs_what_a_row_needs(ablation_files, tmp_path):
   assert rows[("module", "naive")]["ours"] == ""  # not run: a blank, not a wrong number
   with pytest.raises(ValueError, match="unknown variant"):
     sweeps.run_sweep(s, tmp_path, only=["nope"], trainer=trainer, log=lambda m: None)
+  # A misspelt row is reported before the dataset is looked at (extracting one takes minutes).
+  missing = dataclasses.replace(s, dataset=f"folder:{tmp_path / 'no_such_folder'}")
+  with pytest.raises(ValueError, match="unknown variant"):
+    sweeps.run_sweep(missing, tmp_path, only=["nope"], trainer=trainer, log=lambda m: None)
 
 
 # Paper figures (docs/PAPERS.md) that must sit on these rows.

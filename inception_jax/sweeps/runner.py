@@ -113,12 +113,12 @@ def run_sweep(
   results = Path(results) if results is not None else workdir
   workdir.mkdir(parents=True, exist_ok=True)
   results.mkdir(parents=True, exist_ok=True)
-  if sweep.dataset:
-    log(f"[{sweep.name}] data: {datasets.prepare(sweep.dataset)}")
   variants = sweep.variants()
   unknown = sorted(set(only) - set(variants))
-  if unknown:
+  if unknown:  # before the data is prepared (minutes for a tarball)
     raise ValueError(f"unknown variant(s) {unknown}; known: {', '.join(variants)}")
+  if sweep.dataset:
+    log(f"[{sweep.name}] data: {datasets.prepare(sweep.dataset)}")
   selected = [variants[n] for n in (only or variants)]
   to_train: list[str] = []
   for v in selected:
