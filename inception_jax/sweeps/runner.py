@@ -108,15 +108,15 @@ def run_sweep(
   `only`: variant names to run (evaluation-only rows pull in the variants they evaluate); the
   tables always cover every row, with blanks where results are missing.
   """
+  variants = sweep.variants()
+  unknown = sorted(set(only) - set(variants))
+  if unknown:  # before anything is written or the data prepared (minutes for a tarball)
+    raise ValueError(f"unknown variant(s) {unknown}; known: {', '.join(variants)}")
   trainer = trainer or Trainer()
   workdir = Path(workdir)
   results = Path(results) if results is not None else workdir
   workdir.mkdir(parents=True, exist_ok=True)
   results.mkdir(parents=True, exist_ok=True)
-  variants = sweep.variants()
-  unknown = sorted(set(only) - set(variants))
-  if unknown:  # before the data is prepared (minutes for a tarball)
-    raise ValueError(f"unknown variant(s) {unknown}; known: {', '.join(variants)}")
   if sweep.dataset:
     log(f"[{sweep.name}] data: {datasets.prepare(sweep.dataset)}")
   selected = [variants[n] for n in (only or variants)]
