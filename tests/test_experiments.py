@@ -273,6 +273,27 @@ def test_full_scale_prints_commands_and_device_hours(ablation_files, capsys):
   assert float(line.split("|")[4]) > 1  # 100 ImageNet epochs of Inception-v3: many device-hours
 
 
+def test_each_models_evaluate_command_names_the_seed_it_was_trained_with(ablation_files):
+  s = ablation_files["v1_ablations"].make_sweep("small")
+  crops = sweeps.report.command(s, s.variants()["crops_10"], pathlib.Path("/w")).split("; ")
+  seeds = s.seeds_of("googlenet")
+  assert len(crops) == len(seeds) > 1
+  for cmd, seed in zip(crops, seeds, strict=True):
+    assert f"small,googlenet,{seed} " in cmd and f"--workdir=/w/googlenet/seed{seed} " in cmd
+
+
+def test_misspelt_only_row_is_one_line_and_writes_nothing(ablation_files, tmp_path, capsys):
+  workdir, results = tmp_path / "w", tmp_path / "r"
+  argv = ["v1", "--scale=tiny", "--only=googlenet_lrnn", f"--workdir={workdir}"]
+  with pytest.raises(SystemExit) as e:
+    sweeps.main(ablation_files["v1_ablations"].make_sweep, [*argv, f"--results={results}"])
+  assert e.value.code == 1
+  err = capsys.readouterr().err
+  assert err.startswith("error (ConfigError): unknown variant(s) ['googlenet_lrnn'] in --only")
+  assert "googlenet_lrn" in err and "Traceback" not in err
+  assert not workdir.exists() and not results.exists()
+
+
 @pytest.mark.slow
 def test_real_tiny_variant_trains_evaluates_and_is_skipped_on_rerun(ablation_files, tmp_path):
   """The real trainer end to end on one tiny variant (a few steps on digits)."""
