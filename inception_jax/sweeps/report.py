@@ -358,7 +358,7 @@ def format_markdown(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> str:
       f"## {ablation.title}",
       "",
       "| row | paper | ours | ours − paper | comparable | top-1 err | vs base: Δ top-1 err "
-      "[95% interval] | reading | top-5 err | MACs/image | params | seeds | test examples | "
+      "[95% interval] | reading | top-5 err | MACs/image | params | seeds | test_examples | "
       "steps | wall | command |",
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
