@@ -15,6 +15,7 @@ import PIL.Image
 import pytest
 from helpers.sweeps import SimulatedTrainer
 from helpers.training import subprocess_env
+from matplotlib.container import BarContainer
 
 from inception_jax import data, sweeps
 from inception_jax.evaluation import evaluate
@@ -215,6 +216,57 @@ def test_readme_figure_is_drawn_from_both_result_tables(tmp_path):
     text=True,
   )
   assert missing.returncode != 0 and "run the sweeps first" in missing.stderr
+
+
+def _row(ablation, variant, metric="", paper="", ours="", **kw):
+  row = dict.fromkeys(
+    ["ours_std", "seeds", "top1_err", "top5_err", "macs", "full_macs", "base", "steps", "dataset"],
+    "",
+  )
+  row.update(ablation=ablation, variant=variant, paper_metric=metric, paper_value=paper)
+  row.update(paper="x" if paper else "", ours=ours, dataset="folder:data/cifar10", **kw)
+  return row
+
+
+def test_module_panel_shows_the_cost_row_with_its_error_and_the_paper_pairs_are_stated():
+  base = _row("module", "googlenet_narrow", "G multiply-adds", "1.5", "1.58", top1_err="36.0")
+  base.update(macs="14.6e6", full_macs="1.58e9")
+  naive = _row(
+    "module", "naive_narrow", ours="35.0", ours_std="1.0", seeds="0 1 2", top1_err="35.0"
+  )
+  naive.update(macs="58.4e6", full_macs="12.5e9", base="googlenet_narrow", diff="-1.0")
+  naive.update(diff_low="-2.4", diff_high="0.3", paired_over="3 seeds", reading="appears")
+  fig = figures.beside_paper([base, naive])
+  ax = fig.axes[0]
+  assert [t.get_text() for t in ax.get_xticklabels()] == ["googlenet_narrow", "naive_narrow"]
+  bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+  ours = [p.get_height() for p in bars[1]]
+  assert ours == pytest.approx([36.0, 35.0])  # the cost row is drawn with its top-1 error
+  table = summary.effects_markdown({"v1_ablations": [base, naive]})
+  assert "7.9x the base's multiply-adds at full size, 4.0x as trained (our count)" in table
+  t4 = _row("table4", "bn_inception_144", "top-5 err", "5.82", "2.67", diff="-2.25")
+  t4.update(diff_low="-2.91", diff_high="-1.59", paired_over="10000 examples", reading="appears")
+  row = summary.effects_markdown({"v3_ablations": [t4]}).splitlines()[-1]
+  assert "| 22 vs 25.2% top-1 err (Rethinking Table 4, 144 crops, vs Table 3, 1 crop) |" in row
+
+
+def test_learning_curves_plot_the_training_error_not_the_loss():
+  curves = [
+    {
+      "variant": v,
+      "seed": str(seed),
+      "step": str(step),
+      "train/loss": str(loss),
+      "train/top1": str(top1),
+      "eval_ema/top1": "",
+    }
+    for v, loss in (("with_aux", 3.0), ("no_aux", 1.0))  # the loss differs by the aux term
+    for seed, top1 in ((0, 0.6), (1, 0.8))
+    for step in (50, 100)
+  ]
+  ax = figures.learning_curves(curves).axes[0]
+  for line in ax.get_lines():
+    assert list(line.get_ydata()) == pytest.approx([30.0, 30.0])  # 100 * (1 - mean top-1)
 
 
 def test_readme_shows_the_effects_table_and_figure_of_the_committed_results():

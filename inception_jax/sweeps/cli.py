@@ -91,13 +91,14 @@ def main(make_sweep: Callable[[str], Sweep], argv: Sequence[str]) -> list | str:
     report.write_tables(sweep, rows, results)
     print(report.format_markdown(sweep, rows))
     return rows
-  rows = runner.run_sweep(
-    sweep,
-    workdir,
-    only=f.only,
-    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True),
-    results=results,
-  )
+  with cli.user_errors():  # a misspelt --only row: one line, nothing written
+    rows = runner.run_sweep(
+      sweep,
+      workdir,
+      only=f.only,
+      log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True),
+      results=results,
+    )
   print(report.format_markdown(sweep, rows))
   return rows
 

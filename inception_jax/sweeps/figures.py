@@ -5,8 +5,9 @@ of curves.csv and returns a matplotlib Figure:
   effects             each row's paired difference to its base with its 95% interval
                       (the README's figure)
   beside_paper        per-row error with the seeds' interval beside the paper's figure
+                      (a cost row, as the module ablation's base, with its error)
   cost_vs_accuracy    test-time multiply-adds per image against top-1 error
-  learning_curves     training loss per variant (mean over seeds) and each seed's final error
+  learning_curves     training top-1 error per variant (mean over seeds), each seed's final error
 """
 
 from __future__ import annotations
@@ -77,33 +78,50 @@ def _seed_interval(row: Row) -> float:
   return float(scipy_stats.t.ppf(0.975, seeds - 1)) * std / math.sqrt(seeds)
 
 
+def _in_metric(row: Row, metric: str) -> bool:
+  return row["paper_metric"] == metric or (row["paper_metric"] == "" and metric == "top-1 err")
+
+
+def _panel_value(row: Row, metric: str) -> float | None:
+  """Our figure in the panel's metric: the `ours` column where the row's paper figure is in that
+  metric (or none: `ours` is then top-1 error); else our error in it (a cost row such as Figure
+  2b's base: its accuracy, without an interval)."""
+  if _in_metric(row, metric):
+    return number(row["ours"])
+  return number(row.get("top5_err" if metric == "top-5 err" else "top1_err"))
+
+
 def beside_paper(rows: Sequence[Row]) -> Figure:
-  """One panel per ablation: the paper's figure and ours (mean over seeds with its 95% interval)
-  in the paper's metric; the top-1 error where the paper gives none. Below full scale the two are
-  not like-for-like (the `comparable` column): read the ordering within a panel."""
-  error_rows = [r for r in rows if r["paper_metric"] in ("top-1 err", "top-5 err", "")]
-  ablations = list(dict.fromkeys(r["ablation"] for r in error_rows))
+  """One panel per ablation with an error figure: the paper's figure and ours (mean over seeds
+  with its 95% interval) in the paper's metric; the top-1 error where the paper gives none (a
+  cost row, such as the module ablation's base, is drawn with its error, no paper bar). Below full
+  scale the two are not like-for-like (the `comparable` column): read the ordering in a panel."""
+  errors = ("top-1 err", "top-5 err")
+  ablations = list(dict.fromkeys(r["ablation"] for r in rows if r["paper_metric"] in (*errors, "")))
   fig, axes = plt.subplots(
     1, max(len(ablations), 1), figsize=(4.2 * max(len(ablations), 1), 3.8), squeeze=False
   )
   for ax, name in zip(axes[0], ablations, strict=False):
-    panel = [r for r in error_rows if r["ablation"] == name]
+    panel = [r for r in rows if r["ablation"] == name]
+    metric = next((r["paper_metric"] for r in panel if r["paper_metric"] in errors), "top-1 err")
     x = range(len(panel))
     nan = float("nan")  # no bar where there is no figure
-    paper = [v if (v := number(r["paper_value"])) is not None else nan for r in panel]
-    ours = [v if (v := number(r["ours"])) is not None else nan for r in panel]
+    paper = [
+      v if r["paper_metric"] == metric and (v := number(r["paper_value"])) is not None else nan
+      for r in panel
+    ]
+    ours = [v if (v := _panel_value(r, metric)) is not None else nan for r in panel]
     ax.bar([i - 0.2 for i in x], paper, 0.4, label="paper (ImageNet)", color="#999")
     ax.bar(
       [i + 0.2 for i in x],
       ours,
       0.4,
-      yerr=[_seed_interval(r) for r in panel],
+      yerr=[_seed_interval(r) if _in_metric(r, metric) else 0.0 for r in panel],
       capsize=3,
       label=f"ours ({panel[0]['dataset'].rstrip('/').split('/')[-1]}, 95% interval)",
       color="C0",
     )
     ax.set_xticks(list(x), [r["variant"] for r in panel], rotation=30, ha="right", fontsize=8)
-    metric = next((r["paper_metric"] for r in panel if r["paper_metric"]), "top-1 err")
     ax.set_ylabel(f"{metric} (%)")
     ax.set_title(name)
   axes[0][0].legend(fontsize=7)
@@ -132,27 +150,29 @@ def cost_vs_accuracy(rows: Sequence[Row]) -> Figure:
 
 
 def learning_curves(curves: Sequence[Row]) -> Figure:
-  """Training loss per variant (mean over seeds, per logged step) and each seed's final top-1
-  error with the averaged parameters."""
+  """Training top-1 error per variant (mean over seeds, per logged step; on the augmented training
+  batches) and each seed's final top-1 error with the averaged parameters. The training error, not
+  the loss: the loss carries the auxiliary and label-smoothing terms, which differ between rows.
+  The sweeps evaluate once, at the end, so there is no test curve."""
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
-  loss: dict[str, dict[float, list[float]]] = {}
+  train: dict[str, dict[float, list[float]]] = {}
   final: dict[str, dict[str, tuple[float, float]]] = {}
   for c in curves:
-    if number(c.get("train/loss")) is not None:
-      loss.setdefault(c["variant"], {}).setdefault(number(c["step"]), []).append(
-        number(c["train/loss"])
+    if number(c.get("train/top1")) is not None:
+      train.setdefault(c["variant"], {}).setdefault(number(c["step"]), []).append(
+        100 * (1 - number(c["train/top1"]))
       )
     if number(c.get("eval_ema/top1")) is not None:
       step, seeds = number(c["step"]), final.setdefault(c["variant"], {})
       if c["seed"] not in seeds or step >= seeds[c["seed"]][0]:
         seeds[c["seed"]] = (step, 100 * (1 - number(c["eval_ema/top1"])))
-  for variant, by_step in loss.items():
+  for variant, by_step in train.items():
     steps = sorted(by_step)
     ax1.plot(steps, [statistics.mean(by_step[s]) for s in steps], label=variant, lw=1)
   ax1.set_xlabel("step")
-  ax1.set_ylabel("training loss (mean over seeds)")
-  ax1.set_title("training loss")
-  if loss:
+  ax1.set_ylabel("training top-1 error (%), mean over seeds")
+  ax1.set_title("training error (augmented batches)")
+  if train:
     ax1.legend(fontsize=6, ncol=2)
   names = sorted(final)
   for i, name in enumerate(names):

@@ -119,14 +119,14 @@ def command(sweep: Sweep, v: Variant, workdir: Path) -> str:
       for s in seeds
     )
   members = sweep.members(v)
-  config_arg = sweep.config_arg(members[0][0])
-  if v.evaluates:
+  if v.evaluates:  # each model with the recipe (and seed) it was trained with
     return "; ".join(
-      f"python -m experiments.evaluate --config={config_arg} "
+      f"python -m experiments.evaluate --config={sweep.config_arg(n, s)} "
       f"--workdir={run_dir(n, s)} --crops={v.crops}"
       for n, s in members
     )
   dirs = " ".join(f"--workdir={run_dir(n, s)}" for n, s in members)
+  config_arg = sweep.config_arg(members[0][0], members[0][1])
   return f"python -m experiments.evaluate --config={config_arg} {dirs} --crops={v.crops}"
 
 
@@ -358,7 +358,7 @@ def format_markdown(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> str:
       f"## {ablation.title}",
       "",
       "| row | paper | ours | ours − paper | comparable | top-1 err | vs base: Δ top-1 err "
-      "[95% interval] | reading | top-5 err | MACs/image | params | seeds | test examples | "
+      "[95% interval] | reading | top-5 err | MACs/image | params | seeds | test_examples | "
       "steps | wall | command |",
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -39,7 +39,7 @@ import ml_collections
 import numpy as np
 
 from inception_jax import data
-from inception_jax.errors import SweepInterrupted
+from inception_jax.errors import ConfigError, SweepInterrupted
 from inception_jax.evaluation import evaluate
 from inception_jax.sweeps import datasets, records, report, stats
 from inception_jax.sweeps.metrics import final_eval, predictions_path, read_metrics
@@ -111,7 +111,7 @@ def run_sweep(
   variants = sweep.variants()
   unknown = sorted(set(only) - set(variants))
   if unknown:  # before anything is written or the data prepared (minutes for a tarball)
-    raise ValueError(f"unknown variant(s) {unknown}; known: {', '.join(variants)}")
+    raise ConfigError(f"unknown variant(s) {unknown} in --only; known: {', '.join(variants)}")
   trainer = trainer or Trainer()
   workdir = Path(workdir)
   results = Path(results) if results is not None else workdir
