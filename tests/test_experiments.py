@@ -20,7 +20,7 @@ import pytest
 from helpers.sweeps import SimulatedTrainer
 
 from inception_jax import sweeps
-from inception_jax.sweeps import datasets
+from inception_jax.sweeps import datasets, records
 
 REQUIRED_COLUMNS = ("variant", "paper", "ours", "macs", "params", "command")
 
@@ -443,28 +443,15 @@ def test_rows_differ_from_their_base_only_in_the_ablated_switch(ablation_files, 
   ablated switch written out in SWITCHES."""
   s = ablation_files[name].make_sweep(scale)
 
-  def flat(config):
-    out = {}
-
-    def walk(prefix, node):
-      for k, v in node.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-          walk(key + ".", v)
-        else:
-          out[key] = v
-
-    walk("", config.to_dict())
-    return out
-
   checked = 0
   for ablation in s.ablations:
     for v in ablation.variants:
       base = ablation.base_of(v.name)
       if not v.trained or base is None:
         continue
-      row, ref = flat(s.config(v.name, 1)), flat(s.config(base, 1))
-      differing = {k for k in row.keys() | ref.keys() if row.get(k) != ref.get(k)}
+      differing = records.differences(
+        records.recipe(s.config(v.name, 1)), records.recipe(s.config(base, 1))
+      )
       switch = SWITCHES[v.name] | ({"image_size"} if (scale, v.name) == ("full", "v2") else set())
       assert differing == switch, (ablation.name, v.name, differing ^ switch)
       checked += 1
